@@ -1,0 +1,225 @@
+"""One frozen, typed configuration: dataclass defaults, then a YAML file, then dotted overrides.
+
+OmegaConf does the merging and refuses unknown keys and wrong types; `check` refuses impossible
+values. Every refusal is a `ConfigError` whose message is one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+TASKS = ("bandit", "two_step")
+BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
+ROLLOUT_MODES = ("onepass", "twopass")
+OPTIMIZERS = ("rmsprop", "adam")
+SYNC_STRATEGIES = ("allreduce", "allreduce_per_param", "reduce_broadcast", "ddp", "allreduce_fp16")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is one line that names the key."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = "bandit"
+    trials: int = 100
+    trial_input: bool = True  # feed the normalized trial index t/T to the agent
+    # bandit
+    arms: int = 2
+    distribution: str = "independent"
+    # two_step
+    common_prob: float = 0.8
+    reward_high: float = 0.9
+    reward_low: float = 0.1
+    swap_prob: float = 0.025
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    hidden: int = 48
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    updates: int = 2000
+    # Global episodes per rollout round, split evenly over the ranks. One update sees
+    # batch_episodes * sync.accumulate episodes.
+    batch_episodes: int = 128
+    rollout: str = "twopass"
+    optimizer: str = "rmsprop"
+    lr: float = 7e-4
+    gamma: float = 0.9
+    gae_lambda: float = 1.0
+    beta_v: float = 0.05
+    beta_e: float = 0.05
+    beta_e_final: float = -1.0  # entropy coefficient at the last update; < 0 keeps beta_e constant
+    max_grad_norm: float = 50.0  # 0 disables clipping
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    strategy: str = "allreduce"
+    accumulate: int = 1  # rollouts (backward calls) per rank before one synchronization
+    check_every: int = 100  # updates between cross-rank checksums of parameters and optimizer
+    max_skipped: int = 10  # consecutive non-finite gradients tolerated before the run stops
+    timeout_s: float = 300.0  # collective timeout
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every: int = 200  # updates between checkpoints; one is always written at the end
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    every: int = 20  # updates between log lines
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    run_dir: str = ""  # empty: runs/<timestamp>
+    task: TaskConfig = field(default_factory=TaskConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file at `path`, then `key=value` overrides; checked."""
+    layers = [OmegaConf.structured(Config)]
+    if path is not None:
+        layers.append(_read_yaml(Path(path)))
+    layers.append(_parse_overrides(overrides))
+    try:
+        merged = OmegaConf.merge(*layers)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{getattr(e, 'full_key', '') or '?'}: {_first_line(e)}") from None
+    check(cfg)
+    return cfg
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """A config from a plain nested dict, as stored in a checkpoint or config.yaml."""
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{getattr(e, 'full_key', '') or '?'}: {_first_line(e)}") from None
+    check(cfg)
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
+    """A copy of `cfg` with some fields of some sections changed: replace(cfg, train={"lr": 1e-3})."""
+    changed = {name: dataclasses.replace(getattr(cfg, name), **values) if isinstance(values, dict)
+               else values for name, values in sections.items()}
+    new = dataclasses.replace(cfg, **changed)
+    check(new)
+    return new
+
+
+def _read_yaml(path: Path):
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"--config: cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"--config: {path}{line} is not valid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of keys, not {type(data).__name__}")
+    return OmegaConf.create(data)
+
+
+def _parse_overrides(overrides: Sequence[str]):
+    pairs = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{item}: overrides are key=value, e.g. train.lr=0.001")
+        try:
+            pairs[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            pairs[key] = value
+    try:
+        return OmegaConf.from_dotlist([f"{k}={_dump(v)}" for k, v in pairs.items()])
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{_first_line(e)}") from None
+
+
+def _dump(value: Any) -> str:
+    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+
+
+def _first_line(e: Exception) -> str:
+    return str(getattr(e, "msg", None) or e).splitlines()[0]
+
+
+def _require(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {why}")
+
+
+def _choice(value: str, key: str, choices: Sequence[str]) -> None:
+    _require(value in choices, key, f"must be one of {', '.join(choices)} (got {value!r})")
+
+
+def check(cfg: Config) -> None:
+    """Refuse values no run can use. World-size constraints are checked by `check_world`."""
+    t, a, tr, s = cfg.task, cfg.agent, cfg.train, cfg.sync
+    _require(cfg.seed >= 0, "seed", "must be >= 0")
+    _choice(t.name, "task.name", TASKS)
+    _require(t.trials >= 1, "task.trials", "must be >= 1")
+    _require(t.arms >= 2, "task.arms", "must be >= 2")
+    _choice(t.distribution, "task.distribution", BANDIT_DISTRIBUTIONS)
+    _require(t.distribution == "independent" or t.arms == 2, "task.distribution",
+             f"{t.distribution!r} is defined for 2 arms only (task.arms={t.arms})")
+    for key in ("common_prob", "reward_high", "reward_low", "swap_prob"):
+        _require(0.0 <= getattr(t, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
+    _require(a.hidden >= 1, "agent.hidden", "must be >= 1")
+    _require(tr.updates >= 1, "train.updates", "must be >= 1")
+    _require(tr.batch_episodes >= 1, "train.batch_episodes", "must be >= 1")
+    _choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
+    _choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
+    _require(tr.lr > 0, "train.lr", "must be > 0")
+    _require(0.0 <= tr.gamma <= 1.0, "train.gamma", "must lie in [0, 1]")
+    _require(0.0 <= tr.gae_lambda <= 1.0, "train.gae_lambda", "must lie in [0, 1]")
+    _require(tr.beta_v >= 0, "train.beta_v", "must be >= 0")
+    _require(tr.beta_e >= 0, "train.beta_e", "must be >= 0")
+    _require(tr.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0 (0 disables clipping)")
+    _choice(s.strategy, "sync.strategy", SYNC_STRATEGIES)
+    _require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")
+    _require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
+    _require(s.max_skipped >= 1, "sync.max_skipped", "must be >= 1")
+    _require(s.timeout_s > 0, "sync.timeout_s", "must be > 0")
+    _require(not (s.strategy == "ddp" and tr.rollout == "onepass"), "sync.strategy",
+             "ddp needs train.rollout=twopass: DDP reduces once per forward, onepass steps many")
+    _require(cfg.checkpoint.every >= 1, "checkpoint.every", "must be >= 1")
+    _require(cfg.log.every >= 1, "log.every", "must be >= 1")
+
+
+def check_world(cfg: Config, world_size: int) -> None:
+    """Each rank rolls out an equal share of every rollout round."""
+    _require(cfg.train.batch_episodes % world_size == 0, "train.batch_episodes",
+             f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks")
