@@ -22,13 +22,13 @@ def _discount_matrix(length: int, factor: float) -> torch.Tensor:
     steps = torch.arange(length, dtype=torch.float64)
     power = steps.unsqueeze(0) - steps.unsqueeze(1)  # [T, T]: k - t
     m = torch.where(power >= 0, torch.tensor(factor, dtype=torch.float64) ** power.clamp(min=0), 0.0)
-    return m.float()
+    return m
 
 
 def discounted_sum(x: torch.Tensor, factor: float) -> torch.Tensor:
     """y[t] = sum_{k >= t} factor**(k - t) * x[k] over an episode that ends after x[T-1].
     x [T, B] -> y [T, B]."""
-    return _discount_matrix(x.shape[0], float(factor)) @ x
+    return _discount_matrix(x.shape[0], float(factor)).to(x.dtype) @ x
 
 
 def advantages(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:

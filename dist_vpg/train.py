@@ -105,7 +105,10 @@ def train(cfg: Config, world: distributed.World) -> dict:
 
 
 def threads_per_rank(local_ranks: int) -> int:
-    """The cores this process may use, shared evenly among the ranks on this node."""
+    """OMP_NUM_THREADS when set; else the cores this process may use, shared evenly among the
+    ranks on this node."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // max(1, local_ranks))
 

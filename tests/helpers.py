@@ -1,0 +1,55 @@
+"""Run a function on N gloo ranks in spawned processes, as torchrun would lay them out."""
+
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, fn, args, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      LOCAL_WORLD_SIZE=str(world_size), OMP_NUM_THREADS="1")
+    try:
+        queue.put((rank, "ok", fn(*args)))
+    except BaseException as e:  # the test decides what an exception means
+        queue.put((rank, "error", (type(e).__name__, str(e), traceback.format_exc())))
+
+
+def run_ranks(world_size: int, fn, *args, timeout: float = 600) -> list:
+    """fn(*args) on every rank; returns per-rank results, or ("error", (type, message, traceback))
+    entries for ranks that raised. fn must be importable (module level)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_worker, args=(r, world_size, port, fn, args, queue))
+             for r in range(world_size)]
+    for p in procs:
+        p.start()
+    results = {}
+    try:
+        for _ in procs:
+            rank, status, value = queue.get(timeout=timeout)
+            results[rank] = value if status == "ok" else ("error", value)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    return [results[r] for r in range(world_size)]
+
+
+def raised(result) -> tuple[str, str] | None:
+    """(exception type, message) if a rank's result is an error, else None."""
+    if isinstance(result, tuple) and len(result) == 2 and result[0] == "error":
+        return result[1][0], result[1][1]
+    return None

@@ -1,0 +1,80 @@
+import numpy as np
+import torch
+
+from dist_vpg.losses import a2c_loss, advantages, discounted_sum
+
+
+def _reference_gae(rewards, values, gamma, lam):
+    T, B = rewards.shape
+    adv = np.zeros((T, B))
+    running = np.zeros(B)
+    for t in reversed(range(T)):
+        next_value = values[t + 1] if t + 1 < T else 0.0
+        delta = rewards[t] + gamma * next_value - values[t]
+        running = delta + gamma * lam * running
+        adv[t] = running
+    return adv
+
+
+def test_discounted_sum_matches_loop():
+    x = np.random.default_rng(0).normal(size=(7, 3))
+    expected = np.zeros_like(x)
+    acc = np.zeros(3)
+    for t in reversed(range(7)):
+        acc = x[t] + 0.9 * acc
+        expected[t] = acc
+    got = discounted_sum(torch.tensor(x, dtype=torch.float32), 0.9)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gae_matches_loop_and_lambda_one_is_return_minus_value():
+    rng = np.random.default_rng(1)
+    r, v = rng.integers(0, 2, (12, 4)).astype(float), rng.normal(size=(12, 4))
+    for lam in (0.0, 0.5, 0.95, 1.0):
+        got = advantages(torch.tensor(r).float(), torch.tensor(v).float(), 0.8, lam)
+        np.testing.assert_allclose(got.numpy(), _reference_gae(r, v, 0.8, lam), rtol=1e-5, atol=1e-5)
+    returns = discounted_sum(torch.tensor(r).float(), 0.8)
+    got = advantages(torch.tensor(r).float(), torch.tensor(v).float(), 0.8, 1.0)
+    np.testing.assert_allclose(got.numpy(), (returns - torch.tensor(v).float()).numpy(), atol=1e-5)
+
+
+def _reference_loss(logits, values, actions, rewards, gamma, lam, beta_v, beta_e):
+    """The loss written out episode by episode, trial by trial, in float64."""
+    T, B, _ = logits.shape
+    adv = torch.tensor(_reference_gae(rewards.numpy(), values.detach().numpy(), gamma, lam))
+    total = 0.0
+    for b in range(B):
+        policy = value = entropy = 0.0
+        for t in range(T):
+            log_p = torch.log_softmax(logits[t, b], dim=0)
+            policy = policy - log_p[actions[t, b]] * adv[t, b]
+            target = adv[t, b] + values[t, b].detach()
+            value = value + 0.5 * (target - values[t, b]) ** 2
+            entropy = entropy - (log_p.exp() * log_p).sum()
+        total = total + policy + beta_v * value - beta_e * entropy
+    return total / B
+
+
+def test_a2c_loss_and_its_gradients_match_reference():
+    g = torch.Generator().manual_seed(0)
+    T, B, A = 6, 5, 3
+    logits = torch.randn(T, B, A, generator=g, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(T, B, generator=g, dtype=torch.float64, requires_grad=True)
+    actions = torch.randint(0, A, (T, B), generator=g)
+    rewards = torch.randint(0, 2, (T, B), generator=g).double()
+    args = (actions, rewards, 0.9, 0.7, 0.05, 0.05)
+    ours = a2c_loss(logits, values, *args)
+    grads = torch.autograd.grad(ours.total, (logits, values))
+    ref = _reference_loss(logits, values, *args)
+    ref_grads = torch.autograd.grad(ref, (logits, values))
+    assert torch.allclose(ours.total, ref)
+    for a, b in zip(grads, ref_grads):
+        assert torch.allclose(a, b)
+    assert torch.allclose(ours.total, ours.policy + 0.05 * ours.value - 0.05 * ours.entropy)
+
+
+def test_uniform_policy_has_maximal_entropy():
+    logits = torch.zeros(4, 3, 2)
+    loss = a2c_loss(logits, torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, 3),
+                    0.9, 1.0, 0.05, 0.05)
+    assert torch.allclose(loss.entropy, torch.tensor(4 * np.log(2), dtype=torch.float32))

@@ -1,0 +1,42 @@
+import numpy as np
+import torch
+
+from dist_vpg import noise
+
+
+def test_uniforms_depend_only_on_their_coordinates():
+    whole = noise.uniforms((1, 0, 5), np.arange(10), 4, 3)
+    part = noise.uniforms((1, 0, 5), np.array([7, 3]), 4, 3)
+    assert whole.shape == (4, 10, 3)
+    assert torch.equal(part[:, 0], whole[:, 7])
+    assert torch.equal(part[:, 1], whole[:, 3])
+
+
+def test_uniforms_change_with_every_coordinate():
+    base = noise.uniforms((1, 0, 5), np.arange(4), 3, 2)
+    for key in [(2, 0, 5), (1, 1, 5), (1, 0, 6)]:
+        assert not torch.equal(base, noise.uniforms(key, np.arange(4), 3, 2))
+    assert not torch.equal(base[:, :2], noise.uniforms((1, 0, 5), np.arange(2, 4), 3, 2)[:, :2])
+
+
+def test_uniforms_look_uniform_and_independent():
+    u = noise.uniforms((0, 0, 0), np.arange(2000), 50, 2).double()
+    assert 0.0 <= u.min() and u.max() < 1.0
+    assert abs(u.mean().item() - 0.5) < 0.003  # 200k draws: standard error 0.00065
+    assert abs(u.var().item() - 1 / 12) < 0.002
+    flat = u.reshape(-1, 2)
+    assert abs(torch.corrcoef(flat.T)[0, 1].item()) < 0.01
+    lag = u[1:, :, 0].reshape(-1), u[:-1, :, 0].reshape(-1)
+    assert abs(torch.corrcoef(torch.stack(lag))[0, 1].item()) < 0.01
+    counts = torch.histc(u.float(), bins=10, min=0, max=1)
+    expected = u.numel() / 10
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 30  # 9 degrees of freedom: p < 0.001 above 27.9
+
+
+def test_draw_splits_train_from_eval():
+    kw = dict(episodes=np.arange(8), trials=5, episode_draws=2, trial_draws=1)
+    train = noise.draw(0, noise.TRAIN, 0, **kw)
+    evaluation = noise.draw(0, noise.EVAL, 0, **kw)
+    assert train.episode.shape == (8, 2) and train.trial.shape == (5, 8, 1) and train.action.shape == (5, 8)
+    assert not torch.equal(train.trial, evaluation.trial)
