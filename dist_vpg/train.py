@@ -97,7 +97,7 @@ def train(cfg: Config, world: distributed.World) -> dict:
 
     summary = window.summary(timings, skipped_total, task.trials)
     summary.update(run_dir=str(run_dir), strategy=strategy.name, world_size=world.world_size,
-                   updates=tr.updates)
+                   updates=tr.updates, params_crc32=sync.checksum(agent, None))
     if world.is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(f"dist_vpg: done; checkpoints and summary.json in {run_dir}", flush=True)
