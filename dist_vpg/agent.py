@@ -45,8 +45,9 @@ class Agent(nn.Module):
     def step(self, x: torch.Tensor, state: LSTMState) -> LSTMState:
         """One trial: x [B, I] -> the next state."""
         lstm = self.lstm
-        h, c = torch.lstm_cell(x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0,
-                               lstm.bias_hh_l0)
+        h, c = torch.lstm_cell(
+            x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+        )
         return LSTMState(h, c)
 
     def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

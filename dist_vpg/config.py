@@ -7,9 +7,10 @@ values. Every refusal is a `ConfigError` whose message is one line naming the ke
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
@@ -129,8 +130,10 @@ def to_yaml(cfg: Config) -> str:
 
 def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
     """A copy of `cfg` with some fields of some sections changed: replace(cfg, train={"lr": 1e-3})."""
-    changed = {name: dataclasses.replace(getattr(cfg, name), **values) if isinstance(values, dict)
-               else values for name, values in sections.items()}
+    changed = {
+        name: dataclasses.replace(getattr(cfg, name), **values) if isinstance(values, dict) else values
+        for name, values in sections.items()
+    }
     new = dataclasses.replace(cfg, **changed)
     check(new)
     return new
@@ -193,8 +196,11 @@ def check(cfg: Config) -> None:
     _require(t.trials >= 1, "task.trials", "must be >= 1")
     _require(t.arms >= 2, "task.arms", "must be >= 2")
     _choice(t.distribution, "task.distribution", BANDIT_DISTRIBUTIONS)
-    _require(t.distribution == "independent" or t.arms == 2, "task.distribution",
-             f"{t.distribution!r} is defined for 2 arms only (task.arms={t.arms})")
+    _require(
+        t.distribution == "independent" or t.arms == 2,
+        "task.distribution",
+        f"{t.distribution!r} is defined for 2 arms only (task.arms={t.arms})",
+    )
     for key in ("common_prob", "reward_high", "reward_low", "swap_prob"):
         _require(0.0 <= getattr(t, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
     _require(a.hidden >= 1, "agent.hidden", "must be >= 1")
@@ -213,13 +219,19 @@ def check(cfg: Config) -> None:
     _require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
     _require(s.max_skipped >= 1, "sync.max_skipped", "must be >= 1")
     _require(s.timeout_s > 0, "sync.timeout_s", "must be > 0")
-    _require(not (s.strategy == "ddp" and tr.rollout == "onepass"), "sync.strategy",
-             "ddp needs train.rollout=twopass: DDP reduces once per forward, onepass steps many")
+    _require(
+        not (s.strategy == "ddp" and tr.rollout == "onepass"),
+        "sync.strategy",
+        "ddp needs train.rollout=twopass: DDP reduces once per forward, onepass steps many",
+    )
     _require(cfg.checkpoint.every >= 1, "checkpoint.every", "must be >= 1")
     _require(cfg.log.every >= 1, "log.every", "must be >= 1")
 
 
 def check_world(cfg: Config, world_size: int) -> None:
     """Each rank rolls out an equal share of every rollout round."""
-    _require(cfg.train.batch_episodes % world_size == 0, "train.batch_episodes",
-             f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks")
+    _require(
+        cfg.train.batch_episodes % world_size == 0,
+        "train.batch_episodes",
+        f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks",
+    )

@@ -28,8 +28,12 @@ def world_from_env() -> World:
     if "RANK" not in env or "WORLD_SIZE" not in env:
         return World()
     world_size = int(env["WORLD_SIZE"])
-    return World(int(env["RANK"]), world_size, int(env.get("LOCAL_RANK", 0)),
-                 int(env.get("LOCAL_WORLD_SIZE", world_size)))
+    return World(
+        int(env["RANK"]),
+        world_size,
+        int(env.get("LOCAL_RANK", 0)),
+        int(env.get("LOCAL_WORLD_SIZE", world_size)),
+    )
 
 
 def init(world: World, timeout_s: float) -> None:

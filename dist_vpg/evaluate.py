@@ -44,8 +44,9 @@ class EvalResult(NamedTuple):
 
 
 @torch.inference_mode()
-def evaluate_agent(agent: Agent, task: Task, trial_input: bool, episodes: int, seed: int,
-                   first_episode: int = 0) -> EvalResult:
+def evaluate_agent(
+    agent: Agent, task: Task, trial_input: bool, episodes: int, seed: int, first_episode: int = 0
+) -> EvalResult:
     """Play `episodes` fresh episodes (indices first_episode...) with the agent's weights frozen."""
     regrets, rewards = [], []
     for start in range(first_episode, first_episode + episodes, CHUNK):
@@ -56,8 +57,9 @@ def evaluate_agent(agent: Agent, task: Task, trial_input: bool, episodes: int, s
         rewards.append(played.rewards)
     regret = torch.cat(regrets, dim=1)  # [T, N]
     reward = torch.cat(rewards, dim=1)
-    return EvalResult(episodes, regret.sum(0).numpy(), reward.sum(0).numpy(),
-                      regret.cumsum(0).mean(1).numpy())
+    return EvalResult(
+        episodes, regret.sum(0).numpy(), reward.sum(0).numpy(), regret.cumsum(0).mean(1).numpy()
+    )
 
 
 def load_agent(path: Path) -> tuple[Agent, config.Config]:
@@ -74,8 +76,11 @@ def load_agent(path: Path) -> tuple[Agent, config.Config]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dist_vpg.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dist_vpg.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--episodes", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=12345)
@@ -90,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     task = make_task(cfg.task)
     result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed)
-    metrics = {"checkpoint": str(args.checkpoint), "task": config.to_dict(cfg)["task"], "seed": args.seed,
-               **result.metrics()}
+    metrics = {
+        "checkpoint": str(args.checkpoint),
+        "task": config.to_dict(cfg)["task"],
+        "seed": args.seed,
+        **result.metrics(),
+    }
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.out:

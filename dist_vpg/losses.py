@@ -39,8 +39,16 @@ def advantages(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: f
     return discounted_sum(deltas, gamma * lam)
 
 
-def a2c_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-             gamma: float, lam: float, beta_v: float, beta_e: float) -> LossTerms:
+def a2c_loss(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    gamma: float,
+    lam: float,
+    beta_v: float,
+    beta_e: float,
+) -> LossTerms:
     """A2C loss of a batch of episodes: summed over the T trials, averaged over the B episodes.
 
     logits [T, B, A], values [T, B] carry gradients; actions [T, B] long; rewards [T, B].

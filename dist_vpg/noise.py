@@ -56,8 +56,15 @@ class Noise(NamedTuple):
     action: torch.Tensor  # [T, B]: inverse-CDF samples of the agent's action
 
 
-def draw(seed: int, split: int, update: int, episodes: np.ndarray, trials: int,
-         episode_draws: int, trial_draws: int) -> Noise:
+def draw(
+    seed: int,
+    split: int,
+    update: int,
+    episodes: np.ndarray,
+    trials: int,
+    episode_draws: int,
+    trial_draws: int,
+) -> Noise:
     """The noise of episodes `episodes` (global indices) of `update`."""
     key = (seed, split, update)
     return Noise(

@@ -7,7 +7,8 @@ give the same gradients (tests/test_rollout.py), and twopass is faster.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,6 @@ import torch.nn.functional as F
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.tasks import Task
-
 
 
 class Rollout(NamedTuple):
@@ -70,8 +70,14 @@ def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: 
     return Rollout(torch.stack(inputs), actions, rewards, regrets, torch.stack(logits), values)
 
 
-def rollout(agent: Agent, task: Task, noise: Noise, mode: str, trial_input: bool,
-            replay: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> Rollout:
+def rollout(
+    agent: Agent,
+    task: Task,
+    noise: Noise,
+    mode: str,
+    trial_input: bool,
+    replay: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> Rollout:
     """One batch of episodes with gradients attached. `replay` is the module the twopass replay
     goes through (a DDP wrapper, say); by default the agent itself."""
     if mode == "onepass":

@@ -39,12 +39,13 @@ def _unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
     offset = 0
     for t in tensors:
         n = t.numel()
-        t.copy_(flat[offset:offset + n].view_as(t))
+        t.copy_(flat[offset : offset + n].view_as(t))
         offset += n
 
 
-def clip_and_step(params: list[torch.Tensor], optimizer: torch.optim.Optimizer,
-                  max_norm: float) -> tuple[bool, float]:
+def clip_and_step(
+    params: list[torch.Tensor], optimizer: torch.optim.Optimizer, max_norm: float
+) -> tuple[bool, float]:
     """Clip the (already reduced) gradient by global norm and step, unless it is not finite."""
     norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf")))
     finite = math.isfinite(norm)
@@ -221,5 +222,7 @@ def check_in_sync(agent: nn.Module, optimizer: torch.optim.Optimizer | None) -> 
     diverged = [rank for rank, s in enumerate(sums) if s.item() != sums[0].item()]
     if diverged:
         names = ", ".join(map(str, diverged))
-        raise DivergedError(f"rank{'s' if len(diverged) > 1 else ''} {names} diverged from rank 0: "
-                            "parameters or optimizer state differ")
+        raise DivergedError(
+            f"rank{'s' if len(diverged) > 1 else ''} {names} diverged from rank 0: "
+            "parameters or optimizer state differ"
+        )

@@ -93,8 +93,14 @@ class TwoStep:
     episode_draws = 1
     trial_draws = 3  # transition, reward, swap
 
-    def __init__(self, trials: int = 100, common_prob: float = 0.8, reward_high: float = 0.9,
-                 reward_low: float = 0.1, swap_prob: float = 0.025):
+    def __init__(
+        self,
+        trials: int = 100,
+        common_prob: float = 0.8,
+        reward_high: float = 0.9,
+        reward_low: float = 0.1,
+        swap_prob: float = 0.025,
+    ):
         self.trials = trials
         self.common_prob = common_prob
         self.reward_high = reward_high

@@ -1,17 +1,17 @@
 """Train the meta-RL agent with A2C over ranks launched by torchrun (or in one plain process).
 
-    torchrun --nproc_per_node N -m dist_vpg.train --config configs/FILE.yaml key=value ...
-    python -m dist_vpg.train --config configs/smoke.yaml
+torchrun --nproc_per_node N -m dist_vpg.train --config configs/FILE.yaml key=value ...
+python -m dist_vpg.train --config configs/smoke.yaml
 """
 
 from __future__ import annotations
 
 import argparse
-from contextlib import nullcontext
 import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +58,11 @@ def train(cfg: Config, world: distributed.World) -> dict:
     timings, window = Timings(), Window()
     skipped_in_row = skipped_total = 0
     if world.is_main:
-        print(f"dist_vpg: {world.world_size} rank(s), sync {strategy.name}, {tr.updates} updates of "
-              f"{tr.batch_episodes * accumulate} episodes; run dir {run_dir}", flush=True)
+        print(
+            f"dist_vpg: {world.world_size} rank(s), sync {strategy.name}, {tr.updates} updates of "
+            f"{tr.batch_episodes * accumulate} episodes; run dir {run_dir}",
+            flush=True,
+        )
     for update in range(tr.updates):
         optimizer.zero_grad(set_to_none=False)
         beta_e = entropy_coefficient(tr, update)
@@ -67,12 +70,21 @@ def train(cfg: Config, world: distributed.World) -> dict:
             with timings.phase("rollout"):
                 first = (world.rank * accumulate + k) * share
                 episodes = np.arange(first, first + share)
-                draws = noise.draw(cfg.seed, noise.TRAIN, update, episodes, task.trials,
-                                   task.episode_draws, task.trial_draws)
+                draws = noise.draw(
+                    cfg.seed, noise.TRAIN, update, episodes, task.trials, task.episode_draws, task.trial_draws
+                )
                 batch = rollout(agent, task, draws, tr.rollout, cfg.task.trial_input, replay=model)
-                loss = a2c_loss(batch.logits, batch.values, batch.actions, batch.rewards,
-                                tr.gamma, tr.gae_lambda, tr.beta_v, beta_e)
-            with timings.phase("backward"), (strategy.no_sync() if k + 1 < accumulate else nullcontext()):
+                loss = a2c_loss(
+                    batch.logits,
+                    batch.values,
+                    batch.actions,
+                    batch.rewards,
+                    tr.gamma,
+                    tr.gae_lambda,
+                    tr.beta_v,
+                    beta_e,
+                )
+            with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
                 (loss.total / accumulate).backward()
             window.add(batch, loss)
         with timings.phase("step"):
@@ -82,8 +94,10 @@ def train(cfg: Config, world: distributed.World) -> dict:
         skipped_in_row = 0 if result.applied else skipped_in_row + 1
         skipped_total += not result.applied
         if skipped_in_row > cfg.sync.max_skipped:
-            raise RuntimeError(f"{skipped_in_row} updates in a row had a NaN or Inf gradient "
-                               f"(sync.max_skipped={cfg.sync.max_skipped}); stopping")
+            raise RuntimeError(
+                f"{skipped_in_row} updates in a row had a NaN or Inf gradient "
+                f"(sync.max_skipped={cfg.sync.max_skipped}); stopping"
+            )
 
         done = update + 1
         if cfg.sync.check_every and (done % cfg.sync.check_every == 0 or done == tr.updates):
@@ -96,8 +110,13 @@ def train(cfg: Config, world: distributed.World) -> dict:
             save_checkpoint(run_dir, cfg, done, agent, optimizer)
 
     summary = window.summary(timings, skipped_total, task.trials)
-    summary.update(run_dir=str(run_dir), strategy=strategy.name, world_size=world.world_size,
-                   updates=tr.updates, params_crc32=sync.checksum(agent, None))
+    summary.update(
+        run_dir=str(run_dir),
+        strategy=strategy.name,
+        world_size=world.world_size,
+        updates=tr.updates,
+        params_crc32=sync.checksum(agent, None),
+    )
     if world.is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(f"dist_vpg: done; checkpoints and summary.json in {run_dir}", flush=True)
@@ -138,15 +157,19 @@ def prepare_run_dir(cfg: Config) -> str | ConfigError:
     return str(run_dir)
 
 
-def save_checkpoint(run_dir: Path, cfg: Config, update: int, agent: Agent,
-                    optimizer: torch.optim.Optimizer) -> Path:
-    return checkpoint.save(run_dir, {
-        "update": update,
-        "model": agent.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "config": config.to_dict(cfg),
-        "rng": {"torch": torch.get_rng_state()},
-    })
+def save_checkpoint(
+    run_dir: Path, cfg: Config, update: int, agent: Agent, optimizer: torch.optim.Optimizer
+) -> Path:
+    return checkpoint.save(
+        run_dir,
+        {
+            "update": update,
+            "model": agent.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "config": config.to_dict(cfg),
+            "rng": {"torch": torch.get_rng_state()},
+        },
+    )
 
 
 class Window:
@@ -161,8 +184,13 @@ class Window:
 
     def add(self, batch, loss) -> None:
         episodes = batch.rewards.shape[1]
-        self.sums += [episodes, batch.rewards.sum().item(), batch.regrets.sum().item(),
-                      loss.entropy.item() * episodes, batch.rewards.numel()]
+        self.sums += [
+            episodes,
+            batch.rewards.sum().item(),
+            batch.regrets.sum().item(),
+            loss.entropy.item() * episodes,
+            batch.rewards.numel(),
+        ]
 
     def step(self, result: sync.StepResult) -> None:
         self.grad_norm = result.grad_norm
@@ -171,28 +199,45 @@ class Window:
         episodes, ret, regret, entropy, steps = distributed.all_sum(self.sums.tolist())
         now = time.perf_counter()
         self.totals += [episodes, ret, regret, entropy, steps]
-        self.last = {"return": ret / episodes, "regret": regret / episodes,
-                     "entropy_per_trial": entropy / episodes / trials,
-                     "steps_per_s": steps / (now - self.start)}
+        self.last = {
+            "return": ret / episodes,
+            "regret": regret / episodes,
+            "entropy_per_trial": entropy / episodes / trials,
+            "steps_per_s": steps / (now - self.start),
+        }
         self.sums[:] = 0
         self.start = now
-        return (f"update {done}/{updates} | episodes {int(self.totals[0]):,} | "
-                f"return {self.last['return']:.2f} | regret {self.last['regret']:.2f} | "
-                f"entropy {self.last['entropy_per_trial']:.3f} | "
-                f"{self.last['steps_per_s']:,.0f} steps/s")
+        return (
+            f"update {done}/{updates} | episodes {int(self.totals[0]):,} | "
+            f"return {self.last['return']:.2f} | regret {self.last['regret']:.2f} | "
+            f"entropy {self.last['entropy_per_trial']:.3f} | "
+            f"{self.last['steps_per_s']:,.0f} steps/s"
+        )
 
     def summary(self, timings: Timings, skipped: int, trials: int) -> dict:
         wall = time.perf_counter() - self.first_start
-        return {"episodes": int(self.totals[0]), "agent_steps": int(self.totals[4]),
-                "wall_s": wall, "steps_per_s": self.totals[4] / wall, "final": self.last,
-                "skipped_updates": skipped, "phase_median_s": timings.medians()}
+        return {
+            "episodes": int(self.totals[0]),
+            "agent_steps": int(self.totals[4]),
+            "wall_s": wall,
+            "steps_per_s": self.totals[4] / wall,
+            "final": self.last,
+            "skipped_updates": skipped,
+            "phase_median_s": timings.medians(),
+        }
 
 
 def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
-    parser = argparse.ArgumentParser(prog="python -m dist_vpg.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML file in configs/ (default: the dataclass defaults, "
-                        "which are configs/bandit_independent.yaml)")
+    parser = argparse.ArgumentParser(
+        prog="python -m dist_vpg.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        help="YAML file in configs/ (default: the dataclass defaults, "
+        "which are configs/bandit_independent.yaml)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.lr=0.001 seed=3")
     args = parser.parse_args(argv)
     return args.config, args.overrides

@@ -27,19 +27,22 @@ def test_dotted_overrides_are_typed():
     assert isinstance(cfg.train.updates, int)
 
 
-@pytest.mark.parametrize("override,key", [
-    ("train.lrr=1", "train.lrr"),
-    ("bogus=1", "bogus"),
-    ("train.lr=fast", "train.lr"),
-    ("train.updates=2.5", "train.updates"),
-    ("train.updates=0", "train.updates"),
-    ("train.batch_episodes=-4", "train.batch_episodes"),
-    ("task.name=chess", "task.name"),
-    ("sync.strategy=carrier_pigeon", "sync.strategy"),
-    ("train.gamma=1.5", "train.gamma"),
-    ("task.distribution=easy", None),  # fine with 2 arms
-    ("train", "train"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("train.lrr=1", "train.lrr"),
+        ("bogus=1", "bogus"),
+        ("train.lr=fast", "train.lr"),
+        ("train.updates=2.5", "train.updates"),
+        ("train.updates=0", "train.updates"),
+        ("train.batch_episodes=-4", "train.batch_episodes"),
+        ("task.name=chess", "task.name"),
+        ("sync.strategy=carrier_pigeon", "sync.strategy"),
+        ("train.gamma=1.5", "train.gamma"),
+        ("task.distribution=easy", None),  # fine with 2 arms
+        ("train", "train"),
+    ],
+)
 def test_bad_values_name_their_key(override, key):
     if key is None:
         config.load(None, [override])
@@ -73,8 +76,12 @@ def test_malformed_yaml(tmp_path):
 
 def test_cli_refuses_bad_config_in_one_line_before_any_process_group(tmp_path):
     run_dir = tmp_path / "never"
-    proc = subprocess.run([sys.executable, "-m", "dist_vpg.train", "train.lr=fast", f"run_dir={run_dir}"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dist_vpg.train", "train.lr=fast", f"run_dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "train.lr" in lines[0], proc.stderr

@@ -9,8 +9,16 @@ from tests.helpers import raised, run_ranks
 
 pytestmark = pytest.mark.dist
 
-SMALL = ["task.trials=20", "agent.hidden=16", "train.updates=5", "train.batch_episodes=12",
-         "train.lr=0.003", "sync.check_every=1", "log.every=5", "checkpoint.every=5"]
+SMALL = [
+    "task.trials=20",
+    "agent.hidden=16",
+    "train.updates=5",
+    "train.batch_episodes=12",
+    "train.lr=0.003",
+    "sync.check_every=1",
+    "log.every=5",
+    "checkpoint.every=5",
+]
 
 
 def train_worker(overrides: list[str]) -> dict:
@@ -40,8 +48,9 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("strategy", list(sync.STRATEGIES))
 def test_strategy_matches_one_process(reference, tmp_path, strategy, world_size):
     run_dir = tmp_path / "run"
-    summaries = run_ranks(world_size, train_worker,
-                          SMALL + [f"run_dir={run_dir}", f"sync.strategy={strategy}"])
+    summaries = run_ranks(
+        world_size, train_worker, SMALL + [f"run_dir={run_dir}", f"sync.strategy={strategy}"]
+    )
     for s in summaries:
         assert raised(s) is None, s
     # check_every=1: the checksums of every rank agreed after every update, or the run had failed.
@@ -58,8 +67,11 @@ def test_strategy_matches_one_process(reference, tmp_path, strategy, world_size)
 def test_accumulation_equals_a_larger_batch(tmp_path, world_size):
     base = [o for o in SMALL if not o.startswith("train.batch_episodes")]
     (big,) = run_ranks(1, train_worker, base + ["train.batch_episodes=24", f"run_dir={tmp_path / 'big'}"])
-    acc = run_ranks(world_size, train_worker, base + ["train.batch_episodes=6", "sync.accumulate=4",
-                                                      f"run_dir={tmp_path / 'acc'}"])
+    acc = run_ranks(
+        world_size,
+        train_worker,
+        base + ["train.batch_episodes=6", "sync.accumulate=4", f"run_dir={tmp_path / 'acc'}"],
+    )
     assert raised(big) is None and raised(acc[0]) is None, (big, acc)
     assert acc[0]["episodes"] == big["episodes"] == 5 * 24
     _assert_close(_final_params(acc[0]), _final_params(big), atol=2e-5)

@@ -75,6 +75,14 @@ def test_a2c_loss_and_its_gradients_match_reference():
 
 def test_uniform_policy_has_maximal_entropy():
     logits = torch.zeros(4, 3, 2)
-    loss = a2c_loss(logits, torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, 3),
-                    0.9, 1.0, 0.05, 0.05)
+    loss = a2c_loss(
+        logits,
+        torch.zeros(4, 3),
+        torch.zeros(4, 3, dtype=torch.long),
+        torch.zeros(4, 3),
+        0.9,
+        1.0,
+        0.05,
+        0.05,
+    )
     assert torch.allclose(loss.entropy, torch.tensor(4 * np.log(2), dtype=torch.float32))

@@ -16,8 +16,9 @@ def _setup(name="bandit", batch=8, trials=100, seed=0):
     agent = Agent(input_size(task, True), task.num_actions, 16)
     with torch.no_grad():  # a policy that is not uniform, so actions depend on the weights
         agent.policy.weight.normal_(0, 0.5)
-    draws = noise.draw(seed, noise.TRAIN, 3, np.arange(batch), task.trials, task.episode_draws,
-                       task.trial_draws)
+    draws = noise.draw(
+        seed, noise.TRAIN, 3, np.arange(batch), task.trials, task.episode_draws, task.trial_draws
+    )
     return task, agent, draws
 
 

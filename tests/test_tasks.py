@@ -11,8 +11,9 @@ def _u(shape, seed=0):
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("distribution,levels", [("easy", {0.1, 0.9}), ("medium", {0.25, 0.75}),
-                                                 ("hard", {0.4, 0.6})])
+@pytest.mark.parametrize(
+    "distribution,levels", [("easy", {0.1, 0.9}), ("medium", {0.25, 0.75}), ("hard", {0.4, 0.6})]
+)
 def test_dependent_sets(distribution, levels):
     probs = Bandit(2, distribution).reset(_u((4000, 2))).probs
     assert set(np.round(probs[:, 0].double().numpy(), 6).tolist()) == levels
@@ -60,8 +61,9 @@ def test_two_step_dynamics():
 
 def test_step_advances_every_episode_in_one_call():
     for task in (make_task(TaskConfig(name="bandit")), make_task(TaskConfig(name="two_step"))):
-        draws = noise.draw(0, noise.TRAIN, 0, np.arange(64), task.trials, task.episode_draws,
-                           task.trial_draws)
+        draws = noise.draw(
+            0, noise.TRAIN, 0, np.arange(64), task.trials, task.episode_draws, task.trial_draws
+        )
         state = task.reset(draws.episode)
         step = task.step(state, torch.zeros(64, dtype=torch.long), draws.trial[0])
         assert step.reward.shape == (64,) and step.regret.shape == (64,)
