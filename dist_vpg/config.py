@@ -56,6 +56,7 @@ class TrainConfig:
     rollout: str = "twopass"
     optimizer: str = "rmsprop"
     lr: float = 7e-4
+    lr_final: float = -1.0  # learning rate at the last update (linear decay); < 0 keeps lr constant
     gamma: float = 0.9
     gae_lambda: float = 1.0
     beta_v: float = 0.05
@@ -209,6 +210,7 @@ def check(cfg: Config) -> None:
     _choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
     _choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
     _require(tr.lr > 0, "train.lr", "must be > 0")
+    _require(tr.lr_final < 0 or tr.lr_final <= tr.lr, "train.lr_final", "must be <= train.lr (< 0: constant)")
     _require(0.0 <= tr.gamma <= 1.0, "train.gamma", "must lie in [0, 1]")
     _require(0.0 <= tr.gae_lambda <= 1.0, "train.gae_lambda", "must lie in [0, 1]")
     _require(tr.beta_v >= 0, "train.beta_v", "must be >= 0")

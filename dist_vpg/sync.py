@@ -31,6 +31,29 @@ class DivergedError(RuntimeError):
     """The ranks no longer hold the same parameters or optimizer state."""
 
 
+class SkipGuard:
+    """Counts skipped (non-finite) updates; too many in a row stop the run. Every rank sees the same
+    verdicts, so every rank stops at the same update."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_row = 0
+        self.total = 0
+
+    def record(self, applied: bool) -> None:
+        self.in_row = 0 if applied else self.in_row + 1
+        self.total += not applied
+        if self.in_row > self.limit:
+            raise NonFiniteError(
+                f"{self.in_row} updates in a row had a NaN or Inf gradient "
+                f"(sync.max_skipped={self.limit}); stopping"
+            )
+
+
+class NonFiniteError(RuntimeError):
+    """The reduced gradient stayed NaN or Inf for longer than sync.max_skipped updates."""
+
+
 def _flat_grads(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in params])
 
@@ -164,7 +187,7 @@ class DDP(Strategy):
 
     def __init__(self, agent: nn.Module):
         super().__init__(agent)
-        self.ddp = DistributedDataParallel(agent, broadcast_buffers=False)
+        self.ddp = DistributedDataParallel(agent)
 
     def wrap(self) -> nn.Module:
         return self.ddp

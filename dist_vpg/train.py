@@ -55,8 +55,8 @@ def train(cfg: Config, world: distributed.World) -> dict:
 
     tr, accumulate = cfg.train, cfg.sync.accumulate
     share = tr.batch_episodes // world.world_size  # episodes per rank per rollout
-    timings, window = Timings(), Window()
-    skipped_in_row = skipped_total = 0
+    loss_args = dict(gamma=tr.gamma, lam=tr.gae_lambda, beta_v=tr.beta_v)
+    timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
     if world.is_main:
         print(
             f"dist_vpg: {world.world_size} rank(s), sync {strategy.name}, {tr.updates} updates of "
@@ -65,51 +65,39 @@ def train(cfg: Config, world: distributed.World) -> dict:
         )
     for update in range(tr.updates):
         optimizer.zero_grad(set_to_none=False)
-        beta_e = entropy_coefficient(tr, update)
+        beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
+        for group in optimizer.param_groups:
+            group["lr"] = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
         for k in range(accumulate):
             with timings.phase("rollout"):
-                first = (world.rank * accumulate + k) * share
-                episodes = np.arange(first, first + share)
+                ids = episode_ids(world.rank, k, accumulate, share)
                 draws = noise.draw(
-                    cfg.seed, noise.TRAIN, update, episodes, task.trials, task.episode_draws, task.trial_draws
+                    cfg.seed, noise.TRAIN, update, ids, task.trials, task.episode_draws, task.trial_draws
                 )
                 batch = rollout(agent, task, draws, tr.rollout, cfg.task.trial_input, replay=model)
                 loss = a2c_loss(
-                    batch.logits,
-                    batch.values,
-                    batch.actions,
-                    batch.rewards,
-                    tr.gamma,
-                    tr.gae_lambda,
-                    tr.beta_v,
-                    beta_e,
+                    batch.logits, batch.values, batch.actions, batch.rewards, **loss_args, beta_e=beta_e
                 )
+            # Only the last backward of an accumulation may start DDP's reduction.
             with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
                 (loss.total / accumulate).backward()
             window.add(batch, loss)
         with timings.phase("step"):
             result = strategy.step(optimizer, tr.max_grad_norm)
         timings.add("sync", result.sync_s)
-        window.step(result)
-        skipped_in_row = 0 if result.applied else skipped_in_row + 1
-        skipped_total += not result.applied
-        if skipped_in_row > cfg.sync.max_skipped:
-            raise RuntimeError(
-                f"{skipped_in_row} updates in a row had a NaN or Inf gradient "
-                f"(sync.max_skipped={cfg.sync.max_skipped}); stopping"
-            )
+        skips.record(result.applied)  # raises on every rank alike after too many in a row
 
         done = update + 1
         if cfg.sync.check_every and (done % cfg.sync.check_every == 0 or done == tr.updates):
             sync.check_in_sync(agent, compared_optimizer)
         if done % cfg.log.every == 0 or done == tr.updates:
-            line = window.report(done, tr.updates, task.trials, world.is_main)
+            line = window.report(done, tr.updates, task.trials, skips.total)
             if world.is_main:
                 print(line, flush=True)
         if world.is_main and (done % cfg.checkpoint.every == 0 or done == tr.updates):
             save_checkpoint(run_dir, cfg, done, agent, optimizer)
 
-    summary = window.summary(timings, skipped_total, task.trials)
+    summary = window.summary(timings, skips.total, task.trials)
     summary.update(
         run_dir=str(run_dir),
         strategy=strategy.name,
@@ -121,6 +109,14 @@ def train(cfg: Config, world: distributed.World) -> dict:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(f"dist_vpg: done; checkpoints and summary.json in {run_dir}", flush=True)
     return summary
+
+
+def episode_ids(rank: int, k: int, accumulate: int, share: int) -> np.ndarray:
+    """Global indices of the episodes rank `rank` plays in rollout k of an update. The update's
+    batch_episodes * accumulate episodes are split into contiguous blocks, one per rank, each cut into
+    `accumulate` rollouts: any world size and accumulation covers the same episodes."""
+    first = (rank * accumulate + k) * share
+    return np.arange(first, first + share)
 
 
 def threads_per_rank(local_ranks: int) -> int:
@@ -138,12 +134,11 @@ def make_optimizer(cfg: Config, agent: Agent) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(agent.parameters(), lr=cfg.train.lr, alpha=0.99, eps=1e-5)
 
 
-def entropy_coefficient(tr: config.TrainConfig, update: int) -> float:
-    """beta_e, annealed linearly to beta_e_final over the run when beta_e_final >= 0."""
-    if tr.beta_e_final < 0 or tr.updates <= 1:
-        return tr.beta_e
-    frac = update / (tr.updates - 1)
-    return tr.beta_e + frac * (tr.beta_e_final - tr.beta_e)
+def linear_schedule(start: float, final: float, update: int, updates: int) -> float:
+    """start at the first update, final at the last, linear between; constant when final < 0."""
+    if final < 0 or updates <= 1:
+        return start
+    return start + update / (updates - 1) * (final - start)
 
 
 def prepare_run_dir(cfg: Config) -> str | ConfigError:
@@ -192,10 +187,7 @@ class Window:
             batch.rewards.numel(),
         ]
 
-    def step(self, result: sync.StepResult) -> None:
-        self.grad_norm = result.grad_norm
-
-    def report(self, done: int, updates: int, trials: int, is_main: bool) -> str:
+    def report(self, done: int, updates: int, trials: int, skipped: int) -> str:
         episodes, ret, regret, entropy, steps = distributed.all_sum(self.sums.tolist())
         now = time.perf_counter()
         self.totals += [episodes, ret, regret, entropy, steps]
@@ -211,7 +203,7 @@ class Window:
             f"update {done}/{updates} | episodes {int(self.totals[0]):,} | "
             f"return {self.last['return']:.2f} | regret {self.last['regret']:.2f} | "
             f"entropy {self.last['entropy_per_trial']:.3f} | "
-            f"{self.last['steps_per_s']:,.0f} steps/s"
+            f"{self.last['steps_per_s']:,.0f} steps/s" + (f" | skipped {skipped}" if skipped else "")
         )
 
     def summary(self, timings: Timings, skipped: int, trials: int) -> dict:
