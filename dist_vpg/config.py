@@ -20,6 +20,7 @@ TASKS = ("bandit", "two_step")
 BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
 ROLLOUT_MODES = ("onepass", "twopass")
 OPTIMIZERS = ("rmsprop", "adam")
+PROGRESS = ("auto", "bar", "lines")
 SYNC_STRATEGIES = ("allreduce", "allreduce_per_param", "reduce_broadcast", "ddp", "allreduce_fp16")
 
 
@@ -49,13 +50,13 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    updates: int = 2000
+    updates: int = 8000
     # Global episodes per rollout round, split evenly over the ranks. One update sees
     # batch_episodes * sync.accumulate episodes.
     batch_episodes: int = 128
     rollout: str = "twopass"
     optimizer: str = "rmsprop"
-    lr: float = 7e-4
+    lr: float = 1e-3
     lr_final: float = -1.0  # learning rate at the last update (linear decay); < 0 keeps lr constant
     gamma: float = 0.9
     gae_lambda: float = 1.0
@@ -75,13 +76,32 @@ class SyncConfig:
 
 
 @dataclass(frozen=True)
+class CpuConfig:
+    affinity: Any = "auto"  # auto | none | [cores...] split among this node's ranks
+    threads: int = 0  # intra-op threads per rank; 0: the cores of its block
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    enabled: bool = True
+    required: bool = True  # false: an unreachable tracker is a warning and the run goes on without it
+    host: str = ""  # empty: $DIST_VPG_TRACKER_HOST, else $MASTER_ADDR, else 127.0.0.1
+    port: int = 0  # 0: $DIST_VPG_TRACKER_PORT, else a free port
+    smoothing: float = 0.05  # weight of the newest report in the EMA of episode return
+    timeout_s: float = 10.0  # for connecting and for every call
+
+
+@dataclass(frozen=True)
 class CheckpointConfig:
     every: int = 200  # updates between checkpoints; one is always written at the end
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    every: int = 20  # updates between log lines
+    every: int = 20  # updates between log lines and TensorBoard scalars
+    tensorboard: bool = True  # event files in <run_dir>/tb, written by rank 0
+    histograms_every: int = 500  # updates between weight and gradient histograms; 0: never
+    progress: str = "auto"  # auto (a bar on a terminal, lines otherwise) | bar | lines
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,8 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    cpu: CpuConfig = field(default_factory=CpuConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -226,8 +248,26 @@ def check(cfg: Config) -> None:
         "sync.strategy",
         "ddp needs train.rollout=twopass: DDP reduces once per forward, onepass steps many",
     )
+    _check_affinity(cfg.cpu.affinity)
+    _require(cfg.cpu.threads >= 0, "cpu.threads", "must be >= 0 (0: one per core of the rank's block)")
+    _require(0 <= cfg.tracker.port <= 65535, "tracker.port", "must lie in [0, 65535]")
+    _require(0 < cfg.tracker.smoothing <= 1, "tracker.smoothing", "must lie in (0, 1]")
+    _require(cfg.tracker.timeout_s > 0, "tracker.timeout_s", "must be > 0")
     _require(cfg.checkpoint.every >= 1, "checkpoint.every", "must be >= 1")
     _require(cfg.log.every >= 1, "log.every", "must be >= 1")
+    _require(cfg.log.histograms_every >= 0, "log.histograms_every", "must be >= 0 (0: never)")
+    _choice(cfg.log.progress, "log.progress", PROGRESS)
+
+
+def _check_affinity(affinity: Any) -> None:
+    if affinity in ("auto", "none"):
+        return
+    ok = (
+        isinstance(affinity, (list, tuple))
+        and affinity
+        and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in affinity)
+    )
+    _require(bool(ok), "cpu.affinity", f"must be auto, none or a list of core numbers (got {affinity!r})")
 
 
 def check_world(cfg: Config, world_size: int) -> None:

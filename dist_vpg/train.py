@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -17,57 +16,73 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dist_vpg import checkpoint, config, distributed, noise, sync
+from dist_vpg import checkpoint, config, distributed, noise, pinning, sync, tracker
 from dist_vpg.agent import Agent
+from dist_vpg.board import Board
 from dist_vpg.config import Config, ConfigError
 from dist_vpg.losses import a2c_loss
+from dist_vpg.metrics import Timings, Window
+from dist_vpg.plots import episode_raster
 from dist_vpg.rollout import input_size, rollout
 from dist_vpg.tasks import make_task
-from dist_vpg.timing import Timings
+
+PEEK_FILE = "PEEK"  # create it in a running job's run_dir for a picture of the next batch
 
 
 def main(cfg: Config) -> dict:
     """Run one training job on this rank; returns the run summary (the same on every rank)."""
     world = distributed.world_from_env()
     config.check_world(cfg, world.world_size)
-    torch.set_num_threads(threads_per_rank(world.local_world_size))
+    plan = pinning.plan(world.local_rank, world.local_world_size, cfg.cpu.affinity, cfg.cpu.threads)
+    pinning.apply(plan)  # before the first torch operation
+    # The tracker's server is forked by rank 0 before gloo starts threads of its own.
+    server = start_tracker(cfg.tracker) if world.is_main and cfg.tracker.enabled else None
     distributed.init(world, cfg.sync.timeout_s)
     try:
-        return train(cfg, world)
+        return train(cfg, world, plan, server)
     finally:
         distributed.shutdown()
+        if server is not None and not isinstance(server, str):
+            server[0].shutdown()
 
 
-def train(cfg: Config, world: distributed.World) -> dict:
+def train(cfg: Config, world: distributed.World, plan: pinning.Plan, server) -> dict:
     # Rank 0 alone touches the run directory; every rank learns the outcome, so all stop together.
     outcome = distributed.broadcast_object(prepare_run_dir(cfg) if world.is_main else None)
     if isinstance(outcome, ConfigError):
         raise outcome
     run_dir = Path(outcome)
+    board = Board(run_dir, cfg.log, cfg.train.updates, enabled=world.is_main)
+    for line in gather_plans(plan, world):
+        board.say(f"dist_vpg: {line}")
+    shared = connect_tracker(cfg.tracker, world, server, board.say)
+
     torch.manual_seed(cfg.seed)
     task = make_task(cfg.task)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
     optimizer = make_optimizer(cfg, agent)
     strategy = sync.make_strategy(cfg.sync.strategy, agent)
-    sync.broadcast_initial(agent, optimizer if strategy.owns_optimizer_everywhere else None)
-    model = strategy.wrap()
     compared_optimizer = optimizer if strategy.owns_optimizer_everywhere else None
+    sync.broadcast_initial(agent, compared_optimizer)
+    model = strategy.wrap()
 
     tr, accumulate = cfg.train, cfg.sync.accumulate
     share = tr.batch_episodes // world.world_size  # episodes per rank per rollout
     loss_args = dict(gamma=tr.gamma, lam=tr.gae_lambda, beta_v=tr.beta_v)
     timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
-    if world.is_main:
-        print(
-            f"dist_vpg: {world.world_size} rank(s), sync {strategy.name}, {tr.updates} updates of "
-            f"{tr.batch_episodes * accumulate} episodes; run dir {run_dir}",
-            flush=True,
-        )
+    zero_grads = ZeroGradTrap(board.say)
+    board.say(
+        f"dist_vpg: {world.world_size} rank(s), sync {strategy.name}, {tr.updates} updates of "
+        f"{tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
+    )
     for update in range(tr.updates):
         optimizer.zero_grad(set_to_none=False)
         beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
+        lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
         for group in optimizer.param_groups:
-            group["lr"] = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
+            group["lr"] = lr
+        peek = world.is_main and (run_dir / PEEK_FILE).exists()
+        played_episodes, played_return = 0, 0.0
         for k in range(accumulate):
             with timings.phase("rollout"):
                 ids = episode_ids(world.rank, k, accumulate, share)
@@ -81,33 +96,67 @@ def train(cfg: Config, world: distributed.World) -> dict:
             # Only the last backward of an accumulation may start DDP's reduction.
             with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
                 (loss.total / accumulate).backward()
-            window.add(batch, loss)
+            episodes, ret = window.add(batch, loss)
+            played_episodes, played_return = played_episodes + episodes, played_return + ret
+            if peek and k == 0:
+                save_peek(run_dir, batch, update + 1, board.say)
         with timings.phase("step"):
             result = strategy.step(optimizer, tr.max_grad_norm)
         timings.add("sync", result.sync_s)
         skips.record(result.applied)  # raises on every rank alike after too many in a row
-
         done = update + 1
+        with timings.phase("tracker"):
+            shared.report(world.rank, done, played_episodes, played_return)
+
         if cfg.sync.check_every and (done % cfg.sync.check_every == 0 or done == tr.updates):
             sync.check_in_sync(agent, compared_optimizer)
-        if done % cfg.log.every == 0 or done == tr.updates:
-            line = window.report(done, tr.updates, task.trials, skips.total)
+        logging_now = done % cfg.log.every == 0 or done == tr.updates
+        line, postfix = "", {}
+        if logging_now:
+            figures = window.report(task.trials)  # a collective: every rank takes part
+            snap = shared.snapshot() if world.is_main else None
+            phases = timings.window_medians()
+            ema = snap["ema_return"] if snap else figures["return"]
+            line = log_line(done, tr.updates, figures, ema, skips.total, window)
+            postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
+            board.scalars(
+                done,
+                scalar_groups(
+                    figures,
+                    snap,
+                    phases,
+                    result,
+                    tr,
+                    lr,
+                    beta_e,
+                    strategy.name,
+                    skips.total,
+                    cfg.task.name == "bandit",
+                ),
+            )
             if world.is_main:
-                print(line, flush=True)
+                zero_grads.check(agent, done)
+        if cfg.log.histograms_every and done % cfg.log.histograms_every == 0:
+            board.histograms(done, agent)
+        board.progress(done, line, postfix)
         if world.is_main and (done % cfg.checkpoint.every == 0 or done == tr.updates):
-            save_checkpoint(run_dir, cfg, done, agent, optimizer)
+            save_checkpoint(run_dir, cfg, done, agent, optimizer, shared.state_dict())
 
-    summary = window.summary(timings, skips.total, task.trials)
+    summary = window.summary()
     summary.update(
         run_dir=str(run_dir),
         strategy=strategy.name,
         world_size=world.world_size,
         updates=tr.updates,
+        skipped_updates=skips.total,
+        phase_median_s=timings.medians(),
+        tracker=shared.snapshot() if world.is_main else None,
         params_crc32=sync.checksum(agent, None),
     )
     if world.is_main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"dist_vpg: done; checkpoints and summary.json in {run_dir}", flush=True)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run_dir}")
+    board.close()
     return summary
 
 
@@ -117,15 +166,6 @@ def episode_ids(rank: int, k: int, accumulate: int, share: int) -> np.ndarray:
     `accumulate` rollouts: any world size and accumulation covers the same episodes."""
     first = (rank * accumulate + k) * share
     return np.arange(first, first + share)
-
-
-def threads_per_rank(local_ranks: int) -> int:
-    """OMP_NUM_THREADS when set; else the cores this process may use, shared evenly among the
-    ranks on this node."""
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, local_ranks))
 
 
 def make_optimizer(cfg: Config, agent: Agent) -> torch.optim.Optimizer:
@@ -141,6 +181,50 @@ def linear_schedule(start: float, final: float, update: int, updates: int) -> fl
     return start + update / (updates - 1) * (final - start)
 
 
+def gather_plans(plan: pinning.Plan, world: distributed.World) -> list[str]:
+    """Every rank's thread plan, for rank 0 to log."""
+    plans = [None] * world.world_size
+    torch.distributed.all_gather_object(plans, (world.rank, plan.describe(), plan.warning))
+    lines = [f"rank {rank}: {text}" for rank, text, _ in plans]
+    lines += [f"warning: {warning}" for warning in dict.fromkeys(w for _, _, w in plans if w)]
+    return lines
+
+
+def start_tracker(cfg: config.TrackerConfig):
+    """Rank 0: (manager, address, authkey), or the error as a string to hand to every rank."""
+    host, port = tracker.resolve_address(cfg.host, cfg.port)
+    try:
+        return tracker.start_server(host, port, cfg.smoothing)
+    except tracker.TrackerError as e:
+        return str(e)
+
+
+def connect_tracker(cfg: config.TrackerConfig, world: distributed.World, server, say):
+    """Every rank's client. The address and the random authkey travel over the process group,
+    never through a log. A required tracker that any rank cannot reach stops every rank."""
+    if not cfg.enabled:
+        return tracker.NoTracker()
+    info = server if not world.is_main or isinstance(server, str) else (server[1], server[2])
+    info = distributed.broadcast_object(info)
+    client, error = tracker.NoTracker(), info if isinstance(info, str) else None
+    if error is None:
+        try:
+            client = tracker.TrackerClient(info[0], info[1], cfg.required, cfg.timeout_s, warn=print)
+            error = client.error
+        except tracker.TrackerError as e:
+            error = str(e)
+    reached = distributed.all_sum([0.0 if error else 1.0])[0]
+    if reached < world.world_size and cfg.required:
+        raise tracker.TrackerError(
+            error
+            or f"the tracker is unreachable from {world.world_size - reached:.0f} "
+            "other rank(s) (tracker.required=false runs without it)"
+        )
+    if error and world.is_main:
+        say(f"dist_vpg: warning: {error}; going on without the tracker")
+    return client
+
+
 def prepare_run_dir(cfg: Config) -> str | ConfigError:
     """Create the run directory and write the resolved config; refuse one that holds a run."""
     run_dir = Path(cfg.run_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
@@ -153,7 +237,12 @@ def prepare_run_dir(cfg: Config) -> str | ConfigError:
 
 
 def save_checkpoint(
-    run_dir: Path, cfg: Config, update: int, agent: Agent, optimizer: torch.optim.Optimizer
+    run_dir: Path,
+    cfg: Config,
+    update: int,
+    agent: Agent,
+    optimizer: torch.optim.Optimizer,
+    tracker_state: dict | None,
 ) -> Path:
     return checkpoint.save(
         run_dir,
@@ -163,60 +252,84 @@ def save_checkpoint(
             "optimizer": optimizer.state_dict(),
             "config": config.to_dict(cfg),
             "rng": {"torch": torch.get_rng_state()},
+            "tracker": tracker_state,
         },
     )
 
 
-class Window:
-    """Per-rank sums since the last report; `report` turns them into global figures."""
+def save_peek(run_dir: Path, batch, update: int, say) -> None:
+    """Picture rank 0's share of this batch, then remove the PEEK file that asked for it."""
+    path = run_dir / f"peek-{update:08d}.png"
+    episode_raster(
+        batch.actions.numpy(),
+        batch.rewards.numpy(),
+        path,
+        title=f"update {update}: {batch.actions.shape[1]} episodes of rank 0 (colour: action; dot: rewarded)",
+    )
+    (run_dir / PEEK_FILE).unlink(missing_ok=True)
+    say(f"dist_vpg: peek saved to {path}")
 
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.first_start = self.start
-        self.sums = np.zeros(5)  # episodes, return, regret, entropy, steps
-        self.totals = np.zeros(5)
-        self.last = {}
 
-    def add(self, batch, loss) -> None:
-        episodes = batch.rewards.shape[1]
-        self.sums += [
-            episodes,
-            batch.rewards.sum().item(),
-            batch.regrets.sum().item(),
-            loss.entropy.item() * episodes,
-            batch.rewards.numel(),
-        ]
+class ZeroGradTrap:
+    """Warns, once per parameter, when a parameter's whole gradient is zero: a sign of a broken graph
+    (a forward that bypassed a module, a detached input) rather than of small gradients."""
 
-    def report(self, done: int, updates: int, trials: int, skipped: int) -> str:
-        episodes, ret, regret, entropy, steps = distributed.all_sum(self.sums.tolist())
-        now = time.perf_counter()
-        self.totals += [episodes, ret, regret, entropy, steps]
-        self.last = {
-            "return": ret / episodes,
-            "regret": regret / episodes,
-            "entropy_per_trial": entropy / episodes / trials,
-            "steps_per_s": steps / (now - self.start),
-        }
-        self.sums[:] = 0
-        self.start = now
-        return (
-            f"update {done}/{updates} | episodes {int(self.totals[0]):,} | "
-            f"return {self.last['return']:.2f} | regret {self.last['regret']:.2f} | "
-            f"entropy {self.last['entropy_per_trial']:.3f} | "
-            f"{self.last['steps_per_s']:,.0f} steps/s" + (f" | skipped {skipped}" if skipped else "")
+    def __init__(self, say):
+        self.say = say
+        self.warned: set[str] = set()
+
+    def check(self, agent: torch.nn.Module, update: int) -> list[str]:
+        zero = [n for n, p in agent.named_parameters() if p.grad is not None and not p.grad.any()]
+        for name in zero:
+            if name not in self.warned:
+                self.warned.add(name)
+                self.say(f"dist_vpg: warning: the gradient of {name} is all zeros (update {update})")
+        return zero
+
+
+def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, window: Window) -> str:
+    return (
+        f"update {done}/{updates} | episodes {int(window.totals[0]):,} | return {figures['return']:.2f} "
+        f"(ema {ema:.2f}) | regret {figures['regret']:.2f} | entropy {figures['entropy_per_trial']:.3f} | "
+        f"{figures['steps_per_s']:,.0f} steps/s" + (f" | skipped {skipped}" if skipped else "")
+    )
+
+
+def scalar_groups(figures, snap, phases, result, tr, lr, beta_e, strategy, skipped, bandit: bool) -> dict:
+    """TensorBoard scalars by group; see README, "TensorBoard"."""
+    norm = result.grad_norm
+    clipped = min(norm, tr.max_grad_norm) if tr.max_grad_norm > 0 else norm
+    charts = {
+        "episode_return": figures["return"],
+        "entropy_per_trial": figures["entropy_per_trial"],
+        "lr": lr,
+        "beta_e": beta_e,
+    }
+    if snap:
+        charts.update(
+            episode_return_ema=snap["ema_return"],
+            best_return=snap["best_return"],
+            episodes_total=snap["episodes_total"],
         )
-
-    def summary(self, timings: Timings, skipped: int, trials: int) -> dict:
-        wall = time.perf_counter() - self.first_start
-        return {
-            "episodes": int(self.totals[0]),
-            "agent_steps": int(self.totals[4]),
-            "wall_s": wall,
-            "steps_per_s": self.totals[4] / wall,
-            "final": self.last,
-            "skipped_updates": skipped,
-            "phase_median_s": timings.medians(),
-        }
+    if bandit:  # on bandits regret is the yardstick; on the two-step task, return
+        charts["regret"] = figures["regret"]
+    ms = {name: 1e3 * s for name, s in phases.items()}
+    perf = {f"{name}_ms": v for name, v in ms.items() if name != "step"}
+    if "step" in ms:
+        perf["optimizer_ms"] = ms["step"] - ms.get("sync", 0.0)
+    perf["steps_per_s"] = figures["steps_per_s"]
+    return {
+        "charts": charts,
+        "losses": {
+            "policy": figures["policy_loss"],
+            "value": figures["value_loss"],
+            "total": figures["total_loss"],
+            "grad_norm": norm,
+            "grad_norm_clipped": clipped,
+        },
+        "comm": {f"{strategy}_sync_ms": ms.get("sync", float("nan")), "skipped_updates": skipped},
+        "perf": perf,
+    }
 
 
 def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -240,9 +353,12 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(path, overrides)
         main(cfg)
-    except ConfigError as e:
+    except (ConfigError, tracker.TrackerError, checkpoint.CheckpointError) as e:
         if distributed.world_from_env().is_main:
-            print(f"dist_vpg.train: config error: {e}", file=sys.stderr)
+            print(
+                f"dist_vpg.train: {'config error: ' if isinstance(e, ConfigError) else ''}{e}",
+                file=sys.stderr,
+            )
         return 2
     return 0
 

@@ -1,0 +1,37 @@
+"""Pictures of episodes, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def episode_raster(
+    actions: np.ndarray, rewards: np.ndarray, path: Path, title: str = "", order: np.ndarray | None = None
+) -> Path:
+    """One row per episode, one cell per trial: colour = chosen action, dot = rewarded.
+
+    actions, rewards: [T, B]. order: row order of the B episodes (default: as given).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    actions = np.asarray(actions)[:, order] if order is not None else np.asarray(actions)
+    rewards = np.asarray(rewards)[:, order] if order is not None else np.asarray(rewards)
+    trials, episodes = actions.shape
+    fig, ax = plt.subplots(figsize=(8, max(2.5, min(12, 0.12 * episodes + 1))))
+    ax.imshow(actions.T, aspect="auto", interpolation="nearest", cmap="tab10", vmin=0, vmax=9)
+    ep, tr = np.nonzero(rewards.T > 0)
+    ax.scatter(tr, ep, s=2, c="black", marker=".", linewidths=0)
+    ax.set(
+        xlabel="trial",
+        ylabel="episode",
+        title=title or f"{episodes} episodes, {trials} trials (colour: action; dot: rewarded)",
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,138 @@
+"""TensorBoard tags, PEEK, the zero-gradient trap and inspect, on real runs."""
+
+import torch
+
+from dist_vpg import config, inspect, train
+from dist_vpg.agent import Agent
+from tests.helpers import raised, run_ranks
+
+SMOKE = "configs/smoke.yaml"
+
+
+def train_worker(path, overrides):
+    return train.main(config.load(path, overrides))
+
+
+def _tags(run_dir) -> set[str]:
+    from tests.tensorboard_reader import read_tags
+
+    return read_tags(run_dir / "tb")
+
+
+def test_tensorboard_tag_groups(tmp_path):
+    run_dir = tmp_path / "run"
+    (summary,) = run_ranks(
+        1,
+        train_worker,
+        SMOKE,
+        ["train.updates=4", "log.every=2", "log.histograms_every=2", f"run_dir={run_dir}"],
+    )
+    assert raised(summary) is None, summary
+    tags = _tags(run_dir)
+    for tag in [
+        "charts/episode_return",
+        "charts/episode_return_ema",
+        "charts/regret",
+        "charts/lr",
+        "losses/policy",
+        "losses/value",
+        "losses/grad_norm",
+        "losses/grad_norm_clipped",
+        "comm/allreduce_sync_ms",
+        "comm/skipped_updates",
+        "perf/rollout_ms",
+        "perf/backward_ms",
+        "perf/sync_ms",
+        "perf/optimizer_ms",
+        "perf/tracker_ms",
+        "perf/steps_per_s",
+        "weights/lstm.weight_hh_l0",
+        "grads/policy.weight",
+    ]:
+        assert tag in tags, f"{tag} missing from {sorted(tags)}"
+    assert summary["tracker"]["episodes_total"] == 4 * 32  # the tracker saw every episode
+
+
+def test_peek_file_makes_a_picture(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / train.PEEK_FILE).touch()  # asked for before the run starts: the first batch is drawn
+    (summary,) = run_ranks(1, train_worker, SMOKE, ["train.updates=2", f"run_dir={run_dir}"])
+    assert raised(summary) is None, summary
+    pictures = list(run_dir.glob("peek-*.png"))
+    assert len(pictures) == 1 and pictures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (run_dir / train.PEEK_FILE).exists()
+
+
+def test_zero_gradient_trap_names_the_parameter():
+    agent = Agent(4, 2, 8)
+    with torch.no_grad():
+        agent.policy.weight.normal_()
+    logits, _ = agent(torch.rand(3, 2, 4))
+    (logits[..., 0] - logits[..., 1]).sum().backward()  # reaches the LSTM and the policy, not the value head
+    said = []
+    trap = train.ZeroGradTrap(said.append)
+    for p in agent.value.parameters():
+        p.grad = torch.zeros_like(p)
+    assert trap.check(agent, 7) == ["value.weight", "value.bias"]
+    trap.check(agent, 8)
+    assert len(said) == 2 and "value.weight" in said[0] and "update 7" in said[0]
+
+
+def test_inspect_components_add_up(capsys):
+    assert inspect.main(["--config", SMOKE, "train.batch_episodes=4", "task.trials=10"]) == 0
+    out = capsys.readouterr().out
+    for part in ("# policy", "# value", "# entropy", "# total", "lstm.weight_hh_l0", "median"):
+        assert part in out
+    assert "add up to the total gradient for every parameter" in out
+
+
+def test_components_add_up_catches_a_mismatch():
+    grads = {part: {"w": torch.ones(3)} for part in ("policy", "value", "entropy")}
+    grads["total"] = {"w": torch.full((3,), 3.0)}
+    assert inspect.components_add_up(grads) == []
+    grads["total"]["w"][1] = 2.5
+    assert inspect.components_add_up(grads) == ["w"]
+
+
+def test_optional_unreachable_tracker_lets_the_run_go_on(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # rank 0's server would take the port; a probe occupying it makes the server fail to start
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port))
+    blocker.listen(1)
+    try:
+        results = run_ranks(
+            2,
+            train_worker,
+            SMOKE,
+            [
+                "train.updates=2",
+                "tracker.host=127.0.0.1",
+                f"tracker.port={port}",
+                "tracker.required=false",
+                f"run_dir={tmp_path / 'run'}",
+            ],
+        )
+        assert all(raised(r) is None for r in results), results
+        assert results[0]["tracker"] is None
+        required = run_ranks(
+            2,
+            train_worker,
+            SMOKE,
+            [
+                "train.updates=2",
+                "tracker.host=127.0.0.1",
+                f"tracker.port={port}",
+                f"run_dir={tmp_path / 'run2'}",
+            ],
+        )
+        for r in required:
+            kind, message = raised(r)
+            assert kind == "TrackerError" and f"127.0.0.1:{port}" in message
+    finally:
+        blocker.close()
