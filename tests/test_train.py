@@ -57,10 +57,11 @@ def test_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path):
     args = (SMOKE, ["train.updates=2", f"run_dir={run_dir}"])
     (first,) = run_ranks(1, train_worker, *args)
     assert raised(first) is None
-    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    snapshot = lambda: {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}  # noqa: E731
+    before = snapshot()
     (second,) = run_ranks(1, train_worker, *args)
     assert raised(second)[0] == "ConfigError" and "already holds" in raised(second)[1]
-    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert snapshot() == before
 
 
 def test_two_ranks_reproduce_one(tmp_path):
@@ -87,3 +88,20 @@ def test_smoke_config_learns(tmp_path):
     random_regret = 0.4 * cfg.task.trials  # easy bandits: a random arm is the bad one half the time
     assert result.regret.mean() < 0.3 * random_regret, result.metrics()
     assert np.all(np.diff(result.regret_by_trial) >= -1e-6)  # cumulative regret never decreases
+
+
+def test_episode_ids_cover_the_update_once_whatever_the_split():
+    total = 24
+    for world_size, accumulate in [(1, 1), (2, 1), (3, 2), (4, 3), (1, 4)]:
+        share = total // (world_size * accumulate)
+        ids = np.concatenate(
+            [train.episode_ids(r, k, accumulate, share) for r in range(world_size) for k in range(accumulate)]
+        )
+        assert sorted(ids.tolist()) == list(range(total))
+
+
+def test_linear_schedule():
+    assert train.linear_schedule(1.0, -1.0, 5, 10) == 1.0  # final < 0: constant
+    assert train.linear_schedule(1.0, 0.0, 0, 11) == 1.0
+    assert train.linear_schedule(1.0, 0.0, 5, 11) == pytest.approx(0.5)
+    assert train.linear_schedule(1.0, 0.0, 10, 11) == 0.0
