@@ -41,15 +41,17 @@ def sample_actions(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: bool = True) -> Rollout:
     """Play T trials of B episodes in lockstep. Under grad mode, logits and values carry the graph."""
     trials, batch = noise.action.shape
-    num_actions = task.num_actions
+    # Per-trial slices taken once: this loop runs T times per rollout, and every torch call in it
+    # costs microseconds of dispatch whatever the batch size.
+    action_noise, trial_noise = noise.action.unbind(0), noise.trial.unbind(0)
     trial_index = (torch.arange(trials, dtype=torch.float32) / trials).view(trials, 1, 1).expand(-1, batch, 1)
+    trial_columns = trial_index.unbind(0) if trial_input else None
+    one_hot = torch.eye(task.num_actions)
+    policy_w, policy_b = agent.policy.weight, agent.policy.bias
 
     # Everything is zero on the first trial: no observation, action or reward yet.
     x = torch.zeros(batch, input_size(task, trial_input))
-    inputs, hs, logits = [], [], []
-    actions = torch.empty(trials, batch, dtype=torch.long)
-    rewards = torch.empty(trials, batch)
-    regrets = torch.empty(trials, batch)
+    inputs, hs, logits, actions, rewards, regrets = [], [], [], [], [], []
     task_state = task.reset(noise.episode)
     lstm_state = agent.initial_state(batch)
     for t in range(trials):
@@ -57,17 +59,21 @@ def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: 
         # each x for the backward pass, and views of one buffer share a version counter.
         inputs.append(x)
         lstm_state = agent.step(x, lstm_state)
-        hs.append(lstm_state.h)
-        logits.append(agent.policy(lstm_state.h))
-        action = sample_actions(F.softmax(logits[-1].detach(), dim=-1), noise.action[t])
-        step = task.step(task_state, action, noise.trial[t])
+        if with_values:
+            hs.append(lstm_state.h)
+        logits.append(F.linear(lstm_state.h, policy_w, policy_b))
+        action = sample_actions(F.softmax(logits[-1].detach(), dim=-1), action_noise[t])
+        step = task.step(task_state, action, trial_noise[t])
         task_state = step.state
-        actions[t], rewards[t], regrets[t] = action, step.reward, step.regret
+        actions.append(action)
+        rewards.append(step.reward)
+        regrets.append(step.regret)
         if t + 1 < trials:
-            prev = [step.obs, F.one_hot(action, num_actions).float(), step.reward.unsqueeze(1)]
-            x = torch.cat(prev + ([trial_index[t + 1]] if trial_input else []), dim=1)
+            prev = [step.obs, one_hot[action], step.reward.unsqueeze(1)]
+            x = torch.cat(prev + [trial_columns[t + 1]] if trial_input else prev, dim=1)
     values = agent.value(torch.stack(hs)).squeeze(-1) if with_values else None  # [T, B]
-    return Rollout(torch.stack(inputs), actions, rewards, regrets, torch.stack(logits), values)
+    return Rollout(torch.stack(inputs), torch.stack(actions), torch.stack(rewards), torch.stack(regrets),
+                   torch.stack(logits), values)
 
 
 def rollout(

@@ -38,6 +38,7 @@ class Task(Protocol):
 
 class BanditState(NamedTuple):
     probs: torch.Tensor  # [B, arms] each arm's Bernoulli reward probability
+    best: torch.Tensor  # [B] the best arm's probability
 
 
 class Bandit:
@@ -59,18 +60,17 @@ class Bandit:
 
     def reset(self, u: torch.Tensor) -> BanditState:
         if self.distribution == "independent":
-            return BanditState(probs=u.clone())
-        levels = _DEPENDENT_SETS[self.distribution]
-        if levels is None:
-            p = u[:, 0]
+            probs = u.clone()
         else:
-            p = torch.where(u[:, 0] < 0.5, levels[0], levels[1])
-        return BanditState(probs=torch.stack([p, 1.0 - p], dim=1))
+            levels = _DEPENDENT_SETS[self.distribution]
+            p = u[:, 0] if levels is None else torch.where(u[:, 0] < 0.5, levels[0], levels[1])
+            probs = torch.stack([p, 1.0 - p], dim=1)
+        return BanditState(probs, probs.max(dim=1).values)
 
     def step(self, state: BanditState, action: torch.Tensor, u: torch.Tensor) -> Step:
         chosen = state.probs.gather(1, action.unsqueeze(1)).squeeze(1)  # [B]
         reward = (u[:, 0] < chosen).float()
-        regret = state.probs.max(dim=1).values - chosen
+        regret = state.best - chosen
         return Step(state, self._no_obs.expand(len(action), 0), reward, regret)
 
 
