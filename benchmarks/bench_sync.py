@@ -24,9 +24,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import free_port, percentiles, write_report  # noqa: E402
+from benchmarks.common import percentiles, write_report  # noqa: E402
 from dist_vpg import sync  # noqa: E402
 from dist_vpg.agent import Agent  # noqa: E402
+from dist_vpg.distributed import free_port  # noqa: E402
 
 INPUT, ACTIONS, TRIALS, EPISODES = 5, 2, 5, 8  # the default bandit agent's input and output; DDP's
 # reduction does not depend on the sequence, so a short one keeps its timing rounds quick

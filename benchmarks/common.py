@@ -14,12 +14,6 @@ from pathlib import Path
 import torch
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
     """25th, 50th and 75th percentiles."""
     q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [samples[0]] * 3

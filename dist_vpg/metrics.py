@@ -86,6 +86,7 @@ class Window:
         self.last = {
             "return": sums["return"] / n,
             "regret": sums["regret"] / n,
+            "entropy": sums["entropy"] / n,
             "entropy_per_trial": sums["entropy"] / n / trials,
             "policy_loss": sums["policy_loss"] / n,
             "value_loss": sums["value_loss"] / n,

@@ -72,8 +72,14 @@ def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: 
             prev = [step.obs, one_hot[action], step.reward.unsqueeze(1)]
             x = torch.cat(prev + [trial_columns[t + 1]] if trial_input else prev, dim=1)
     values = agent.value(torch.stack(hs)).squeeze(-1) if with_values else None  # [T, B]
-    return Rollout(torch.stack(inputs), torch.stack(actions), torch.stack(rewards), torch.stack(regrets),
-                   torch.stack(logits), values)
+    return Rollout(
+        torch.stack(inputs),
+        torch.stack(actions),
+        torch.stack(rewards),
+        torch.stack(regrets),
+        torch.stack(logits),
+        values,
+    )
 
 
 def rollout(

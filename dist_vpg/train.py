@@ -323,6 +323,7 @@ def scalar_groups(figures, snap, phases, result, tr, lr, beta_e, strategy, skipp
         "losses": {
             "policy": figures["policy_loss"],
             "value": figures["value_loss"],
+            "entropy": figures["entropy"],
             "total": figures["total_loss"],
             "grad_norm": norm,
             "grad_norm_clipped": clipped,

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import traceback
 
 import torch.multiprocessing as mp
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from dist_vpg import config, train
+from dist_vpg.distributed import free_port
 
 
 def _worker(rank: int, world_size: int, port: int, fn, args, queue) -> None:
@@ -60,3 +56,8 @@ def raised(result) -> tuple[str, str] | None:
     if isinstance(result, tuple) and len(result) == 2 and result[0] == "error":
         return result[1][0], result[1][1]
     return None
+
+
+def train_worker(path: str | None, overrides: list[str]) -> dict:
+    """A whole training job on this rank, as `python -m dist_vpg.train` would run it."""
+    return train.main(config.load(path, overrides))

@@ -1,11 +1,13 @@
 """Multi-process gloo tests: strategies equivalent to one process, ranks in lockstep, faults caught."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from dist_vpg import checkpoint, config, sync, train
+from dist_vpg import checkpoint, sync
 from dist_vpg.agent import Agent
-from tests.helpers import raised, run_ranks
+from tests.helpers import raised, run_ranks, train_worker
 
 pytestmark = pytest.mark.dist
 
@@ -21,12 +23,8 @@ SMALL = [
 ]
 
 
-def train_worker(overrides: list[str]) -> dict:
-    return train.main(config.load(None, overrides))
-
-
 def _final_params(summary: dict) -> dict[str, torch.Tensor]:
-    return checkpoint.load(checkpoint.existing(__import__("pathlib").Path(summary["run_dir"]))[-1])["model"]
+    return checkpoint.load(checkpoint.existing(Path(summary["run_dir"]))[-1])["model"]
 
 
 def _assert_close(a: dict, b: dict, atol: float) -> None:
@@ -39,7 +37,7 @@ def _assert_close(a: dict, b: dict, atol: float) -> None:
 def reference(tmp_path_factory):
     """One process training on the global batch."""
     run_dir = tmp_path_factory.mktemp("ref") / "run"
-    (summary,) = run_ranks(1, train_worker, SMALL + [f"run_dir={run_dir}"])
+    (summary,) = run_ranks(1, train_worker, None, SMALL + [f"run_dir={run_dir}"])
     assert raised(summary) is None, summary
     return _final_params(summary)
 
@@ -49,7 +47,7 @@ def reference(tmp_path_factory):
 def test_strategy_matches_one_process(reference, tmp_path, strategy, world_size):
     run_dir = tmp_path / "run"
     summaries = run_ranks(
-        world_size, train_worker, SMALL + [f"run_dir={run_dir}", f"sync.strategy={strategy}"]
+        world_size, train_worker, None, SMALL + [f"run_dir={run_dir}", f"sync.strategy={strategy}"]
     )
     for s in summaries:
         assert raised(s) is None, s
@@ -58,18 +56,22 @@ def test_strategy_matches_one_process(reference, tmp_path, strategy, world_size)
     assert summaries[0]["world_size"] == world_size and summaries[0]["strategy"] == strategy
     # float16 on the wire rounds each gradient to ~3 decimal digits; the rest differ by summation order.
     _assert_close(_final_params(summaries[0]), reference, atol=2e-3 if strategy == "allreduce_fp16" else 2e-5)
-    if strategy != "allreduce_fp16":
-        moved = max((reference[k] - Agent(4, 2, 16).state_dict()[k]).abs().max().item() for k in reference)
-        assert moved > 1e-3  # the comparison is between trained weights, not initial ones
+    torch.manual_seed(0)  # the weights every run above started from (seed=0)
+    initial = Agent(4, 2, 16).state_dict()
+    moved = max((reference[k] - initial[k]).abs().max().item() for k in reference)
+    assert moved > 1e-2  # the runs compared have trained, not stood still
 
 
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_accumulation_equals_a_larger_batch(tmp_path, world_size):
     base = [o for o in SMALL if not o.startswith("train.batch_episodes")]
-    (big,) = run_ranks(1, train_worker, base + ["train.batch_episodes=24", f"run_dir={tmp_path / 'big'}"])
+    (big,) = run_ranks(
+        1, train_worker, None, base + ["train.batch_episodes=24", f"run_dir={tmp_path / 'big'}"]
+    )
     acc = run_ranks(
         world_size,
         train_worker,
+        None,
         base + ["train.batch_episodes=6", "sync.accumulate=4", f"run_dir={tmp_path / 'acc'}"],
     )
     assert raised(big) is None and raised(acc[0]) is None, (big, acc)

@@ -2,15 +2,11 @@
 
 import torch
 
-from dist_vpg import config, inspect, train
+from dist_vpg import inspect, train
 from dist_vpg.agent import Agent
-from tests.helpers import raised, run_ranks
+from tests.helpers import raised, run_ranks, train_worker
 
 SMOKE = "configs/smoke.yaml"
-
-
-def train_worker(path, overrides):
-    return train.main(config.load(path, overrides))
 
 
 def _tags(run_dir) -> set[str]:
@@ -36,6 +32,7 @@ def test_tensorboard_tag_groups(tmp_path):
         "charts/lr",
         "losses/policy",
         "losses/value",
+        "losses/entropy",
         "losses/grad_norm",
         "losses/grad_norm_clipped",
         "comm/allreduce_sync_ms",

@@ -10,13 +10,9 @@ import torch
 
 from dist_vpg import checkpoint, config, evaluate, train
 from dist_vpg.tasks import make_task
-from tests.helpers import raised, run_ranks
+from tests.helpers import raised, run_ranks, train_worker
 
 SMOKE = "configs/smoke.yaml"
-
-
-def train_worker(path, overrides):
-    return train.main(config.load(path, overrides))
 
 
 @pytest.mark.dist
