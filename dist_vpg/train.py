@@ -37,12 +37,12 @@ def main(cfg: Config) -> dict:
     pinning.apply(plan)  # before the first torch operation
     # The tracker's server is forked by rank 0 before gloo starts threads of its own.
     server = start_tracker(cfg.tracker) if world.is_main and cfg.tracker.enabled else None
-    distributed.init(world, cfg.sync.timeout_s)
     try:
+        distributed.init(world, cfg.sync.timeout_s)
         return train(cfg, world, plan, server)
     finally:
         distributed.shutdown()
-        if server is not None and not isinstance(server, str):
+        if isinstance(server, tuple):  # (manager, address, authkey); a string is a failed start
             server[0].shutdown()
 
 

@@ -1,9 +1,4 @@
-import pytest
 import torch
 
+# One intra-op thread in the test process: the multi-process tests start ranks of their own.
 torch.set_num_threads(1)
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    return tmp_path / "run"
