@@ -133,10 +133,11 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Confi
     return cfg
 
 
-def from_dict(data: dict[str, Any]) -> Config:
-    """A config from a plain nested dict, as stored in a checkpoint or config.yaml."""
+def from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
+    """A config from a plain nested dict (as stored in a checkpoint), then overrides; checked."""
     try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
+        merged = OmegaConf.merge(OmegaConf.structured(Config), data, _parse_overrides(overrides))
+        cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ConfigError(f"{getattr(e, 'full_key', '') or '?'}: {_first_line(e)}") from None
     check(cfg)
@@ -149,17 +150,6 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
-    """A copy of `cfg` with some fields of some sections changed: replace(cfg, train={"lr": 1e-3})."""
-    changed = {
-        name: dataclasses.replace(getattr(cfg, name), **values) if isinstance(values, dict) else values
-        for name, values in sections.items()
-    }
-    new = dataclasses.replace(cfg, **changed)
-    check(new)
-    return new
 
 
 def _read_yaml(path: Path):

@@ -1,6 +1,7 @@
 """Look inside one A2C update: each loss component back-propagated on its own.
 
-    python -m dist_vpg.inspect --config configs/bandit_independent.yaml [--checkpoint PATH] [key=value ...]
+    python -m dist_vpg.inspect --config configs/bandit_independent.yaml [key=value ...]
+    python -m dist_vpg.inspect --checkpoint runs/X/checkpoint-00008000.pt [key=value ...]
 
 Plays one batch (train.batch_episodes episodes) with the agent from the checkpoint (or freshly
 initialized), back-propagates the policy loss, beta_v * value loss and -beta_e * entropy separately,
@@ -106,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_args(argv)
     try:
-        if args.checkpoint:
+        if args.checkpoint:  # its own config, with any overrides on top
+            if args.config:
+                parser.error("--config and --checkpoint exclude each other (the checkpoint holds its config)")
             state = checkpoint.load(args.checkpoint)
-            cfg = config.from_dict(state["config"])
-            if args.config or args.overrides:
-                cfg = config.load(args.config, args.overrides) if args.config else cfg
+            cfg = config.from_dict(state["config"], args.overrides)
         else:
             cfg, state = config.load(args.config, args.overrides), None
         torch.manual_seed(cfg.seed)

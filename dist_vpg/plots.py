@@ -7,20 +7,17 @@ from pathlib import Path
 import numpy as np
 
 
-def episode_raster(
-    actions: np.ndarray, rewards: np.ndarray, path: Path, title: str = "", order: np.ndarray | None = None
-) -> Path:
+def episode_raster(actions: np.ndarray, rewards: np.ndarray, path: Path, title: str = "") -> Path:
     """One row per episode, one cell per trial: colour = chosen action, dot = rewarded.
 
-    actions, rewards: [T, B]. order: row order of the B episodes (default: as given).
+    actions, rewards: [T, B].
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    actions = np.asarray(actions)[:, order] if order is not None else np.asarray(actions)
-    rewards = np.asarray(rewards)[:, order] if order is not None else np.asarray(rewards)
+    actions, rewards = np.asarray(actions), np.asarray(rewards)
     trials, episodes = actions.shape
     fig, ax = plt.subplots(figsize=(8, max(2.5, min(12, 0.12 * episodes + 1))))
     ax.imshow(actions.T, aspect="auto", interpolation="nearest", cmap="tab10", vmin=0, vmax=9)

@@ -7,6 +7,7 @@ python -m dist_vpg.train --config configs/smoke.yaml
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -231,7 +232,7 @@ def prepare_run_dir(cfg: Config) -> str | ConfigError:
     if checkpoint.existing(run_dir):
         return ConfigError(f"run_dir: {run_dir} already holds checkpoints; choose another run_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config.replace(cfg, run_dir=str(run_dir))
+    resolved = dataclasses.replace(cfg, run_dir=str(run_dir))
     (run_dir / "config.yaml").write_text(config.to_yaml(resolved))
     return str(run_dir)
 

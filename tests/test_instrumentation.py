@@ -133,3 +133,12 @@ def test_optional_unreachable_tracker_lets_the_run_go_on(tmp_path):
             assert kind == "TrackerError" and f"127.0.0.1:{port}" in message
     finally:
         blocker.close()
+
+
+def test_inspect_a_checkpoint_with_overrides(tmp_path, capsys):
+    (summary,) = run_ranks(1, train_worker, SMOKE, ["train.updates=2", f"run_dir={tmp_path / 'run'}"])
+    assert raised(summary) is None, summary
+    ckpt = sorted((tmp_path / "run").glob("checkpoint-*.pt"))[-1]
+    assert inspect.main(["--checkpoint", str(ckpt), "train.batch_episodes=4", "task.trials=5"]) == 0
+    assert "add up to the total gradient" in capsys.readouterr().out
+    assert inspect.main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
