@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from dist_vpg import checkpoint, config, noise
+from dist_vpg import baselines, checkpoint, config, noise
 from dist_vpg.agent import Agent
+from dist_vpg.noise import Noise
 from dist_vpg.rollout import act, input_size
 from dist_vpg.tasks import Task, make_task
 
@@ -43,23 +45,42 @@ class EvalResult(NamedTuple):
         }
 
 
-@torch.inference_mode()
-def evaluate_agent(
-    agent: Agent, task: Task, trial_input: bool, episodes: int, seed: int, first_episode: int = 0
+def evaluate(
+    play: Callable[[Noise, int], tuple[torch.Tensor, torch.Tensor]], task: Task, episodes: int, seed: int
 ) -> EvalResult:
-    """Play `episodes` fresh episodes (indices first_episode...) with the agent's weights frozen."""
+    """Run `play(noise, chunk_seed) -> (regrets [T, b], rewards [T, b])` over `episodes` fresh
+    evaluation episodes, CHUNK at a time."""
     regrets, rewards = [], []
-    for start in range(first_episode, first_episode + episodes, CHUNK):
-        ids = np.arange(start, min(start + CHUNK, first_episode + episodes))
+    for start in range(0, episodes, CHUNK):
+        ids = np.arange(start, min(start + CHUNK, episodes))
         draws = noise.draw(seed, noise.EVAL, 0, ids, task.trials, task.episode_draws, task.trial_draws)
-        played = act(agent, task, draws, trial_input, with_values=False)
-        regrets.append(played.regrets)
-        rewards.append(played.rewards)
+        regret, reward = play(draws, seed * 1_000_003 + start)
+        regrets.append(regret)
+        rewards.append(reward)
     regret = torch.cat(regrets, dim=1)  # [T, N]
     reward = torch.cat(rewards, dim=1)
     return EvalResult(
         episodes, regret.sum(0).numpy(), reward.sum(0).numpy(), regret.cumsum(0).mean(1).numpy()
     )
+
+
+@torch.inference_mode()
+def evaluate_agent(agent: Agent, task: Task, trial_input: bool, episodes: int, seed: int) -> EvalResult:
+    """The agent, weights frozen, on `episodes` fresh episodes."""
+
+    def play(draws: Noise, _: int):
+        played = act(agent, task, draws, trial_input, with_values=False)
+        return played.regrets, played.rewards
+
+    return evaluate(play, task, episodes, seed)
+
+
+def evaluate_baselines(task: Task, episodes: int, seed: int) -> dict[str, EvalResult]:
+    """Each classical bandit algorithm on the very episodes the agent plays with the same seed."""
+    return {
+        name: evaluate(lambda draws, s, p=policy: baselines.play(p, task, draws, s), task, episodes, seed)
+        for name, policy in baselines.BASELINES.items()
+    }
 
 
 def load_agent(path: Path) -> tuple[Agent, config.Config]:
@@ -101,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         **result.metrics(),
     }
+    if cfg.task.name == "bandit":
+        found = evaluate_baselines(task, args.episodes, args.seed)
+        metrics["baselines"] = {name: r.metrics() for name, r in found.items()}
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.out:
