@@ -7,9 +7,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-# nn.LSTM's oneDNN kernels run forward+backward at about 540k steps/s per core for up to ~96
-# sequences at a time and at 270k-340k for 128-512 (python benchmarks/bench_rollout.py): replaying a
-# large batch in slices of this many sequences is close to twice as fast as one call.
+# nn.LSTM's oneDNN kernels run forward+backward at 380k-540k steps/s on one core for up to 64-96
+# sequences, and at about 280k for 128 and more (the bound column of benchmarks/bench_rollout.py, and
+# a sweep of batch sizes on this machine): replaying a large batch in slices is about 1.5x faster.
 REPLAY_SLICE = 64
 
 
