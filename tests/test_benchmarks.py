@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
     [
         ("bench_rollout", {"batch", "mode", "steps_per_s", "of_bound"}),
         ("bench_sync", {"world_size", "strategy", "median_ms", "x_floor"}),
+        ("bench_scaling", {"mode", "ranks", "efficiency", "sync_share"}),
     ],
 )
 def test_quick_mode_writes_table_json_and_plot(tmp_path, name, per_row):

@@ -1,0 +1,162 @@
+"""End-to-end scaling of training from 1 rank up to the core count, on this machine.
+
+    python benchmarks/bench_scaling.py [--ranks 1 2] [--updates 100] [--per-rank 64]
+                                       [--global-batch 128] [--quick]
+
+Each point is a real training job (dist_vpg.train.main on N spawned gloo ranks, default bandit task,
+allreduce), one thread per rank, so that N ranks use N cores and 1 rank one core. Weak scaling keeps
+the episodes per rank fixed (--per-rank), strong scaling the global batch (--global-batch). From each
+job's median time per update phase (rollout, backward, step, tracker) come: agent steps per second over
+all ranks, efficiency = throughput(N) / (N x throughput(1)), and the share of the update spent
+synchronizing (which includes waiting for the slowest rank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch.multiprocessing as mp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import write_report  # noqa: E402
+from dist_vpg import config, train  # noqa: E402
+from dist_vpg.distributed import free_port  # noqa: E402
+
+TRIALS = 100
+
+
+def rank_main(rank: int, world_size: int, port: int, overrides: list[str], queue) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world_size),
+    )
+    summary = train.main(config.load(None, overrides))
+    if rank == 0:
+        queue.put(summary)
+
+
+def run_job(world_size: int, batch: int, updates: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [
+            f"train.batch_episodes={batch}",
+            f"train.updates={updates}",
+            f"run_dir={tmp}/run",
+            "log.tensorboard=false",
+            "log.progress=lines",
+            f"log.every={updates}",
+            f"checkpoint.every={updates}",
+            "sync.check_every=0",
+        ]
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        port = free_port()
+        procs = [
+            ctx.Process(target=rank_main, args=(r, world_size, port, overrides, queue))
+            for r in range(world_size)
+        ]
+        for p in procs:
+            p.start()
+        result = queue.get(timeout=3600)
+        for p in procs:
+            p.join()
+    phases = result["phase_median_s"]  # medians over all updates: the warm-up barely moves them
+    update_s = sum(phases[k] for k in ("rollout", "backward", "step", "tracker"))
+    return {"update_s": update_s, "sync_s": phases["sync"], "steps_per_s": batch * TRIALS / update_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cores = os.cpu_count() or 1
+    parser.add_argument("--ranks", type=int, nargs="+", default=list(range(1, cores + 1)))
+    parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--per-rank", type=int, default=64, help="episodes per rank (weak scaling)")
+    parser.add_argument("--global-batch", type=int, default=128, help="episodes per update (strong scaling)")
+    parser.add_argument("--quick", action="store_true", help="1 and 2 ranks, 15 updates")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.ranks, args.updates = [1, 2], 15
+    rows = []
+    for mode in ("weak", "strong"):
+        base = None
+        for n in args.ranks:
+            batch = args.per_rank * n if mode == "weak" else args.global_batch
+            r = run_job(n, batch, args.updates)
+            base = base or r["steps_per_s"]
+            rows.append(
+                {
+                    "mode": mode,
+                    "ranks": n,
+                    "oversubscribed": n > cores,
+                    "global_batch": batch,
+                    "steps_per_s": r["steps_per_s"],
+                    "efficiency": r["steps_per_s"] / (n * base),
+                    "update_ms": 1e3 * r["update_s"],
+                    "sync_ms": 1e3 * r["sync_s"],
+                    "sync_share": r["sync_s"] / r["update_s"],
+                }
+            )
+    header = (
+        "scaling",
+        "ranks",
+        "global batch",
+        "steps/s",
+        "efficiency",
+        "update ms",
+        "sync ms",
+        "sync share",
+    )
+    table = [
+        (
+            r["mode"],
+            f"{r['ranks']}{'*' if r['oversubscribed'] else ''}",
+            r["global_batch"],
+            f"{r['steps_per_s']:,.0f}",
+            f"{r['efficiency']:.0%}",
+            f"{r['update_ms']:.1f}",
+            f"{r['sync_ms']:.2f}",
+            f"{r['sync_share']:.1%}",
+        )
+        for r in rows
+    ]
+    note = (
+        f"* more ranks than the {cores} cores: not a throughput figure"
+        if any(r["oversubscribed"] for r in rows)
+        else ""
+    )
+    write_report("bench_scaling", args, header, table, rows, note, args.out, plot=_plot)
+    return 0
+
+
+def _plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode in ("weak", "strong"):
+        pts = [(r["ranks"], r["steps_per_s"]) for r in rows if r["mode"] == mode]
+        ax.plot(*zip(*pts), marker="o", label=f"{mode} scaling")
+    one = next(r["steps_per_s"] for r in rows if r["mode"] == "weak" and r["ranks"] == rows[0]["ranks"])
+    ranks = sorted({r["ranks"] for r in rows})
+    ax.plot(ranks, [one * n / ranks[0] for n in ranks], linestyle=":", color="grey", label="linear (weak)")
+    ax.set(xlabel="ranks", ylabel="agent steps / s (all ranks)", xticks=ranks)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
