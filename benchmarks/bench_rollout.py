@@ -30,6 +30,7 @@ from benchmarks.common import write_report  # noqa: E402
 from dist_vpg import noise  # noqa: E402
 from dist_vpg.agent import Agent  # noqa: E402
 from dist_vpg.losses import a2c_loss  # noqa: E402
+from dist_vpg.plots import saved_figure  # noqa: E402
 from dist_vpg.rollout import input_size, rollout  # noqa: E402
 from dist_vpg.tasks import Bandit  # noqa: E402
 
@@ -187,23 +188,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for mode in ("onepass", "twopass"):
-        pts = [(r["batch"], r["steps_per_s"]) for r in rows if r["mode"] == mode]
-        ax.plot(*zip(*pts), marker="o", label=f"{mode} (whole update)")
-    pts = sorted({(r["batch"], r["bound_steps_per_s"]) for r in rows})
-    ax.plot(*zip(*pts), marker="s", linestyle="--", label="bound: fused nn.LSTM fwd+bwd")
-    ax.axhline(rows[0]["predecessor_steps_per_s"], color="grey", linestyle=":", label="predecessors' loop")
-    ax.set(xscale="log", yscale="log", xlabel="episodes per update (one rank)", ylabel="agent steps / s")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, figsize=(6, 4)) as (_, ax):
+        for mode in ("onepass", "twopass"):
+            pts = [(r["batch"], r["steps_per_s"]) for r in rows if r["mode"] == mode]
+            ax.plot(*zip(*pts), marker="o", label=f"{mode} (whole update)")
+        pts = sorted({(r["batch"], r["bound_steps_per_s"]) for r in rows})
+        ax.plot(*zip(*pts), marker="s", linestyle="--", label="bound: fused nn.LSTM fwd+bwd")
+        ax.axhline(
+            rows[0]["predecessor_steps_per_s"], color="grey", linestyle=":", label="predecessors' loop"
+        )
+        ax.set(xscale="log", yscale="log", xlabel="episodes per update (one rank)", ylabel="agent steps / s")
+        ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

@@ -24,20 +24,14 @@ import torch.multiprocessing as mp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_report  # noqa: E402
 from dist_vpg import config, train  # noqa: E402
-from dist_vpg.distributed import free_port  # noqa: E402
+from dist_vpg.distributed import free_port, set_rank_env  # noqa: E402
+from dist_vpg.plots import saved_figure  # noqa: E402
 
 TRIALS = 100
 
 
 def rank_main(rank: int, world_size: int, port: int, overrides: list[str], queue) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world_size),
-    )
+    set_rank_env(rank, world_size, port)
     summary = train.main(config.load(None, overrides))
     if rank == 0:
         queue.put(summary)
@@ -139,23 +133,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for mode in ("weak", "strong"):
-        pts = [(r["ranks"], r["steps_per_s"]) for r in rows if r["mode"] == mode]
-        ax.plot(*zip(*pts), marker="o", label=f"{mode} scaling")
-    one = next(r["steps_per_s"] for r in rows if r["mode"] == "weak" and r["ranks"] == rows[0]["ranks"])
-    ranks = sorted({r["ranks"] for r in rows})
-    ax.plot(ranks, [one * n / ranks[0] for n in ranks], linestyle=":", color="grey", label="linear (weak)")
-    ax.set(xlabel="ranks", ylabel="agent steps / s (all ranks)", xticks=ranks)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, figsize=(6, 4)) as (_, ax):
+        for mode in ("weak", "strong"):
+            pts = [(r["ranks"], r["steps_per_s"]) for r in rows if r["mode"] == mode]
+            ax.plot(*zip(*pts), marker="o", label=f"{mode} scaling")
+        one = next(r["steps_per_s"] for r in rows if r["mode"] == "weak" and r["ranks"] == rows[0]["ranks"])
+        ranks = sorted({r["ranks"] for r in rows})
+        ax.plot(
+            ranks, [one * n / ranks[0] for n in ranks], linestyle=":", color="grey", label="linear (weak)"
+        )
+        ax.set(xlabel="ranks", ylabel="agent steps / s (all ranks)", xticks=ranks)
+        ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

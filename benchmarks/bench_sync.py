@@ -28,6 +28,7 @@ from benchmarks.common import percentiles, write_report  # noqa: E402
 from dist_vpg import sync  # noqa: E402
 from dist_vpg.agent import Agent  # noqa: E402
 from dist_vpg.distributed import free_port  # noqa: E402
+from dist_vpg.plots import saved_figure  # noqa: E402
 
 INPUT, ACTIONS, TRIALS, EPISODES = 5, 2, 5, 8  # the default bandit agent's input and output; DDP's
 # reduction does not depend on the sequence, so a short one keeps its timing rounds quick
@@ -173,29 +174,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     hiddens = sorted({r["hidden"] for r in rows})
-    fig, axes = plt.subplots(1, len(hiddens), figsize=(5 * len(hiddens), 4), squeeze=False)
-    for ax, hidden in zip(axes[0], hiddens):
-        sub = [r for r in rows if r["hidden"] == hidden]
-        for name in dict.fromkeys(r["strategy"] for r in sub):
-            pts = sorted((r["world_size"], r["median_ms"]) for r in sub if r["strategy"] == name)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-        ax.set(
-            title=f"hidden {hidden} ({sub[0]['grad_floats']:,} floats)",
-            xlabel="ranks",
-            ylabel="ms per synchronization",
-            yscale="log",
-        )
-        ax.set_xticks(sorted({r["world_size"] for r in sub}))
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, ncols=len(hiddens), figsize=(5 * len(hiddens), 4), squeeze=False) as (_, axes):
+        for ax, hidden in zip(axes[0], hiddens):
+            sub = [r for r in rows if r["hidden"] == hidden]
+            for name in dict.fromkeys(r["strategy"] for r in sub):
+                pts = sorted((r["world_size"], r["median_ms"]) for r in sub if r["strategy"] == name)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+            ax.set(
+                title=f"hidden {hidden} ({sub[0]['grad_floats']:,} floats)",
+                xlabel="ranks",
+                ylabel="ms per synchronization",
+                yscale="log",
+            )
+            ax.set_xticks(sorted({r["world_size"] for r in sub}))
+        axes[0][0].legend(fontsize=8)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,19 @@ def world_from_env() -> World:
     )
 
 
+def set_rank_env(rank: int, world_size: int, port: int, host: str = "127.0.0.1") -> None:
+    """The variables torchrun gives local rank `rank` of a one-node job, for processes started
+    without torchrun (tests, benchmarks)."""
+    os.environ.update(
+        MASTER_ADDR=host,
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world_size),
+    )
+
+
 def init(world: World, timeout_s: float) -> None:
     """Start the gloo process group. A plain process gets a one-rank group over an in-memory store,
     so every code path below runs the same collectives whatever the world size."""

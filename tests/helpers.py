@@ -8,19 +8,12 @@ import traceback
 import torch.multiprocessing as mp
 
 from dist_vpg import config, train
-from dist_vpg.distributed import free_port
+from dist_vpg.distributed import free_port, set_rank_env
 
 
 def _worker(rank: int, world_size: int, port: int, fn, args, queue) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world_size),
-        OMP_NUM_THREADS="1",
-    )
+    set_rank_env(rank, world_size, port)
+    os.environ["OMP_NUM_THREADS"] = "1"
     try:
         queue.put((rank, "ok", fn(*args)))
     except BaseException as e:  # the test decides what an exception means
