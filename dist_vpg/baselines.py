@@ -12,8 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from dist_vpg import bayes
 from dist_vpg.noise import Noise
-from dist_vpg.tasks import Bandit
+from dist_vpg.tasks import DEPENDENT_SETS, Bandit
 
 # A policy maps (successes [B, A], pulls [B, A], trial t, rng) to actions [B].
 Policy = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
@@ -40,15 +41,26 @@ def thompson(successes, pulls, t, rng) -> np.ndarray:
 BASELINES: dict[str, Policy] = {"random": random_policy, "ucb1": ucb1, "thompson": thompson}
 
 
-def play(policy: Policy, task: Bandit, noise: Noise, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expected regret and reward of each trial, each [T, B], of `policy` on the episodes of `noise`."""
+def for_task(task: Bandit) -> dict[str, Policy]:
+    """The baselines for this bandit: the classical ones, and the Bayes-optimal policy when it is
+    within reach (2 arms)."""
+    policies = dict(BASELINES)
+    if task.num_actions == 2:
+        levels = DEPENDENT_SETS.get(task.distribution)
+        policies["bayes_optimal"] = bayes.BayesOptimal(task.distribution, task.trials, levels)
+    return policies
+
+
+def play(policy: Policy, task: Bandit, noise: Noise, seed: int) -> tuple[torch.Tensor, ...]:
+    """Expected regret, reward and action of each trial, each [T, B], of `policy` on the episodes of
+    `noise`."""
     state = task.reset(noise.episode)
     trials, batch = noise.action.shape
     successes = np.zeros((batch, task.num_actions))
     pulls = np.zeros((batch, task.num_actions))
     rng = np.random.default_rng(seed)
     rows = np.arange(batch)
-    regrets, rewards = [], []
+    regrets, rewards, actions = [], [], []
     for t in range(trials):
         action = policy(successes, pulls, t, rng)
         step = task.step(state, torch.from_numpy(action), noise.trial[t])
@@ -56,4 +68,5 @@ def play(policy: Policy, task: Bandit, noise: Noise, seed: int) -> tuple[torch.T
         pulls[rows, action] += 1
         regrets.append(step.regret)
         rewards.append(step.reward)
-    return torch.stack(regrets), torch.stack(rewards)
+        actions.append(torch.from_numpy(action))
+    return torch.stack(regrets), torch.stack(rewards), torch.stack(actions)

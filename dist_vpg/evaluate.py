@@ -1,14 +1,19 @@
-"""Evaluate a trained agent with frozen weights on fresh episodes.
+"""Evaluate a trained agent with frozen weights on fresh episodes, beside the baselines.
 
-    python -m dist_vpg.evaluate --checkpoint runs/X/checkpoint-00002000.pt [--episodes N] [--seed S]
+    python -m dist_vpg.evaluate --checkpoint PATH [--episodes N] [--seed S] [--out DIR] [task.key=value]
+    torchrun --nproc_per_node 2 -m dist_vpg.evaluate --checkpoint PATH ...   (episodes split over ranks)
 
-Evaluation episodes come from their own noise split (dist_vpg.noise.EVAL), so no evaluation
-episode is ever a training episode, whatever the seeds.
+Evaluation episodes come from their own noise split (dist_vpg.noise.EVAL), so no evaluation episode
+is ever a training episode, whatever the seeds. Episodes are played in chunks handed to the ranks in
+turn, so the figures are the same for any number of ranks. With --out, DIR gets metrics.json,
+per_trial.csv and PNG plots. task.key=value overrides play the agent on another task variant, say a
+dependent-bandit agent on task.distribution=hard.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from collections.abc import Callable
@@ -18,82 +23,186 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dist_vpg import baselines, checkpoint, config, noise
+from dist_vpg import baselines, checkpoint, config, distributed, noise, plots, stay
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.rollout import act, input_size
-from dist_vpg.tasks import Task, make_task
+from dist_vpg.tasks import Task, TwoStep, make_task
 
-CHUNK = 1000  # episodes played per call: bounds memory, not results
+CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
+
+
+class Played(NamedTuple):
+    regrets: torch.Tensor  # [T, b] expected regret of each choice
+    rewards: torch.Tensor  # [T, b]
+    actions: torch.Tensor  # [T, b]
+    common: torch.Tensor | None  # [T - 1, b] two-step: whether trial t's transition was the common one
 
 
 class EvalResult(NamedTuple):
-    episodes: int
-    regret: np.ndarray  # [episodes] expected regret summed over the episode
-    reward: np.ndarray  # [episodes] reward summed over the episode
-    regret_by_trial: np.ndarray  # [T] mean cumulative expected regret after each trial
+    regrets: np.ndarray  # [T, N]
+    rewards: np.ndarray  # [T, N]
+    actions: np.ndarray  # [T, N]
+    common: np.ndarray | None  # [T - 1, N]
+    gap: np.ndarray | None  # [N] bandits: arm 0's probability minus arm 1's
+
+    @property
+    def episodes(self) -> int:
+        return self.regrets.shape[1]
+
+    @property
+    def regret(self) -> np.ndarray:
+        """[N] expected regret summed over each episode."""
+        return self.regrets.sum(0)
+
+    @property
+    def regret_by_trial(self) -> np.ndarray:
+        """[T] mean cumulative expected regret after each trial."""
+        return self.regrets.cumsum(0).mean(1)
+
+    def by_trial(self) -> dict[str, np.ndarray]:
+        """Per-trial curves: cumulative regret, P(best choice), reward."""
+        return {
+            "regret": self.regret_by_trial,
+            "p_best": (self.regrets <= 1e-9).mean(1),
+            "reward": self.rewards.mean(1),
+        }
 
     def metrics(self) -> dict:
-        n = self.episodes
+        n, reward = self.episodes, self.rewards.sum(0)
+        sem = (lambda x: float(x.std(ddof=1) / np.sqrt(n))) if n > 1 else (lambda x: float("nan"))
         return {
             "episodes": n,
             "regret_at_end": float(self.regret.mean()),
-            "regret_sem": float(self.regret.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            "regret_sem": sem(self.regret),
             "regret_std": float(self.regret.std(ddof=1)) if n > 1 else float("nan"),
-            "reward_per_episode": float(self.reward.mean()),
-            "reward_sem": float(self.reward.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            "reward_per_episode": float(reward.mean()),
+            "reward_sem": sem(reward),
+            "p_best_last_trial": float(self.by_trial()["p_best"][-1]),
         }
 
 
 def evaluate(
-    play: Callable[[Noise, int], tuple[torch.Tensor, torch.Tensor]], task: Task, episodes: int, seed: int
+    play: Callable[[Noise, int], Played],
+    task: Task,
+    episodes: int,
+    seed: int,
+    split: int = noise.EVAL,
+    world: distributed.World | None = None,
 ) -> EvalResult:
-    """Run `play(noise, chunk_seed) -> (regrets [T, b], rewards [T, b])` over `episodes` fresh
-    evaluation episodes, CHUNK at a time."""
-    regrets, rewards = [], []
-    for start in range(0, episodes, CHUNK):
+    """Run `play(noise, chunk_seed) -> Played` over `episodes` fresh episodes of `split`, this rank's
+    share of the chunks; with several ranks every rank gets the whole result."""
+    world = world or distributed.World()
+    mine = []
+    for start in range(world.rank * CHUNK, episodes, world.world_size * CHUNK):
         ids = np.arange(start, min(start + CHUNK, episodes))
-        draws = noise.draw(seed, noise.EVAL, 0, ids, task.trials, task.episode_draws, task.trial_draws)
-        regret, reward = play(draws, seed * 1_000_003 + start)
-        regrets.append(regret)
-        rewards.append(reward)
-    regret = torch.cat(regrets, dim=1)  # [T, N]
-    reward = torch.cat(rewards, dim=1)
-    return EvalResult(
-        episodes, regret.sum(0).numpy(), reward.sum(0).numpy(), regret.cumsum(0).mean(1).numpy()
-    )
+        draws = noise.draw(seed, split, 0, ids, task.trials, task.episode_draws, task.trial_draws)
+        played = play(draws, seed * 1_000_003 + start)
+        probs = getattr(task.reset(draws.episode), "probs", None)
+        gap = None if probs is None else probs[:, 0] - probs[:, 1]
+        mine.append((start, [None if x is None else x.numpy() for x in (*played, gap)]))
+    if world.world_size > 1:
+        gathered = [None] * world.world_size
+        torch.distributed.all_gather_object(gathered, mine)
+        mine = [chunk for part in gathered for chunk in part]
+    parts = [fields for _, fields in sorted(mine, key=lambda chunk: chunk[0])]
+    columns = []
+    for i, axis in enumerate((1, 1, 1, 1, 0)):
+        pieces = [p[i] for p in parts]
+        columns.append(None if pieces[0] is None else np.concatenate(pieces, axis=axis))
+    return EvalResult(*columns)
 
 
-@torch.inference_mode()
-def evaluate_agent(agent: Agent, task: Task, trial_input: bool, episodes: int, seed: int) -> EvalResult:
+def agent_player(agent: Agent, task: Task, trial_input: bool) -> Callable[[Noise, int], Played]:
+    @torch.inference_mode()
+    def play(draws: Noise, _: int) -> Played:
+        r = act(agent, task, draws, trial_input, with_values=False)
+        common = None
+        if isinstance(task, TwoStep):  # the state reached on trial t is trial t + 1's observation
+            reached = r.inputs[1:, :, : task.obs_size].argmax(-1)
+            common = reached == r.actions[:-1]
+        return Played(r.regrets, r.rewards, r.actions.to(torch.int8), common)
+
+    return play
+
+
+def evaluate_agent(
+    agent: Agent,
+    task: Task,
+    trial_input: bool,
+    episodes: int,
+    seed: int,
+    split: int = noise.EVAL,
+    world: distributed.World | None = None,
+) -> EvalResult:
     """The agent, weights frozen, on `episodes` fresh episodes."""
-
-    def play(draws: Noise, _: int):
-        played = act(agent, task, draws, trial_input, with_values=False)
-        return played.regrets, played.rewards
-
-    return evaluate(play, task, episodes, seed)
+    return evaluate(agent_player(agent, task, trial_input), task, episodes, seed, split, world)
 
 
-def evaluate_baselines(task: Task, episodes: int, seed: int) -> dict[str, EvalResult]:
-    """Each classical bandit algorithm on the very episodes the agent plays with the same seed."""
+def evaluate_baselines(
+    task: Task, episodes: int, seed: int, world: distributed.World | None = None
+) -> dict[str, EvalResult]:
+    """Each bandit baseline on the very episodes the agent plays with the same seed."""
+
+    def player(policy):
+        def play(draws: Noise, chunk_seed: int) -> Played:
+            regrets, rewards, actions = baselines.play(policy, task, draws, chunk_seed)
+            return Played(regrets, rewards, actions.to(torch.int8), None)
+
+        return play
+
     return {
-        name: evaluate(lambda draws, s, p=policy: baselines.play(p, task, draws, s), task, episodes, seed)
-        for name, policy in baselines.BASELINES.items()
+        name: evaluate(player(policy), task, episodes, seed, world=world)
+        for name, policy in baselines.for_task(task).items()
     }
 
 
-def load_agent(path: Path) -> tuple[Agent, config.Config]:
+def load_agent(path: Path, overrides: list[str] | tuple = ()) -> tuple[Agent, config.Config]:
+    """The agent of a checkpoint, in eval mode, with its config (task.* overrides applied)."""
     state = checkpoint.load(path)
-    cfg = config.from_dict(state["config"])
+    cfg = config.from_dict(state["config"], overrides)
     task = make_task(cfg.task)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
     try:
         agent.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise checkpoint.CheckpointError(f"{path}: weights do not fit its own config ({e})") from None
+        raise checkpoint.CheckpointError(f"{path}: weights do not fit this task and model ({e})") from None
     agent.eval()
     return agent, cfg
+
+
+def report(cfg: config.Config, agent: EvalResult, others: dict[str, EvalResult]) -> dict:
+    """metrics.json's figures: the agent's, each baseline's, and the two-step analysis."""
+    metrics = {"agent": agent.metrics()}
+    if others:
+        metrics["baselines"] = {name: r.metrics() for name, r in others.items()}
+    if agent.common is not None:
+        metrics["stay_probabilities"] = stay.stay_probabilities(agent.actions, agent.rewards, agent.common)
+        metrics["paper_stay_probabilities"] = stay.PAPER
+        metrics["model_based_index"] = stay.model_based_index(agent.actions, agent.rewards, agent.common)
+    return metrics
+
+
+def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> None:
+    """metrics.json, per_trial.csv (one row per trial, columns player_curve) and the plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    curves = {name: r.by_trial() for name, r in results.items()}
+    with open(out / "per_trial.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        columns = [(name, key) for name, c in curves.items() for key in c]
+        writer.writerow(["trial"] + [f"{name}_{key}" for name, key in columns])
+        trials = len(next(iter(curves.values()))["regret"])
+        for t in range(trials):
+            writer.writerow([t + 1] + [f"{curves[name][key][t]:.6g}" for name, key in columns])
+    plots.curves(
+        {n: c["regret"] for n, c in curves.items()}, "cumulative expected regret", out / "regret.png"
+    )
+    plots.curves({n: c["p_best"] for n, c in curves.items()}, "P(best choice)", out / "p_best.png")
+    agent = results["agent"]
+    plots.sorted_raster(agent.actions, agent.rewards, agent.gap, out / "raster.png")
+    if "stay_probabilities" in metrics:
+        plots.stay_bars(metrics["stay_probabilities"], metrics["paper_stay_probabilities"], out / "stay.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,31 +214,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--episodes", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--out", type=Path, help="directory for metrics.json")
+    parser.add_argument("--out", type=Path, help="directory for metrics.json, per_trial.csv and plots")
+    parser.add_argument("overrides", nargs="*", metavar="task.key=value", help="play another task variant")
     args = parser.parse_args(argv)
     if args.episodes < 2:
         parser.error("--episodes must be at least 2")
+    if any(not o.startswith("task.") for o in args.overrides):
+        parser.error("only task.* keys can be overridden at evaluation")
+    world = distributed.world_from_env()
     try:
-        agent, cfg = load_agent(args.checkpoint)
+        agent, cfg = load_agent(args.checkpoint, args.overrides)
     except (checkpoint.CheckpointError, config.ConfigError) as e:
-        print(f"dist_vpg.evaluate: {e}", file=sys.stderr)
+        if world.is_main:
+            print(f"dist_vpg.evaluate: {e}", file=sys.stderr)
         return 2
     task = make_task(cfg.task)
-    result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed)
+    distributed.init(world, timeout_s=600)
+    try:
+        result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed, world=world)
+        others = (
+            evaluate_baselines(task, args.episodes, args.seed, world) if cfg.task.name == "bandit" else {}
+        )
+    finally:
+        distributed.shutdown()
+    if not world.is_main:
+        return 0
     metrics = {
         "checkpoint": str(args.checkpoint),
         "task": config.to_dict(cfg)["task"],
         "seed": args.seed,
-        **result.metrics(),
+        "episodes": args.episodes,
+        "ranks": world.world_size,
+        **report(cfg, result, others),
     }
-    if cfg.task.name == "bandit":
-        found = evaluate_baselines(task, args.episodes, args.seed)
-        metrics["baselines"] = {name: r.metrics() for name, r in found.items()}
-    text = json.dumps(metrics, indent=2)
-    print(text)
+    print(json.dumps(metrics, indent=2))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "metrics.json").write_text(text + "\n")
+        write_outputs(args.out, metrics, {"agent": result, **others})
+        print(f"dist_vpg.evaluate: metrics.json, per_trial.csv and plots in {args.out}", file=sys.stderr)
     return 0
 
 

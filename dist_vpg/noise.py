@@ -13,7 +13,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-TRAIN, EVAL = 0, 1  # splits: evaluation never sees a training episode
+# Splits: evaluation (EVAL) never sees a training episode, nor one that periodic evaluation during
+# training (VALID) may have steered a choice of checkpoint by.
+TRAIN, EVAL, VALID = 0, 1, 2
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)

@@ -47,3 +47,43 @@ def _draw_raster(ax, actions: np.ndarray, rewards: np.ndarray, title: str) -> No
     ep, tr = np.nonzero(rewards.T > 0)
     ax.scatter(tr, ep, s=2, c="black", marker=".", linewidths=0)
     ax.set(xlabel="trial", ylabel="episode", title=title)
+
+
+def curves(lines: dict[str, np.ndarray], ylabel: str, path: Path) -> Path:
+    """One line per player against the trial number."""
+    with saved_figure(path, figsize=(6, 4)) as (_, ax):
+        for name, y in lines.items():
+            ax.plot(np.arange(1, len(y) + 1), y, label=name, lw=2.5 if name == "agent" else 1.2)
+        ax.set(xlabel="trial", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return path
+
+
+def sorted_raster(actions: np.ndarray, rewards: np.ndarray, gap: np.ndarray | None, path: Path) -> Path:
+    """The episode raster with rows sorted by the arms' probability gap (bandits), at most 300 rows
+    taken evenly across the sorted episodes. actions, rewards: [T, N]; gap: [N] or None."""
+    episodes = actions.shape[1]
+    order = np.argsort(gap, kind="stable") if gap is not None else np.arange(episodes)
+    rows = order[np.linspace(0, episodes - 1, min(300, episodes)).round().astype(int)]
+    title = f"{len(rows)} of {episodes} episodes" + (
+        ", sorted by p0 - p1 (top: arm 1 better)" if gap is not None else ""
+    )
+    with saved_figure(path, figsize=(8, 7)) as (_, ax):
+        _draw_raster(ax, actions[:, rows], rewards[:, rows], title + "\ncolour: chosen action; dot: rewarded")
+    return path
+
+
+def stay_bars(found: dict, paper: dict, path: Path) -> Path:
+    """Two-step stay probabilities by kind of previous trial, with error bars, beside the paper's."""
+    kinds = list(found)
+    x = np.arange(len(kinds))
+    with saved_figure(path, figsize=(6, 4)) as (_, ax):
+        p = [found[k]["p"] for k in kinds]
+        err = [1.96 * found[k]["sem"] for k in kinds]
+        ax.bar(x - 0.2, p, 0.4, yerr=err, capsize=4, label="agent (95% CI)")
+        ax.bar(x + 0.2, [paper[k] for k in kinds], 0.4, alpha=0.6, label="Wang et al. 2018")
+        ax.set_xticks(x, [k.replace("_", "\n") for k in kinds])
+        ax.set(ylabel="P(same first-stage choice)", ylim=(0, 1.05))
+        ax.legend(loc="lower center")
+    return path

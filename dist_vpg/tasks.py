@@ -14,7 +14,7 @@ import torch
 from dist_vpg.config import TaskConfig
 
 # Dependent-arm bandits draw p for arm 0 from these sets (arm 1 pays 1 - p); None is U(0, 1).
-_DEPENDENT_SETS = {"dependent": None, "easy": (0.1, 0.9), "medium": (0.25, 0.75), "hard": (0.4, 0.6)}
+DEPENDENT_SETS = {"dependent": None, "easy": (0.1, 0.9), "medium": (0.25, 0.75), "hard": (0.4, 0.6)}
 
 
 class Step(NamedTuple):
@@ -48,7 +48,7 @@ class Bandit:
     trial_draws = 1
 
     def __init__(self, arms: int = 2, distribution: str = "independent", trials: int = 100):
-        if distribution not in ("independent", *_DEPENDENT_SETS):
+        if distribution not in ("independent", *DEPENDENT_SETS):
             raise ValueError(f"unknown bandit distribution {distribution!r}")
         if distribution != "independent" and arms != 2:
             raise ValueError(f"{distribution!r} bandits have 2 arms, not {arms}")
@@ -62,7 +62,7 @@ class Bandit:
         if self.distribution == "independent":
             probs = u.clone()
         else:
-            levels = _DEPENDENT_SETS[self.distribution]
+            levels = DEPENDENT_SETS[self.distribution]
             p = u[:, 0] if levels is None else torch.where(u[:, 0] < 0.5, levels[0], levels[1])
             probs = torch.stack([p, 1.0 - p], dim=1)
         return BanditState(probs, probs.max(dim=1).values)

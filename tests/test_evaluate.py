@@ -1,0 +1,115 @@
+"""The evaluation command end to end: outputs, splitting over ranks, and bad input."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dist_vpg import config, distributed, evaluate, train
+from dist_vpg.agent import Agent
+from dist_vpg.rollout import input_size
+from dist_vpg.tasks import make_task
+
+from .helpers import raised, run_ranks
+
+
+def make_checkpoint(directory, overrides) -> str:
+    """An untrained agent saved as a training run would save it."""
+    cfg = config.from_dict({}, overrides)
+    task = make_task(cfg.task)
+    torch.manual_seed(0)
+    agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
+    optimizer = train.make_optimizer(cfg, agent)
+    directory.mkdir(parents=True)
+    return str(train.save_checkpoint(directory, cfg, 1, agent, optimizer, None))
+
+
+def test_bandit_outputs(tmp_path):
+    path = make_checkpoint(tmp_path / "run", ["task.trials=20", "agent.hidden=8"])
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", path, "--episodes", "300", "--seed", "3", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["episodes"] == 300 and metrics["seed"] == 3
+    players = ["agent"] + list(metrics["baselines"])
+    assert set(metrics["baselines"]) == {"random", "ucb1", "thompson", "bayes_optimal"}
+    for m in [metrics["agent"], *metrics["baselines"].values()]:
+        assert m["episodes"] == 300 and np.isfinite(m["regret_at_end"]) and m["regret_sem"] > 0
+    # the Bayes-optimal policy beats an untrained agent by a margin on 20 trials
+    assert metrics["baselines"]["bayes_optimal"]["regret_at_end"] < metrics["agent"]["regret_at_end"] - 0.5
+    rows = list(csv.DictReader(open(out / "per_trial.csv")))
+    assert len(rows) == 20 and [int(r["trial"]) for r in rows] == list(range(1, 21))
+    at_end = {"agent": metrics["agent"], **metrics["baselines"]}
+    for player in players:
+        regret = [float(r[f"{player}_regret"]) for r in rows]
+        assert np.all(np.diff(regret) >= -1e-6)  # cumulative
+        assert regret[-1] == pytest.approx(at_end[player]["regret_at_end"], rel=1e-4)
+    for png in ("regret.png", "p_best.png", "raster.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_step_outputs(tmp_path):
+    path = make_checkpoint(tmp_path / "run", ["task.name=two_step", "task.trials=30", "agent.hidden=8"])
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", path, "--episodes", "200", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "baselines" not in metrics
+    kinds = metrics["stay_probabilities"]
+    assert set(kinds) == {"rewarded_common", "rewarded_rare", "unrewarded_common", "unrewarded_rare"}
+    assert all(0 <= k["p"] <= 1 and k["sem"] > 0 for k in kinds.values())
+    mbi = metrics["model_based_index"]
+    assert mbi["pairs"] == 200 * 29 and mbi["index"] == mbi["coefficients"]["interaction"]
+    assert (out / "stay.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_common_transitions_are_read_back_from_what_the_agent_saw():
+    cfg = config.from_dict({}, ["task.name=two_step", "task.trials=50", "task.swap_prob=0"])
+    task = make_task(cfg.task)
+    agent = Agent(input_size(task, True), 2, 8)
+    result = evaluate.evaluate_agent(agent, task, True, episodes=400, seed=1)
+    assert result.common.shape == (49, 400)
+    assert result.common.mean() == pytest.approx(cfg.task.common_prob, abs=0.01)
+
+
+def split_worker(path: str, episodes: int) -> dict:
+    world = distributed.world_from_env()
+    distributed.init(world, 60)
+    try:
+        agent, cfg = evaluate.load_agent(path)
+        task = make_task(cfg.task)
+        mine = evaluate.evaluate_agent(agent, task, True, episodes, seed=5, world=world)
+        others = evaluate.evaluate_baselines(task, episodes, seed=5, world=world)
+        return {"agent": mine.regrets, **{n: r.regrets for n, r in others.items()}}
+    finally:
+        distributed.shutdown()
+
+
+@pytest.mark.dist
+def test_two_ranks_evaluate_exactly_what_one_process_does(tmp_path):
+    path = make_checkpoint(tmp_path / "run", ["task.trials=15", "agent.hidden=8"])
+    episodes = 2 * evaluate.CHUNK + 37  # three chunks of unequal size over two ranks
+    (one,) = run_ranks(1, split_worker, path, episodes)
+    two = run_ranks(2, split_worker, path, episodes)
+    assert raised(one) is None and raised(two[0]) is None, (one, two)
+    for name, regrets in one.items():
+        assert regrets.shape == (15, episodes)
+        for rank in range(2):
+            np.testing.assert_array_equal(two[rank][name], regrets, err_msg=name)
+
+
+def test_bad_input_gives_one_line(tmp_path, capsys):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    assert evaluate.main(["--checkpoint", str(foreign)]) == 2
+    assert "dist_vpg.evaluate:" in capsys.readouterr().err
+    truncated = tmp_path / "truncated.pt"
+    good = make_checkpoint(tmp_path / "run", ["agent.hidden=8"])
+    truncated.write_bytes(open(good, "rb").read()[:500])
+    assert evaluate.main(["--checkpoint", str(truncated)]) == 2
+    # another task's weights do not fit: a clear error, not a shape mismatch deep in torch
+    assert evaluate.main(["--checkpoint", good, "task.name=two_step"]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        evaluate.main(["--checkpoint", good, "train.lr=0.1"])
