@@ -21,6 +21,7 @@ BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
 ROLLOUT_MODES = ("onepass", "twopass")
 OPTIMIZERS = ("rmsprop", "adam")
 PROGRESS = ("auto", "bar", "lines")
+RESUME = ("never", "auto")
 SYNC_STRATEGIES = ("allreduce", "allreduce_per_param", "reduce_broadcast", "ddp", "allreduce_fp16")
 
 
@@ -64,6 +65,9 @@ class TrainConfig:
     beta_e: float = 0.05
     beta_e_final: float = -1.0  # entropy coefficient at the last update; < 0 keeps beta_e constant
     max_grad_norm: float = 50.0  # 0 disables clipping
+    # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
+    # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.
+    resume: str = "never"
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,12 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    every: int = 250  # updates between evaluations with frozen weights during training; 0: never
+    episodes: int = 500  # fresh episodes per evaluation (noise split VALID), spread over the ranks
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = 0
     run_dir: str = ""  # empty: runs/<timestamp>
@@ -116,6 +126,7 @@ class Config:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
@@ -228,6 +239,7 @@ def check(cfg: Config) -> None:
     _require(tr.beta_v >= 0, "train.beta_v", "must be >= 0")
     _require(tr.beta_e >= 0, "train.beta_e", "must be >= 0")
     _require(tr.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0 (0 disables clipping)")
+    _choice(tr.resume, "train.resume", RESUME)
     _choice(s.strategy, "sync.strategy", SYNC_STRATEGIES)
     _require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")
     _require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
@@ -247,6 +259,8 @@ def check(cfg: Config) -> None:
     _require(cfg.log.every >= 1, "log.every", "must be >= 1")
     _require(cfg.log.histograms_every >= 0, "log.histograms_every", "must be >= 0 (0: never)")
     _choice(cfg.log.progress, "log.progress", PROGRESS)
+    _require(cfg.eval.every >= 0, "eval.every", "must be >= 0 (0: never)")
+    _require(cfg.eval.episodes >= 2, "eval.episodes", "must be >= 2")
 
 
 def _check_affinity(affinity: Any) -> None:

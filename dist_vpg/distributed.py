@@ -11,6 +11,10 @@ import torch
 import torch.distributed as dist
 
 
+class CollectiveTimeout(RuntimeError):
+    """A collective waited longer than sync.timeout_s; the message names the rank(s) waited for."""
+
+
 @dataclass(frozen=True)
 class World:
     rank: int = 0

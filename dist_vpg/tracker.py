@@ -12,6 +12,7 @@ import math
 import multiprocessing
 import os
 import queue
+import signal
 import socket
 import threading
 import time
@@ -33,6 +34,7 @@ class RewardTracker:
         self.episodes: dict[int, int] = {}
         self.updates: dict[int, int] = {}
         self.last_seen: dict[int, float] = {}
+        self.gave_up: dict[int, float] = {}  # rank -> when one of its collectives failed
         self.ema_return = math.nan
         self.best_return = -math.inf
         self.latest_return = math.nan
@@ -49,9 +51,14 @@ class RewardTracker:
             a = self.smoothing
             self.ema_return = mean if math.isnan(self.ema_return) else (1 - a) * self.ema_return + a * mean
 
+    def give_up(self, rank: int) -> None:
+        """A rank's collective failed (timed out, or a peer left)."""
+        self.gave_up[rank] = time.time()
+
     def snapshot(self) -> dict[str, Any]:
         now = time.time()
         return {
+            "gave_up": dict(self.gave_up),
             "episodes_total": sum(self.episodes.values()),
             "episodes_per_rank": dict(self.episodes),
             "updates_per_rank": dict(self.updates),
@@ -98,6 +105,22 @@ def _served(smoothing: float | None = None) -> RewardTracker:
 _Manager.register("tracker", callable=_served)
 
 
+def _server_process_setup() -> None:
+    """In the server process. torchrun signals a worker's whole process group, and the server must
+    outlive rank 0's last checkpoint, which reads it: it ignores SIGINT and SIGTERM, is stopped by
+    rank 0 (manager.shutdown), and leaves on its own if rank 0 dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def exit_with_parent():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+
+
 def start_server(host: str, port: int, smoothing: float) -> tuple[BaseManager, tuple[str, int], bytes]:
     """Start the server process bound to host:port (port 0: a free one). Returns the manager (keep
     it alive; .shutdown() stops the server), the bound address and the authkey. The server is a
@@ -111,7 +134,7 @@ def start_server(host: str, port: int, smoothing: float) -> tuple[BaseManager, t
     authkey = os.urandom(32)
     manager = _Manager(address=(host, port), authkey=authkey, ctx=multiprocessing.get_context("fork"))
     try:
-        manager.start()
+        manager.start(_server_process_setup)
     except (OSError, EOFError) as e:
         raise TrackerError(
             f"tracker cannot listen on {host}:{port}: {e or 'server failed to start'}"
@@ -201,6 +224,9 @@ class TrackerClient:
     def snapshot(self) -> dict[str, Any] | None:
         return self._call("snapshot", wait=True)
 
+    def give_up(self, rank: int) -> None:
+        self._call("give_up", rank, wait=True)
+
     def state_dict(self) -> dict[str, Any] | None:
         return self._call("state_dict", wait=True)
 
@@ -219,11 +245,33 @@ class NoTracker:
     def snapshot(self) -> None:
         return None
 
+    def give_up(self, rank: int) -> None:
+        pass
+
     def state_dict(self) -> None:
         return None
 
     def load_state_dict(self, state) -> None:
         pass
+
+
+def explain_timeout(snapshot: dict[str, Any] | None, world_size: int, timeout_s: float) -> str:
+    """Name the rank(s) a timed-out collective waited for: every rank whose collective failed has
+    said so to the tracker (give_up); the ones that did not are still stuck elsewhere."""
+    head = f"a collective timed out after {timeout_s:g} s (sync.timeout_s)"
+    if not snapshot:
+        return f"{head}; which rank hung is unknown without the tracker (tracker.enabled=true names it)"
+    hung = [r for r in range(world_size) if r not in snapshot["gave_up"]]
+    if not hung:
+        return f"{head}; every rank was waiting in a collective"
+    updates, silent = snapshot["updates_per_rank"], snapshot["seconds_since_report"]
+    who = ", ".join(
+        f"rank {r} (last finished update {updates[r]}, {silent[r]:.0f} s ago)"
+        if r in updates
+        else f"rank {r}"
+        for r in hung
+    )
+    return f"{head} waiting for {who}, which never reached it"
 
 
 def resolve_address(host: str, port: int) -> tuple[str, int]:

@@ -11,13 +11,13 @@ import dataclasses
 import json
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dist_vpg import checkpoint, config, distributed, noise, pinning, sync, tracker
+from dist_vpg import checkpoint, config, distributed, noise, pinning, resume, sync, tracker
 from dist_vpg.agent import Agent
 from dist_vpg.board import Board
 from dist_vpg.config import Config, ConfigError
@@ -26,8 +26,11 @@ from dist_vpg.metrics import Timings, Window
 from dist_vpg.plots import episode_raster
 from dist_vpg.rollout import input_size, rollout
 from dist_vpg.tasks import make_task
+from dist_vpg.validation import Validation
 
 PEEK_FILE = "PEEK"  # create it in a running job's run_dir for a picture of the next batch
+GIVE_UP_GRACE_S = 2.0  # after a collective fails: time for the other ranks' failures to be told
+STOP_POLL = 10  # updates between the ranks' agreement on whether a signal asked them to stop
 
 
 def main(cfg: Config) -> dict:
@@ -40,21 +43,25 @@ def main(cfg: Config) -> dict:
     server = start_tracker(cfg.tracker) if world.is_main and cfg.tracker.enabled else None
     try:
         distributed.init(world, cfg.sync.timeout_s)
-        return train(cfg, world, plan, server)
+        with resume.StopRequest() as stop:
+            return train(cfg, world, plan, server, stop)
     finally:
         distributed.shutdown()
         if isinstance(server, tuple):  # (manager, address, authkey); a string is a failed start
             server[0].shutdown()
 
 
-def train(cfg: Config, world: distributed.World, plan: pinning.Plan, server) -> dict:
-    # Rank 0 alone touches the run directory; every rank learns the outcome, so all stop together.
+def train(
+    cfg: Config, world: distributed.World, plan: pinning.Plan, server, stop: resume.StopRequest
+) -> dict:
+    # Rank 0 alone touches the run directory and reads the checkpoint to resume from; every rank
+    # learns the outcome (the checkpoint's state too: other nodes may not share rank 0's disk).
     outcome = distributed.broadcast_object(prepare_run_dir(cfg) if world.is_main else None)
-    if isinstance(outcome, ConfigError):
+    if isinstance(outcome, Exception):
         raise outcome
-    run_dir = Path(outcome)
+    run_dir, resumed, warnings = Path(outcome[0]), outcome[1], outcome[2]
     board = Board(run_dir, cfg.log, cfg.train.updates, enabled=world.is_main)
-    for line in gather_plans(plan, world):
+    for line in gather_plans(plan, world) + [f"warning: {w}" for w in warnings]:
         board.say(f"dist_vpg: {line}")
     shared = connect_tracker(cfg.tracker, world, server, board.say)
 
@@ -62,6 +69,10 @@ def train(cfg: Config, world: distributed.World, plan: pinning.Plan, server) -> 
     task = make_task(cfg.task)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
     optimizer = make_optimizer(cfg, agent)
+    start, train_s = 0, 0.0
+    if resumed is not None:
+        start, train_s = resume.restore(resumed, agent, optimizer, shared), resumed.get("train_s", 0.0)
+        board.say(f"dist_vpg: resuming from {resumed['path']} (update {start})")
     strategy = sync.make_strategy(cfg.sync.strategy, agent)
     compared_optimizer = optimizer if strategy.owns_optimizer_everywhere else None
     sync.broadcast_initial(agent, compared_optimizer)
@@ -72,76 +83,94 @@ def train(cfg: Config, world: distributed.World, plan: pinning.Plan, server) -> 
     loss_args = dict(gamma=tr.gamma, lam=tr.gae_lambda, beta_v=tr.beta_v)
     timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
     zero_grads = ZeroGradTrap(board.say)
+    validation = Validation(cfg, task, world, run_dir, board)
+    validation.forget_after(start)
     board.say(
         f"dist_vpg: {world.world_size} rank(s), sync {strategy.name}, {tr.updates} updates of "
         f"{tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
     )
-    for update in range(tr.updates):
-        optimizer.zero_grad(set_to_none=False)
-        beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
-        lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        peek = world.is_main and (run_dir / PEEK_FILE).exists()
-        played_episodes, played_return = 0, 0.0
-        for k in range(accumulate):
-            with timings.phase("rollout"):
-                ids = episode_ids(world.rank, k, accumulate, share)
-                draws = noise.draw(
-                    cfg.seed, noise.TRAIN, update, ids, task.trials, task.episode_draws, task.trial_draws
-                )
-                batch = rollout(agent, task, draws, tr.rollout, cfg.task.trial_input, replay=model)
-                loss = a2c_loss(
-                    batch.logits, batch.values, batch.actions, batch.rewards, **loss_args, beta_e=beta_e
-                )
-            # Only the last backward of an accumulation may start DDP's reduction.
-            with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
-                (loss.total / accumulate).backward()
-            episodes, ret = window.add(batch, loss)
-            played_episodes, played_return = played_episodes + episodes, played_return + ret
-            if peek and k == 0:
-                save_peek(run_dir, batch, update + 1, board.say)
-        with timings.phase("step"):
-            result = strategy.step(optimizer, tr.max_grad_norm)
-        timings.add("sync", result.sync_s)
-        skips.record(result.applied)  # raises on every rank alike after too many in a row
-        done = update + 1
-        with timings.phase("tracker"):
-            shared.report(world.rank, done, played_episodes, played_return)
+    clock, stopped_by = time.perf_counter() - train_s, None
+    with collective_timeouts_named(shared, world, cfg.sync.timeout_s):
+        for update in range(start, tr.updates):
+            optimizer.zero_grad(set_to_none=False)
+            beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
+            lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            peek = world.is_main and (run_dir / PEEK_FILE).exists()
+            played_episodes, played_return = 0, 0.0
+            for k in range(accumulate):
+                with timings.phase("rollout"):
+                    ids = episode_ids(world.rank, k, accumulate, share)
+                    draws = noise.draw(
+                        cfg.seed, noise.TRAIN, update, ids, task.trials, task.episode_draws, task.trial_draws
+                    )
+                    batch = rollout(agent, task, draws, tr.rollout, cfg.task.trial_input, replay=model)
+                    loss = a2c_loss(
+                        batch.logits, batch.values, batch.actions, batch.rewards, **loss_args, beta_e=beta_e
+                    )
+                # Only the last backward of an accumulation may start DDP's reduction.
+                with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
+                    (loss.total / accumulate).backward()
+                episodes, ret = window.add(batch, loss)
+                played_episodes, played_return = played_episodes + episodes, played_return + ret
+                if peek and k == 0:
+                    save_peek(run_dir, batch, update + 1, board.say)
+            with timings.phase("step"):
+                result = strategy.step(optimizer, tr.max_grad_norm)
+            timings.add("sync", result.sync_s)
+            skips.record(result.applied)  # raises on every rank alike after too many in a row
+            done = update + 1
+            with timings.phase("tracker"):
+                shared.report(world.rank, done, played_episodes, played_return)
 
-        if cfg.sync.check_every and (done % cfg.sync.check_every == 0 or done == tr.updates):
-            sync.check_in_sync(agent, compared_optimizer)
-        logging_now = done % cfg.log.every == 0 or done == tr.updates
-        line, postfix = "", {}
-        if logging_now:
-            figures = window.report(task.trials)  # a collective: every rank takes part
-            snap = shared.snapshot() if world.is_main else None
-            phases = timings.window_medians()
-            ema = snap["ema_return"] if snap else figures["return"]
-            line = log_line(done, tr.updates, figures, ema, skips.total, window)
-            postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
-            board.scalars(
-                done,
-                scalar_groups(
-                    figures,
-                    snap,
-                    phases,
-                    result,
-                    tr,
-                    lr,
-                    beta_e,
-                    strategy.name,
-                    skips.total,
-                    cfg.task.name == "bandit",
-                ),
-            )
-            if world.is_main:
-                zero_grads.check(agent, done)
-        if cfg.log.histograms_every and done % cfg.log.histograms_every == 0:
-            board.histograms(done, agent)
-        board.progress(done, line, postfix)
-        if world.is_main and (done % cfg.checkpoint.every == 0 or done == tr.updates):
-            save_checkpoint(run_dir, cfg, done, agent, optimizer, shared.state_dict())
+            if cfg.sync.check_every and (done % cfg.sync.check_every == 0 or done == tr.updates):
+                sync.check_in_sync(agent, compared_optimizer)
+            logging_now = done % cfg.log.every == 0 or done == tr.updates
+            line, postfix = "", {}
+            if logging_now:
+                figures = window.report(task.trials)  # a collective: every rank takes part
+                snap = shared.snapshot() if world.is_main else None
+                phases = timings.window_medians()
+                ema = snap["ema_return"] if snap else figures["return"]
+                line = log_line(done, tr.updates, figures, ema, skips.total, window)
+                postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
+                board.scalars(
+                    done,
+                    scalar_groups(
+                        figures,
+                        snap,
+                        phases,
+                        result,
+                        tr,
+                        lr,
+                        beta_e,
+                        strategy.name,
+                        skips.total,
+                        cfg.task.name == "bandit",
+                    ),
+                )
+                if world.is_main:
+                    zero_grads.check(agent, done)
+            if cfg.log.histograms_every and done % cfg.log.histograms_every == 0:
+                board.histograms(done, agent)
+            board.progress(done, line, postfix)
+            if validation.due(done):
+                eval_started = time.perf_counter()
+                validation.run(agent, done, eval_started - clock)
+                clock += time.perf_counter() - eval_started  # training time leaves evaluation out
+            if done % STOP_POLL == 0 and distributed.all_sum([float(stop.requested)])[0] > 0:
+                stopped_by = done
+            if world.is_main and (done % cfg.checkpoint.every == 0 or done == tr.updates or stopped_by):
+                save_checkpoint(
+                    run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock
+                )
+            if stopped_by:
+                board.say(
+                    f"dist_vpg: stopped by a signal after update {done}; checkpoint saved, "
+                    "go on with train.resume=auto"
+                )
+                break
 
     summary = window.summary()
     summary.update(
@@ -149,6 +178,8 @@ def train(cfg: Config, world: distributed.World, plan: pinning.Plan, server) -> 
         strategy=strategy.name,
         world_size=world.world_size,
         updates=tr.updates,
+        resumed_from=start,
+        last_update=stopped_by or tr.updates,
         skipped_updates=skips.total,
         phase_median_s=timings.medians(),
         tracker=shared.snapshot() if world.is_main else None,
@@ -159,6 +190,22 @@ def train(cfg: Config, world: distributed.World, plan: pinning.Plan, server) -> 
     board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run_dir}")
     board.close()
     return summary
+
+
+@contextmanager
+def collective_timeouts_named(shared, world: distributed.World, timeout_s: float):
+    """gloo's timeout error says only "Timed out waiting ...". Every rank whose collective fails
+    tells the tracker so; after a moment for the others to do the same, the ranks that never did are
+    the ones that hung, and the timeout names them."""
+    try:
+        yield
+    except RuntimeError as e:
+        shared.give_up(world.rank)
+        if "Timed out" not in str(e):
+            raise
+        time.sleep(GIVE_UP_GRACE_S)
+        message = tracker.explain_timeout(shared.snapshot(), world.world_size, timeout_s)
+        raise distributed.CollectiveTimeout(message) from None
 
 
 def episode_ids(rank: int, k: int, accumulate: int, share: int) -> np.ndarray:
@@ -226,15 +273,30 @@ def connect_tracker(cfg: config.TrackerConfig, world: distributed.World, server,
     return client
 
 
-def prepare_run_dir(cfg: Config) -> str | ConfigError:
-    """Create the run directory and write the resolved config; refuse one that holds a run."""
+def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str]] | Exception:
+    """Create the run directory and write the resolved config: (run_dir, the checkpoint state to
+    resume from or None, warnings). A run_dir that holds checkpoints is refused unless
+    train.resume=auto; a refused start changes nothing in it."""
     run_dir = Path(cfg.run_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
+    state, warnings = None, []
     if checkpoint.existing(run_dir):
-        return ConfigError(f"run_dir: {run_dir} already holds checkpoints; choose another run_dir")
+        if cfg.train.resume != "auto":
+            return ConfigError(
+                f"run_dir: {run_dir} already holds checkpoints; choose another run_dir, "
+                "or go on from them with train.resume=auto"
+            )
+        try:
+            state, warnings = resume.newest_valid(run_dir, cfg)
+        except checkpoint.CheckpointError as e:
+            return e
+        if state is None:
+            return checkpoint.CheckpointError(
+                f"{run_dir}: train.resume=auto, but none of its checkpoints loads ({'; '.join(warnings)})"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = dataclasses.replace(cfg, run_dir=str(run_dir))
     (run_dir / "config.yaml").write_text(config.to_yaml(resolved))
-    return str(run_dir)
+    return str(run_dir), state, warnings
 
 
 def save_checkpoint(
@@ -244,6 +306,7 @@ def save_checkpoint(
     agent: Agent,
     optimizer: torch.optim.Optimizer,
     tracker_state: dict | None,
+    train_s: float = 0.0,
 ) -> Path:
     return checkpoint.save(
         run_dir,
@@ -254,6 +317,7 @@ def save_checkpoint(
             "config": config.to_dict(cfg),
             "rng": {"torch": torch.get_rng_state()},
             "tracker": tracker_state,
+            "train_s": train_s,
         },
     )
 
@@ -355,7 +419,12 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(path, overrides)
         main(cfg)
-    except (ConfigError, tracker.TrackerError, checkpoint.CheckpointError) as e:
+    except (
+        ConfigError,
+        tracker.TrackerError,
+        checkpoint.CheckpointError,
+        distributed.CollectiveTimeout,
+    ) as e:
         if distributed.world_from_env().is_main:
             print(
                 f"dist_vpg.train: {'config error: ' if isinstance(e, ConfigError) else ''}{e}",
