@@ -4,7 +4,12 @@
 #   ./launch.sh test [pytest args] set up .venv if needed, then run the test suite
 # Environment: NPROC (ranks on this node, default: all cores), DIST_VPG_TORCH (the torch requirement,
 # default torch==2.13.0, a CPU build; a bare "torch" may pull several GB of CUDA packages),
-# PYTHON (the interpreter that makes the venv, default python3), VENV (default .venv).
+# PYTHON (the interpreter that makes the venv, default python3), VENV (default .venv),
+# MAX_RESTARTS (torchrun --max-restarts, default 0; pair it with train.resume=auto).
+# Several nodes (README, "Running on a cluster"): NNODES and NODE_RANK with MASTER_ADDR and
+# MASTER_PORT (static rendezvous), or NNODES with RDZV_ENDPOINT=host:port (c10d rendezvous, any
+# node order; RDZV_ID names the job). Under SLURM, NNODES, NODE_RANK and MASTER_ADDR come from
+# SLURM's variables when unset. GLOO_SOCKET_IFNAME (the interface gloo uses) passes through.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -32,5 +37,24 @@ if [ "${1:-}" = "test" ]; then
     exec "$PY" -m pytest "$@"
 fi
 
+if [ -n "${SLURM_JOB_ID:-}" ]; then
+    NNODES=${NNODES:-${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}}
+    NODE_RANK=${NODE_RANK:-${SLURM_NODEID:-0}}
+    if [ -z "${MASTER_ADDR:-}" ] && [ -z "${RDZV_ENDPOINT:-}" ] && [ "$NNODES" -gt 1 ]; then
+        MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    fi
+fi
+NNODES=${NNODES:-1}
 NPROC=${NPROC:-$(nproc)}
-exec "$VENV/bin/torchrun" --standalone --nproc_per_node "$NPROC" -m dist_vpg.train "$@"
+nodes=()
+if [ -n "${RDZV_ENDPOINT:-}" ]; then
+    nodes=(--nnodes "$NNODES" --rdzv-backend c10d --rdzv-endpoint "$RDZV_ENDPOINT" --rdzv-id "${RDZV_ID:-dist_vpg}")
+elif [ "$NNODES" -gt 1 ]; then
+    : "${MASTER_ADDR:?launch.sh: NNODES=$NNODES needs MASTER_ADDR (the address of node 0) or RDZV_ENDPOINT}"
+    nodes=(--nnodes "$NNODES" --node-rank "${NODE_RANK:?launch.sh: NNODES=$NNODES needs NODE_RANK}"
+        --master-addr "$MASTER_ADDR" --master-port "${MASTER_PORT:-29500}")
+else
+    nodes=(--standalone)
+fi
+exec "$VENV/bin/torchrun" "${nodes[@]}" --nproc_per_node "$NPROC" --max-restarts "${MAX_RESTARTS:-0}" \
+    -m dist_vpg.train "$@"
