@@ -1,0 +1,46 @@
+"""Play mode driven by scripted keystrokes."""
+
+import io
+
+import numpy as np
+import torch
+
+from dist_vpg import noise, play
+from dist_vpg.evaluate import load_agent
+from dist_vpg.rollout import act
+from dist_vpg.tasks import make_task
+
+
+def episode(path, seed):
+    agent, cfg = load_agent(path)
+    task = make_task(cfg.task)
+    draws = noise.draw(seed, noise.EVAL, 1, np.array([0]), task.trials, task.episode_draws, task.trial_draws)
+    return agent, cfg, task, draws
+
+
+def test_the_better_arm_every_trial_has_no_regret_and_the_agent_plays_the_same_episode():
+    path = play.DEFAULT_CHECKPOINT["bandit"]
+    agent, cfg, task, draws = episode(path, 11)
+    better = int(task.reset(draws.episode).probs[0].argmax()) + 1
+    keys = io.StringIO("x\n3\n" + f"{better}\n" * task.trials)  # two bad keys first: asked again
+    out = io.StringIO()
+    result = play.play(path, 11, keys, out)
+    assert result["trials"] == task.trials and result["your_regret"] == 0
+    with torch.inference_mode():
+        ref = act(agent, task, draws, cfg.task.trial_input, with_values=False)
+    assert result["agent_regret"] == ref.regrets.sum().item()
+    assert out.getvalue().count("type 1 or 2") == 2
+    assert "Revealed: arm 1 paid with p = " in out.getvalue()
+
+
+def test_two_step_stops_on_q_and_compares_over_the_trials_played():
+    out = io.StringIO()
+    result = play.play(play.DEFAULT_CHECKPOINT["two_step"], 5, io.StringIO("1\n2\n1\nq\n"), out)
+    assert result["trials"] == 3
+    assert out.getvalue().count("you reached state") == 3
+    assert "Over 3 trials" in out.getvalue()
+
+
+def test_a_bad_checkpoint_is_one_line(tmp_path, capsys):
+    assert play.main(["--checkpoint", str(tmp_path / "missing.pt")], io.StringIO(""), io.StringIO()) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
