@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
         ("bench_rollout", {"batch", "mode", "steps_per_s", "of_bound"}),
         ("bench_sync", {"world_size", "strategy", "median_ms", "x_floor"}),
         ("bench_scaling", {"mode", "ranks", "efficiency", "sync_share"}),
+        ("bench_learning", {"ranks", "reached_target", "train_s", "curve"}),
     ],
 )
 def test_quick_mode_writes_table_json_and_plot(tmp_path, name, per_row):

@@ -21,7 +21,7 @@ def test_tensorboard_tag_groups(tmp_path):
         1,
         train_worker,
         SMOKE,
-        ["train.updates=4", "log.every=2", "log.histograms_every=2", f"run_dir={run_dir}"],
+        ["train.updates=4", "log.every=2", "log.histograms_every=2", "eval.every=2", f"run_dir={run_dir}"],
     )
     assert raised(summary) is None, summary
     tags = _tags(run_dir)
@@ -45,6 +45,9 @@ def test_tensorboard_tag_groups(tmp_path):
         "perf/steps_per_s",
         "weights/lstm.weight_hh_l0",
         "grads/policy.weight",
+        "eval/regret",
+        "eval/reward",
+        "eval/p_best_last_trial",
     ]:
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     assert summary["tracker"]["episodes_total"] == 4 * 32  # the tracker saw every episode
