@@ -2,10 +2,12 @@
 # dist_vpg's two commands:
 #   ./launch.sh [key=value ...]   set up .venv if needed, then train over all local cores (torchrun)
 #   ./launch.sh test [pytest args] set up .venv if needed, then run the test suite
+#   ./launch.sh setup              set up .venv only (once, before a cluster job shares it)
 # Environment: NPROC (ranks on this node, default: all cores), DIST_VPG_TORCH (the torch requirement,
 # default torch==2.13.0, a CPU build; a bare "torch" may pull several GB of CUDA packages),
 # PYTHON (the interpreter that makes the venv, default python3), VENV (default .venv),
-# MAX_RESTARTS (torchrun --max-restarts, default 0; pair it with train.resume=auto).
+# MAX_RESTARTS (torchrun --max-restarts, default 0; pair it with train.resume=auto), DRY_RUN=1
+# (print the torchrun command instead of running it).
 # Several nodes (README, "Running on a cluster"): NNODES and NODE_RANK with MASTER_ADDR and
 # MASTER_PORT (static rendezvous), or NNODES with RDZV_ENDPOINT=host:port (c10d rendezvous, any
 # node order; RDZV_ID names the job). Under SLURM, NNODES, NODE_RANK and MASTER_ADDR come from
@@ -32,6 +34,9 @@ setup() {
 }
 
 setup
+if [ "${1:-}" = "setup" ]; then
+    exit 0
+fi
 if [ "${1:-}" = "test" ]; then
     shift
     exec "$PY" -m pytest "$@"
@@ -56,5 +61,10 @@ elif [ "$NNODES" -gt 1 ]; then
 else
     nodes=(--standalone)
 fi
-exec "$VENV/bin/torchrun" "${nodes[@]}" --nproc_per_node "$NPROC" --max-restarts "${MAX_RESTARTS:-0}" \
-    -m dist_vpg.train "$@"
+cmd=("$VENV/bin/torchrun" "${nodes[@]}" --nproc_per_node "$NPROC" --max-restarts "${MAX_RESTARTS:-0}"
+    -m dist_vpg.train "$@")
+if [ -n "${DRY_RUN:-}" ]; then
+    echo "${cmd[*]}"
+    exit 0
+fi
+exec "${cmd[@]}"
