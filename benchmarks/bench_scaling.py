@@ -9,6 +9,10 @@ the episodes per rank fixed (--per-rank), strong scaling the global batch (--glo
 job's median time per update phase (rollout, backward, step, tracker) come: agent steps per second over
 all ranks, efficiency = throughput(N) / (N x throughput(1)), and the share of the update spent
 synchronizing (which includes waiting for the slowest rank).
+
+The `independent` rows run N separate 1-rank jobs at the same time, with no communication at all: the
+machine's own ceiling for N busy cores. Weak scaling can do no better than that row, and the gap
+between the two is what synchronization and imbalance cost.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import os
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch.multiprocessing as mp
@@ -66,6 +71,17 @@ def run_job(world_size: int, batch: int, updates: int) -> dict:
     return {"update_s": update_s, "sync_s": phases["sync"], "steps_per_s": batch * TRIALS / update_s}
 
 
+def run_independent(n: int, batch: int, updates: int) -> dict:
+    """n 1-rank jobs at once; their throughputs summed."""
+    with ThreadPoolExecutor(n) as pool:
+        jobs = list(pool.map(lambda _: run_job(1, batch, updates), range(n)))
+    return {
+        "update_s": max(j["update_s"] for j in jobs),
+        "sync_s": 0.0,
+        "steps_per_s": sum(j["steps_per_s"] for j in jobs),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -80,19 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.ranks, args.updates = [1, 2], 15
-    rows = []
-    for mode in ("weak", "strong"):
+    rows, weak_base = [], None
+    for mode in ("weak", "strong", "independent"):
         base = None
-        for n in args.ranks:
+        for n in args.ranks if mode != "independent" else [n for n in args.ranks if n > 1]:
             batch = args.per_rank * n if mode == "weak" else args.global_batch
-            r = run_job(n, batch, args.updates)
-            base = base or r["steps_per_s"]
+            if mode == "independent":
+                batch = args.per_rank
+                r = run_independent(n, batch, args.updates)
+            else:
+                r = run_job(n, batch, args.updates)
+            base = base or (weak_base if mode == "independent" else r["steps_per_s"])
+            weak_base = weak_base or r["steps_per_s"]
             rows.append(
                 {
                     "mode": mode,
                     "ranks": n,
                     "oversubscribed": n > cores,
-                    "global_batch": batch,
+                    "global_batch": batch * n if mode == "independent" else batch,
                     "steps_per_s": r["steps_per_s"],
                     "efficiency": r["steps_per_s"] / (n * base),
                     "update_ms": 1e3 * r["update_s"],

@@ -44,13 +44,14 @@ def newest_valid(run_dir: Path, cfg: Config) -> tuple[dict | None, list[str]]:
     return None, warnings
 
 
-def restore(state: dict, agent: torch.nn.Module, optimizer: torch.optim.Optimizer, shared) -> int:
-    """Load a checkpoint's state into this rank's objects; returns the update to go on from."""
+def restore(state: dict, agent: torch.nn.Module, optimizer: torch.optim.Optimizer, shared=None) -> int:
+    """Load a checkpoint's state into this rank's objects (and the tracker's state into the tracker,
+    given its client); returns the update to go on from."""
     agent.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if state.get("rng"):
         torch.set_rng_state(state["rng"]["torch"])
-    if state.get("tracker"):
+    if state.get("tracker") and shared is not None:
         shared.load_state_dict(state["tracker"])
     return int(state["update"])
 

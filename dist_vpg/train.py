@@ -71,7 +71,12 @@ def train(
     optimizer = make_optimizer(cfg, agent)
     start, train_s = 0, 0.0
     if resumed is not None:
-        start, train_s = resume.restore(resumed, agent, optimizer, shared), resumed.get("train_s", 0.0)
+        # One rank restores the one tracker; the collectives below keep reports until it has.
+        restored_tracker = shared if world.is_main else None
+        start, train_s = (
+            resume.restore(resumed, agent, optimizer, restored_tracker),
+            resumed.get("train_s", 0.0),
+        )
         board.say(f"dist_vpg: resuming from {resumed['path']} (update {start})")
     strategy = sync.make_strategy(cfg.sync.strategy, agent)
     compared_optimizer = optimizer if strategy.owns_optimizer_everywhere else None

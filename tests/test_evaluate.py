@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -113,3 +115,23 @@ def test_bad_input_gives_one_line(tmp_path, capsys):
     assert "do not fit" in err and "Traceback" not in err
     with pytest.raises(SystemExit):
         evaluate.main(["--checkpoint", good, "train.lr=0.1"])
+
+
+@pytest.mark.dist
+def test_the_command_under_torchrun_writes_what_one_process_writes(tmp_path):
+    path = make_checkpoint(tmp_path / "run", ["task.trials=15", "agent.hidden=8"])
+    args = ["--checkpoint", path, "--episodes", "600", "--seed", "2"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        launcher + ["-m", "dist_vpg.evaluate", *args, "--out", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert evaluate.main([*args, "--out", str(tmp_path / "one")]) == 0
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert two["ranks"] == 2 and one["ranks"] == 1
+    assert two["agent"] == one["agent"] and two["baselines"] == one["baselines"]
+    assert (tmp_path / "two" / "per_trial.csv").read_text() == (
+        tmp_path / "one" / "per_trial.csv"
+    ).read_text()
