@@ -42,7 +42,7 @@ def rank_main(rank: int, world_size: int, port: int, overrides: list[str], queue
         queue.put(summary)
 
 
-def run_job(world_size: int, batch: int, updates: int) -> dict:
+def run_job(world_size: int, batch: int, updates: int, extra: tuple[str, ...] = ()) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [
             f"train.batch_episodes={batch}",
@@ -53,6 +53,9 @@ def run_job(world_size: int, batch: int, updates: int) -> dict:
             f"log.every={updates}",
             f"checkpoint.every={updates}",
             "sync.check_every=0",
+            "eval.every=0",
+            "cpu.threads=1",  # one thread per rank, whatever the number of ranks on the node
+            *extra,
         ]
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
@@ -72,9 +75,9 @@ def run_job(world_size: int, batch: int, updates: int) -> dict:
 
 
 def run_independent(n: int, batch: int, updates: int) -> dict:
-    """n 1-rank jobs at once; their throughputs summed."""
+    """n 1-rank jobs at once, each on a core of its own; their throughputs summed."""
     with ThreadPoolExecutor(n) as pool:
-        jobs = list(pool.map(lambda _: run_job(1, batch, updates), range(n)))
+        jobs = list(pool.map(lambda i: run_job(1, batch, updates, (f"cpu.affinity=[{i}]",)), range(n)))
     return {
         "update_s": max(j["update_s"] for j in jobs),
         "sync_s": 0.0,
