@@ -61,6 +61,10 @@ elif [ "$NNODES" -gt 1 ]; then
 else
     nodes=(--standalone)
 fi
+# torchrun shares its rendezvous store with the workers' process group by default; after a restart
+# the new group can then read the dead group's addresses and fail or hang (pytorch issue 135712).
+# Rank 0 hosting a store of its own for each attempt avoids that.
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}
 cmd=("$VENV/bin/torchrun" "${nodes[@]}" --nproc_per_node "$NPROC" --max-restarts "${MAX_RESTARTS:-0}"
     -m dist_vpg.train "$@")
 if [ -n "${DRY_RUN:-}" ]; then

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import statistics
@@ -62,13 +63,17 @@ def restart_s(updates: int, every: int) -> dict:
         cmd += ["--max-restarts", "1", "-m", "dist_vpg.train", f"train.updates={updates}"]
         cmd += [f"checkpoint.every={every}", "train.resume=auto", f"run_dir={run_dir}", "log.every=10"]
         cmd += ["log.progress=lines", "cpu.threads=1", "eval.every=0"]
-        job = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env = dict(os.environ, TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")  # as launch.sh sets it
+        job = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         events: dict[str, float] = {}
-        last_update = [0]
+        last_update, lines = [0], []
 
         def watch():
             for line in job.stdout:
                 now = time.perf_counter()
+                lines.append(line)
                 if (m := re.match(r"update (\d+)/", line)) is not None:
                     last_update[0] = int(m.group(1))
                     if "resumed" in events and "first_update" not in events:
@@ -91,7 +96,8 @@ def restart_s(updates: int, every: int) -> dict:
         job.wait()
         reader.join(timeout=10)
         if job.returncode != 0 or "first_update" not in events:
-            raise RuntimeError(f"the restarted job did not finish (exit {job.returncode})")
+            tail = "".join(line for line in lines if not line.startswith("update"))[-6000:]
+            raise RuntimeError(f"the restarted job did not finish (exit {job.returncode}):\n{tail}")
         return {
             "to_resume_s": events["resumed"] - events["kill"],
             "to_first_update_s": events["first_update"] - events["kill"],

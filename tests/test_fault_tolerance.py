@@ -67,7 +67,9 @@ def torchrun(run_dir, *args, extra=(), max_restarts=0):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += [f"--max-restarts={max_restarts}", *extra, "-m", "dist_vpg.train", "--config", SMOKE]
     cmd += [*QUICK, "cpu.affinity=none", "log.progress=lines", f"run_dir={run_dir}", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # as launch.sh does: without it a restarted group may read the dead group's addresses
+    env = dict(os.environ, TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def worker(launcher: subprocess.Popen, rank: int) -> psutil.Process:
