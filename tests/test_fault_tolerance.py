@@ -138,13 +138,19 @@ def test_a_hung_rank_is_named_when_the_collective_times_out(tmp_path):
     wait_for(checkpoint.path_for(tmp_path / "run", 50), job)
     hung = worker(job, 1)
     hung.suspend()  # SIGSTOP: alive, holding its sockets, answering nothing
+    lines = []
     try:
-        out = job.communicate(timeout=120)[0]
+        for line in job.stdout:
+            lines.append(line)
+            if "collective timed out" in line:
+                break  # named: no need to wait for torchrun's 30 s grace on a stopped process
     finally:
         try:
             hung.kill()
         except psutil.NoSuchProcess:  # torchrun got there first
             pass
+    lines += job.communicate(timeout=120)[0].splitlines(keepends=True)
+    out = "".join(lines)
     assert job.returncode != 0
     assert "a collective timed out after 5 s (sync.timeout_s) waiting for rank 1 (" in out, out[-3000:]
 
