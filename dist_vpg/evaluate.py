@@ -171,7 +171,7 @@ def load_agent(path: Path, overrides: list[str] | tuple = ()) -> tuple[Agent, co
     return agent, cfg
 
 
-def report(cfg: config.Config, agent: EvalResult, others: dict[str, EvalResult]) -> dict:
+def report(agent: EvalResult, others: dict[str, EvalResult]) -> dict:
     """metrics.json's figures: the agent's, each baseline's, and the two-step analysis."""
     metrics = {"agent": agent.metrics()}
     if others:
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "episodes": args.episodes,
         "ranks": world.world_size,
-        **report(cfg, result, others),
+        **report(result, others),
     }
     print(json.dumps(metrics, indent=2))
     if args.out:

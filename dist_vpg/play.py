@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import torch
 
 from dist_vpg import checkpoint, config, noise
@@ -43,9 +44,7 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
     """One episode for the person, then the agent on the same one; returns both regrets."""
     agent, cfg = load_agent(path)
     task = make_task(cfg.task)
-    draws = noise.draw(
-        seed, noise.EVAL, 1, torch.tensor([0]).numpy(), task.trials, task.episode_draws, task.trial_draws
-    )
+    draws = noise.draw(seed, noise.EVAL, 1, np.array([0]), task.trials, task.episode_draws, task.trial_draws)
     state = task.reset(draws.episode)
     regrets, rewards = [], []
     stdout.write(f"{cfg.task.name}: {task.trials} trials, 2 choices. Find what pays.\n")

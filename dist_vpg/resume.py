@@ -9,6 +9,7 @@ its update with the same model, optimizer, RNG and tracker state. Episodes are a
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 
 import torch
@@ -67,6 +68,8 @@ class StopRequest:
         self.previous = {}
 
     def __enter__(self) -> StopRequest:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals reach the main thread only; a job run from a thread cannot be stopped so
         for sig in self.SIGNALS:
             self.previous[sig] = signal.signal(sig, self._handle)
         return self
