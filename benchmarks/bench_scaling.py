@@ -23,6 +23,7 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from queue import Empty
 
 import torch.multiprocessing as mp
 
@@ -66,7 +67,16 @@ def run_job(world_size: int, batch: int, updates: int, extra: tuple[str, ...] = 
         ]
         for p in procs:
             p.start()
-        result = queue.get(timeout=3600)
+        result = None
+        while result is None:  # a rank that dies must end the benchmark, not hang it
+            try:
+                result = queue.get(timeout=1.0)
+            except Empty:
+                if all(not p.is_alive() for p in procs):
+                    codes = [p.exitcode for p in procs]
+                    raise RuntimeError(
+                        f"a {world_size}-rank job ended without a summary (exit codes {codes})"
+                    ) from None
         for p in procs:
             p.join()
     phases = result["phase_median_s"]  # medians over all updates: the warm-up barely moves them
