@@ -105,12 +105,11 @@ def evaluate(
         gathered = [None] * world.world_size
         torch.distributed.all_gather_object(gathered, mine)
         mine = [chunk for part in gathered for chunk in part]
-    parts = [fields for _, fields in sorted(mine, key=lambda chunk: chunk[0])]
-    columns = []
-    for i, axis in enumerate((1, 1, 1, 1, 0)):
-        pieces = [p[i] for p in parts]
-        columns.append(None if pieces[0] is None else np.concatenate(pieces, axis=axis))
-    return EvalResult(*columns)
+    chunks = [fields for _, fields in sorted(mine, key=lambda chunk: chunk[0])]
+    # every field has the episodes on its last axis: join the chunks there, in episode order
+    return EvalResult(
+        *(None if f[0] is None else np.concatenate(f, axis=f[0].ndim - 1) for f in zip(*chunks))
+    )
 
 
 def agent_player(agent: Agent, task: Task, trial_input: bool) -> Callable[[Noise, int], Played]:
