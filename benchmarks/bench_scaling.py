@@ -109,31 +109,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.ranks, args.updates = [1, 2], 15
-    rows, weak_base = [], None
-    for mode in ("weak", "strong", "independent"):
-        base = None
-        for n in args.ranks if mode != "independent" else [n for n in args.ranks if n > 1]:
+    plan = [("weak", n) for n in args.ranks] + [("strong", n) for n in args.ranks]
+    plan += [("independent", n) for n in args.ranks if n > 1]
+    rows, first = [], {}  # first: each mode's throughput at its first rank count
+    for mode, n in plan:
+        if mode == "independent":  # n jobs of per_rank episodes, measured against weak scaling's first
+            r, batch = run_independent(n, args.per_rank, args.updates), args.per_rank * n
+            base = first["weak"]
+        else:
             batch = args.per_rank * n if mode == "weak" else args.global_batch
-            if mode == "independent":
-                batch = args.per_rank
-                r = run_independent(n, batch, args.updates)
-            else:
-                r = run_job(n, batch, args.updates)
-            base = base or (weak_base if mode == "independent" else r["steps_per_s"])
-            weak_base = weak_base or r["steps_per_s"]
-            rows.append(
-                {
-                    "mode": mode,
-                    "ranks": n,
-                    "oversubscribed": n > cores,
-                    "global_batch": batch * n if mode == "independent" else batch,
-                    "steps_per_s": r["steps_per_s"],
-                    "efficiency": r["steps_per_s"] / (n * base),
-                    "update_ms": 1e3 * r["update_s"],
-                    "sync_ms": 1e3 * r["sync_s"],
-                    "sync_share": r["sync_s"] / r["update_s"],
-                }
-            )
+            r = run_job(n, batch, args.updates)
+            base = first.setdefault(mode, r["steps_per_s"])
+        rows.append(
+            {
+                "mode": mode,
+                "ranks": n,
+                "oversubscribed": n > cores,
+                "global_batch": batch,
+                "steps_per_s": r["steps_per_s"],
+                "efficiency": r["steps_per_s"] / (n * base),
+                "update_ms": 1e3 * r["update_s"],
+                "sync_ms": 1e3 * r["sync_s"],
+                "sync_share": r["sync_s"] / r["update_s"],
+            }
+        )
     header = (
         "scaling",
         "ranks",
