@@ -1,14 +1,17 @@
-"""Time to learn: how long the default bandit config takes to beat Thompson sampling.
+"""Time to learn: how long a bandit config takes to reach each regret target, old settings beside new.
 
-    python benchmarks/bench_learning.py [--ranks 1 2] [--updates 8000] [--eval-every 100]
-                                        [--eval-episodes 1000] [--target 2.78] [--quick]
+    python benchmarks/bench_learning.py [--configs A.yaml B.yaml] [--ranks 1 2] [--updates 8000]
+                                        [--eval-every 100] [--eval-episodes 1000]
+                                        [--targets 2.78 2.0 1.85] [--quick]
 
 Each point is a real training job under torchrun (one thread per rank), evaluated with frozen weights
 every --eval-every updates on fresh episodes (dist_vpg.validation, eval.csv). The job is stopped with
-SIGTERM once the evaluated regret at trial 100 falls below --target (Thompson sampling's 2.78). Reported:
+SIGTERM once the evaluated regret at trial 100 falls below the lowest target (Thompson sampling's 2.78,
+then 2.0 and 1.85 by default), or runs its --updates. Reported for each config, rank count and target:
 the update, agent steps, training seconds (evaluation time left out) and wall seconds from launch at
-that first evaluation below the target. --quick: the smoke config for a few updates, to check the
-plumbing, not the figures.
+the first evaluation below the target. The default configs are the settings of earlier releases
+(configs/bandit_legacy.yaml) and today's default. --quick: the smoke config for a few updates, to
+check the plumbing, not the figures.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PREDECESSOR = {"episodes": 20_000, "seconds": 15 * 60, "reached_target": False}
 
 
-def run_job(ranks: int, args, run_dir: Path) -> dict:
+def run_job(config: str, ranks: int, args, run_dir: Path) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
-    cmd += ["-m", "dist_vpg.train"] + (["--config", "configs/smoke.yaml"] if args.quick else [])
+    cmd += ["-m", "dist_vpg.train", "--config", config]
     cmd += [
         f"train.updates={args.updates}",
         f"eval.every={args.eval_every}",
@@ -48,89 +51,119 @@ def run_job(ranks: int, args, run_dir: Path) -> dict:
     ]
     started = time.perf_counter()
     job = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    csv_path, crossed, wall_at_cross = run_dir / validation.FILE, None, None
+    csv_path, walls = run_dir / validation.FILE, {}
+    lowest = min(args.targets)
     while job.poll() is None:
         time.sleep(0.5)
         rows = validation.read(csv_path) if csv_path.exists() else []
-        below = [r for r in rows if r["regret"] < args.target]
-        if below and crossed is None:
-            crossed, wall_at_cross = below[0], time.perf_counter() - started
+        for target in args.targets:
+            if target not in walls and any(r["regret"] < target for r in rows):
+                walls[target] = time.perf_counter() - started
+        if lowest in walls and job.returncode is None:
             job.send_signal(signal.SIGTERM)  # the trainer saves a checkpoint and leaves
+            job.wait()
     _, err = job.communicate()
     rows = validation.read(csv_path) if csv_path.exists() else []
     if not rows:
-        raise RuntimeError(f"the {ranks}-rank job wrote no evaluations: {err[-2000:]}")
-    if crossed is None:  # the job ended first; look again at what it wrote
-        crossed = next((r for r in rows if r["regret"] < args.target), None)
-    return {"ranks": ranks, "crossed": crossed, "wall_at_cross": wall_at_cross, "curve": rows}
+        raise RuntimeError(f"the {ranks}-rank job of {config} wrote no evaluations: {err[-2000:]}")
+    crossed = {t: next((r for r in rows if r["regret"] < t), None) for t in args.targets}
+    return {"config": config, "ranks": ranks, "crossed": crossed, "walls": walls, "curve": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--configs", nargs="+", default=["configs/bandit_legacy.yaml", "configs/bandit_independent.yaml"]
+    )
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--updates", type=int, default=8000, help="the most updates a job may take")
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--eval-episodes", type=int, default=1000)
-    parser.add_argument("--target", type=float, default=2.78, help="regret at trial 100 to beat")
+    parser.add_argument(
+        "--targets", type=float, nargs="+", default=[2.78, 2.0, 1.85], help="regrets at trial 100 to beat"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     if args.quick:
-        args.updates, args.eval_every, args.eval_episodes = 40, 20, 100
+        args.configs, args.updates, args.eval_every, args.eval_episodes = ["configs/smoke.yaml"], 40, 20, 100
+        args.targets = [12.0, 6.0]
     rows, table = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for ranks in args.ranks:
-            job = run_job(ranks, args, Path(tmp) / f"ranks{ranks}")
-            c = job["crossed"]
-            row = {
-                "ranks": ranks,
-                "target": args.target,
-                "reached_target": c is not None,
-                "update": int(c["update"]) if c else None,
-                "agent_steps": int(c["agent_steps"]) if c else None,
-                "episodes": int(c["episodes_trained"]) if c else None,
-                "train_s": c["train_s"] if c else None,
-                "wall_s": job["wall_at_cross"],
-                "regret": c["regret"] if c else job["curve"][-1]["regret"],
-                "regret_sem": c["regret_sem"] if c else job["curve"][-1]["regret_sem"],
-                "curve": job["curve"],
-            }
-            rows.append(row)
-            table.append(
-                [
-                    ranks,
-                    row["update"] or f"not within {args.updates}",
-                    f"{row['episodes']:,}" if c else "-",
-                    f"{row['agent_steps']:,}" if c else "-",
-                    f"{row['train_s']:.0f}" if c else "-",
-                    f"{row['wall_s']:.0f}" if row["wall_s"] else "-",
-                    f"{row['regret']:.2f} ± {row['regret_sem']:.2f}",
-                ]
-            )
+        for i, config in enumerate(args.configs):
+            for ranks in args.ranks:
+                job = run_job(config, ranks, args, Path(tmp) / f"{i}-ranks{ranks}")
+                last = job["curve"][-1]
+                for target in args.targets:
+                    c = job["crossed"][target]
+                    row = {
+                        "config": config,
+                        "ranks": ranks,
+                        "target": target,
+                        "reached_target": c is not None,
+                        "update": int(c["update"]) if c else None,
+                        "agent_steps": int(c["agent_steps"]) if c else None,
+                        "episodes": int(c["episodes_trained"]) if c else None,
+                        "train_s": c["train_s"] if c else None,
+                        "wall_s": job["walls"].get(target),
+                        "regret": c["regret"] if c else last["regret"],
+                        "regret_sem": c["regret_sem"] if c else last["regret_sem"],
+                        "curve": job["curve"],
+                    }
+                    rows.append(row)
+                    table.append(
+                        [
+                            Path(config).stem,
+                            ranks,
+                            target,
+                            row["update"] or f"not within {int(last['update'])}",
+                            f"{row['episodes']:,}" if c else "-",
+                            f"{row['agent_steps']:,}" if c else "-",
+                            f"{row['train_s']:.0f}" if c else "-",
+                            f"{row['wall_s']:.0f}" if row["wall_s"] else "-",
+                            f"{row['regret']:.2f} ± {row['regret_sem']:.2f}" + ("" if c else " (last)"),
+                        ]
+                    )
     p = PREDECESSOR
     table.append(
-        ["predecessor (reported)", "-", f"{p['episodes']:,}", "-", f"{p['seconds']}", "-", "plateau short"]
+        [
+            "predecessor (reported)",
+            "-",
+            2.78,
+            "-",
+            f"{p['episodes']:,}",
+            "-",
+            f"{p['seconds']}",
+            "-",
+            "plateau short",
+        ]
     )
     note = (
         f"first evaluation ({args.eval_episodes} frozen-weight episodes, every {args.eval_every} updates) "
         f"with "
-        f"regret below {args.target}; train_s leaves evaluation out, wall_s counts from launch. "
+        f"regret below each target; train_s leaves evaluation out, wall_s counts from launch. "
         f"{max(args.ranks)} ranks on {os.cpu_count()} cores."
     )
-    header = ["ranks", "update", "episodes", "agent steps", "train s", "wall s", "regret at crossing"]
+    header = ["config", "ranks", "target", "update", "episodes", "agent steps", "train s", "wall s", "regret"]
     write_report("bench_learning", args, header, table, rows, note, args.out, plot=_plot)
     return 0
 
 
 def _plot(rows, path: Path) -> None:
     with saved_figure(path, figsize=(6, 4)) as (_, ax):
-        for row in rows:
-            t = [r["train_s"] for r in row["curve"]]
-            ax.plot(t, [r["regret"] for r in row["curve"]], marker=".", label=f"{row['ranks']} rank(s)")
-        ax.axhline(rows[0]["target"], color="grey", ls="--", label="target (Thompson sampling)")
-        ax.set(xlabel="training seconds", ylabel="evaluated regret at trial 100", yscale="log")
+        jobs = {(row["config"], row["ranks"]): row["curve"] for row in rows}
+        for (config, ranks), curve in jobs.items():
+            t = [r["train_s"] for r in curve]
+            ax.plot(
+                t, [r["regret"] for r in curve], marker=".", label=f"{Path(config).stem}, {ranks} rank(s)"
+            )
+        for target in sorted({row["target"] for row in rows}):
+            ax.axhline(target, color="grey", ls="--", lw=0.8)
+        ax.set(
+            xlabel="training seconds", ylabel="evaluated regret at trial 100 (dashed: targets)", yscale="log"
+        )
         ax.grid(alpha=0.3)
         ax.legend()
 

@@ -41,14 +41,31 @@ def thompson(successes, pulls, t, rng) -> np.ndarray:
 BASELINES: dict[str, Policy] = {"random": random_policy, "ucb1": ucb1, "thompson": thompson}
 
 
-def for_task(task: Bandit) -> dict[str, Policy]:
-    """The baselines for this bandit: the classical ones, and the Bayes-optimal policy when it is
-    within reach (2 arms)."""
+def for_task(task: Bandit, objective: tuple[float, float] | None = None) -> dict[str, Policy]:
+    """The baselines for this bandit: the classical ones, and the DP policies when they are within
+    reach (2 arms): the Bayes-optimal one, and, given the agent's training objective
+    (gamma, beta_e) when it is not already the Bayes-optimal one, the best policy for that objective
+    (`objective_optimal`). The latter is the ceiling of what that training can reach."""
     policies = dict(BASELINES)
     if task.num_actions == 2:
         levels = DEPENDENT_SETS.get(task.distribution)
         policies["bayes_optimal"] = bayes.BayesOptimal(task.distribution, task.trials, levels)
+        if objective is not None and objective != (1.0, 0.0):
+            gamma, beta = objective
+            policies["objective_optimal"] = bayes.BayesOptimal(
+                task.distribution, task.trials, levels, gamma, beta
+            )
     return policies
+
+
+def exact_regrets(task: Bandit, objective: tuple[float, float] | None = None) -> dict[str, float]:
+    """The DP policies' expected regret at the last trial, computed exactly (no sampling): the
+    figures their Monte Carlo entries estimate."""
+    found = {}
+    for name, policy in for_task(task, objective).items():
+        if isinstance(policy, bayes.BayesOptimal):
+            found[name] = policy.solution.regret(task.trials)
+    return found
 
 
 def play(policy: Policy, task: Bandit, noise: Noise, seed: int) -> tuple[torch.Tensor, ...]:

@@ -57,13 +57,20 @@ class TrainConfig:
     batch_episodes: int = 128
     rollout: str = "twopass"
     optimizer: str = "rmsprop"
+    # Schedules: each *_final is the value at the last update, reached linearly; < 0 keeps it
+    # constant. The defaults start where learning takes off quickly (gamma 0.9, a strong entropy
+    # bonus) and end on the objective evaluation scores (gamma 1, a small bonus): README, "Learning".
     lr: float = 1e-3
-    lr_final: float = -1.0  # learning rate at the last update (linear decay); < 0 keeps lr constant
+    lr_final: float = 1e-4
     gamma: float = 0.9
-    gae_lambda: float = 1.0
+    gamma_final: float = 1.0
+    gae_lambda: float = 0.95
     beta_v: float = 0.05
+    # The value head predicts the return per (discounted) trial left, in [0, 1], rather than the
+    # return itself: what lets an undiscounted critic (gamma 1, returns up to 100) learn quickly.
+    value_scale: bool = True
     beta_e: float = 0.05
-    beta_e_final: float = -1.0  # entropy coefficient at the last update; < 0 keeps beta_e constant
+    beta_e_final: float = 0.01
     max_grad_norm: float = 50.0  # 0 disables clipping
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.
@@ -155,6 +162,21 @@ def from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
     return cfg
 
 
+# Keys added after checkpoints were already being written, with the value every run had before them.
+# A checkpoint's config that lacks one was trained with that value, not with today's default.
+ADDED_LATER = {"train": {"gamma_final": -1.0, "value_scale": False}}
+
+
+def from_checkpoint(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
+    """The config a checkpoint was trained with (see ADDED_LATER), then overrides; checked."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for section, keys in ADDED_LATER.items():
+        stored = data.setdefault(section, {})
+        for key, value in keys.items():
+            stored.setdefault(key, value)
+    return from_dict(data, overrides)
+
+
 def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -235,6 +257,7 @@ def check(cfg: Config) -> None:
     _require(tr.lr > 0, "train.lr", "must be > 0")
     _require(tr.lr_final < 0 or tr.lr_final <= tr.lr, "train.lr_final", "must be <= train.lr (< 0: constant)")
     _require(0.0 <= tr.gamma <= 1.0, "train.gamma", "must lie in [0, 1]")
+    _require(tr.gamma_final <= 1.0, "train.gamma_final", "must lie in [0, 1] (< 0: constant gamma)")
     _require(0.0 <= tr.gae_lambda <= 1.0, "train.gae_lambda", "must lie in [0, 1]")
     _require(tr.beta_v >= 0, "train.beta_v", "must be >= 0")
     _require(tr.beta_e >= 0, "train.beta_e", "must be >= 0")

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dist_vpg import baselines, checkpoint, config, distributed, noise, plots, stay
+from dist_vpg import baselines, bayes, checkpoint, config, distributed, noise, plots, stay
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.rollout import act, input_size
@@ -139,9 +139,19 @@ def evaluate_agent(
 
 
 def evaluate_baselines(
-    task: Task, episodes: int, seed: int, world: distributed.World | None = None
+    task: Task,
+    episodes: int,
+    seed: int,
+    world: distributed.World | None = None,
+    objective: tuple[float, float] | None = None,
 ) -> dict[str, EvalResult]:
-    """Each bandit baseline on the very episodes the agent plays with the same seed."""
+    """Each baseline on the very episodes the agent plays with the same seed. Bandits: random, UCB1,
+    Thompson, Bayes-optimal and, given the agent's (gamma, beta_e), the best policy of that
+    objective. Two-step: the Bayes-optimal player, where it is known."""
+    if isinstance(task, TwoStep):
+        if not bayes.TwoStepBayes.applies(task):
+            return {}
+        return {"bayes_optimal": evaluate(two_step_bayes_player(task), task, episodes, seed, world=world)}
 
     def player(policy):
         def play(draws: Noise, chunk_seed: int) -> Played:
@@ -152,14 +162,46 @@ def evaluate_baselines(
 
     return {
         name: evaluate(player(policy), task, episodes, seed, world=world)
-        for name, policy in baselines.for_task(task).items()
+        for name, policy in baselines.for_task(task, objective).items()
     }
+
+
+def two_step_bayes_player(task: TwoStep) -> Callable[[Noise, int], Played]:
+    """The Bayes-optimal two-step player on the agent's episodes; its ties (only on the first trial)
+    are broken by the agent's own action noise."""
+    player = bayes.TwoStepBayes(task)
+
+    def play(draws: Noise, _: int) -> Played:
+        state = task.reset(draws.episode)
+        belief = torch.full((draws.action.shape[1],), 0.5, dtype=torch.float64)
+        regrets, rewards, actions, common = [], [], [], []
+        for t in range(task.trials):
+            action = player.act(belief, draws.action[t])
+            step = task.step(state, action, draws.trial[t])
+            state, reached = step.state, step.obs.argmax(1)
+            belief = player.update(belief, reached, step.reward)
+            regrets.append(step.regret)
+            rewards.append(step.reward)
+            actions.append(action.to(torch.int8))
+            common.append(reached == action)
+        return Played(
+            torch.stack(regrets), torch.stack(rewards), torch.stack(actions), torch.stack(common[:-1])
+        )
+
+    return play
+
+
+def training_objective(cfg: config.Config) -> tuple[float, float]:
+    """(gamma, beta_e) the agent was trained for last: its final discount and entropy coefficient."""
+    tr = cfg.train
+    final = lambda start, end: float(end if end >= 0 else start)
+    return final(tr.gamma, tr.gamma_final), final(tr.beta_e, tr.beta_e_final)
 
 
 def load_agent(path: Path, overrides: list[str] | tuple = ()) -> tuple[Agent, config.Config]:
     """The agent of a checkpoint, in eval mode, with its config (task.* overrides applied)."""
     state = checkpoint.load(path)
-    cfg = config.from_dict(state["config"], overrides)
+    cfg = config.from_checkpoint(state["config"], overrides)
     task = make_task(cfg.task)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
     try:
@@ -179,6 +221,11 @@ def report(agent: EvalResult, others: dict[str, EvalResult]) -> dict:
         metrics["stay_probabilities"] = stay.stay_probabilities(agent.actions, agent.rewards, agent.common)
         metrics["paper_stay_probabilities"] = stay.PAPER
         metrics["model_based_index"] = stay.model_based_index(agent.actions, agent.rewards, agent.common)
+        for name, r in others.items():
+            if r.common is not None:
+                metrics["baselines"][name]["stay_probabilities"] = stay.stay_probabilities(
+                    r.actions, r.rewards, r.common
+                )
     return metrics
 
 
@@ -201,7 +248,11 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> N
     agent = results["agent"]
     plots.sorted_raster(agent.actions, agent.rewards, agent.gap, out / "raster.png")
     if "stay_probabilities" in metrics:
-        plots.stay_bars(metrics["stay_probabilities"], metrics["paper_stay_probabilities"], out / "stay.png")
+        patterns = {"agent (95% CI)": metrics["stay_probabilities"]}
+        for name, m in metrics.get("baselines", {}).items():
+            if "stay_probabilities" in m:
+                patterns[name.replace("_", "-")] = m["stay_probabilities"]
+        plots.stay_bars(patterns, metrics["paper_stay_probabilities"], out / "stay.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--out", type=Path, help="directory for metrics.json, per_trial.csv and plots")
     parser.add_argument("overrides", nargs="*", metavar="task.key=value", help="play another task variant")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.episodes < 2:
         parser.error("--episodes must be at least 2")
     if any(not o.startswith("task.") for o in args.overrides):
@@ -231,9 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     distributed.init(world, timeout_s=600)
     try:
         result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed, world=world)
-        others = (
-            evaluate_baselines(task, args.episodes, args.seed, world) if cfg.task.name == "bandit" else {}
-        )
+        objective = training_objective(cfg)
+        others = evaluate_baselines(task, args.episodes, args.seed, world, objective)
     finally:
         distributed.shutdown()
     if not world.is_main:
@@ -244,8 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "episodes": args.episodes,
         "ranks": world.world_size,
+        "training_objective": {"gamma": objective[0], "beta_e": objective[1]},
         **report(result, others),
     }
+    if cfg.task.name == "bandit":
+        metrics["exact_regret_at_end"] = baselines.exact_regrets(task, objective)
     print(json.dumps(metrics, indent=2))
     if args.out:
         write_outputs(args.out, metrics, {"agent": result, **others})

@@ -56,6 +56,7 @@ def component_gradients(agent: Agent, cfg: config.Config, seed: int) -> dict[str
         tr.gae_lambda,
         tr.beta_v,
         tr.beta_e,
+        value_scale=tr.value_scale,
     )
     parts = {
         "policy": loss.policy,
@@ -105,13 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", metavar="key=value")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         if args.checkpoint:  # its own config, with any overrides on top
             if args.config:
                 parser.error("--config and --checkpoint exclude each other (the checkpoint holds its config)")
             state = checkpoint.load(args.checkpoint)
-            cfg = config.from_dict(state["config"], args.overrides)
+            cfg = config.from_checkpoint(state["config"], args.overrides)
         else:
             cfg, state = config.load(args.config, args.overrides), None
         torch.manual_seed(cfg.seed)

@@ -31,6 +31,12 @@ def discounted_sum(x: torch.Tensor, factor: float) -> torch.Tensor:
     return _discount_matrix(x.shape[0], float(factor)).to(x.dtype) @ x
 
 
+def horizons(length: int, gamma: float) -> torch.Tensor:
+    """[T] discounted count of the trials left from each trial: sum_{k=t}^{T-1} gamma**(k - t).
+    The largest return the rest of an episode can hold when each reward is at most 1."""
+    return discounted_sum(torch.ones(length, 1, dtype=torch.float64), gamma)[:, 0]
+
+
 def advantages(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """GAE(lambda) advantages [T, B]. Episodes end after T trials, so nothing is bootstrapped past
     the last one: V(s_T) = 0. With lam = 1 this is the discounted return minus V."""
@@ -48,18 +54,27 @@ def a2c_loss(
     lam: float,
     beta_v: float,
     beta_e: float,
+    value_scale: bool = False,
 ) -> LossTerms:
     """A2C loss of a batch of episodes: summed over the T trials, averaged over the B episodes.
 
     logits [T, B, A], values [T, B] carry gradients; actions [T, B] long; rewards [T, B].
     The critic's target is the lambda-return (advantage + V), held fixed.
+
+    With `value_scale`, the value head's output is a return per trial left: V = horizons * values,
+    and the critic's error is measured in the same unit, (target - V) / horizon. Undiscounted returns
+    run up to the number of trials (100); per trial left they stay in [0, 1] at every trial, so one
+    head of small weights fits them, and the value loss cannot swamp the policy's.
     """
+    scale = horizons(values.shape[0], gamma).to(values.dtype).unsqueeze(1) if value_scale else None
+    v = values * scale if value_scale else values
     with torch.no_grad():
-        adv = advantages(rewards, values, gamma, lam)
-        target = adv + values
+        adv = advantages(rewards, v, gamma, lam)
+        target = adv + v
     log_probs = F.log_softmax(logits, dim=-1)  # [T, B, A]
     chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
     policy = -(chosen * adv).sum(0).mean()
-    value = 0.5 * (target - values).pow(2).sum(0).mean()
+    error = (target - v) / scale if value_scale else target - v
+    value = 0.5 * error.pow(2).sum(0).mean()
     entropy = -(log_probs.exp() * log_probs).sum(-1).sum(0).mean()
     return LossTerms(policy + beta_v * value - beta_e * entropy, policy, value, entropy)

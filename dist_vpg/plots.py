@@ -74,16 +74,22 @@ def sorted_raster(actions: np.ndarray, rewards: np.ndarray, gap: np.ndarray | No
     return path
 
 
-def stay_bars(found: dict, paper: dict, path: Path) -> Path:
-    """Two-step stay probabilities by kind of previous trial, with error bars, beside the paper's."""
-    kinds = list(found)
+def stay_bars(found: dict[str, dict], paper: dict, path: Path) -> Path:
+    """Two-step stay probabilities by kind of previous trial, one bar group per kind: each player's
+    (found: {label: {kind: {"p", "sem"}}}, with 95% error bars) and the paper's."""
+    kinds = list(paper)
     x = np.arange(len(kinds))
-    with saved_figure(path, figsize=(6, 4)) as (_, ax):
-        p = [found[k]["p"] for k in kinds]
-        err = [1.96 * found[k]["sem"] for k in kinds]
-        ax.bar(x - 0.2, p, 0.4, yerr=err, capsize=4, label="agent (95% CI)")
-        ax.bar(x + 0.2, [paper[k] for k in kinds], 0.4, alpha=0.6, label="Wang et al. 2018")
+    bars = len(found) + 1
+    width = 0.8 / bars
+    with saved_figure(path, figsize=(7, 4)) as (_, ax):
+        for i, (label, pattern) in enumerate(found.items()):
+            p = [pattern[k]["p"] for k in kinds]
+            err = [1.96 * pattern[k]["sem"] for k in kinds]
+            ax.bar(x + (i - (bars - 1) / 2) * width, p, width, yerr=err, capsize=3, label=label)
+        ax.bar(
+            x + (bars - 1) / 2 * width, [paper[k] for k in kinds], width, alpha=0.6, label="Wang et al. 2018"
+        )
         ax.set_xticks(x, [k.replace("_", "\n") for k in kinds])
         ax.set(ylabel="P(same first-stage choice)", ylim=(0, 1.05))
-        ax.legend(loc="lower center")
+        ax.legend(loc="lower center", fontsize=8)
     return path

@@ -85,7 +85,7 @@ def train(
 
     tr, accumulate = cfg.train, cfg.sync.accumulate
     share = tr.batch_episodes // world.world_size  # episodes per rank per rollout
-    loss_args = dict(gamma=tr.gamma, lam=tr.gae_lambda, beta_v=tr.beta_v)
+    loss_args = dict(lam=tr.gae_lambda, beta_v=tr.beta_v, value_scale=tr.value_scale)
     timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
     zero_grads = ZeroGradTrap(board.say)
     validation = Validation(cfg, task, world, run_dir, board)
@@ -99,6 +99,7 @@ def train(
         for update in range(start, tr.updates):
             optimizer.zero_grad(set_to_none=False)
             beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
+            gamma = linear_schedule(tr.gamma, tr.gamma_final, update, tr.updates)
             lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -112,7 +113,13 @@ def train(
                     )
                     batch = rollout(agent, task, draws, tr.rollout, cfg.task.trial_input, replay=model)
                     loss = a2c_loss(
-                        batch.logits, batch.values, batch.actions, batch.rewards, **loss_args, beta_e=beta_e
+                        batch.logits,
+                        batch.values,
+                        batch.actions,
+                        batch.rewards,
+                        **loss_args,
+                        gamma=gamma,
+                        beta_e=beta_e,
                     )
                 # Only the last backward of an accumulation may start DDP's reduction.
                 with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
@@ -415,7 +422,7 @@ def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
         "which are configs/bandit_independent.yaml)",
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.lr=0.001 seed=3")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     return args.config, args.overrides
 
 

@@ -35,7 +35,12 @@ def test_bandit_outputs(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["episodes"] == 300 and metrics["seed"] == 3
     players = ["agent"] + list(metrics["baselines"])
-    assert set(metrics["baselines"]) == {"random", "ucb1", "thompson", "bayes_optimal"}
+    players_wanted = {"random", "ucb1", "thompson", "bayes_optimal", "objective_optimal"}
+    assert set(metrics["baselines"]) == players_wanted
+    # the checkpoint's final objective (gamma 1, beta_e 0.01) and its exact ceiling beside Bayes-optimal
+    assert metrics["training_objective"] == {"gamma": 1.0, "beta_e": 0.01}
+    exact = metrics["exact_regret_at_end"]
+    assert exact["objective_optimal"] > exact["bayes_optimal"] > 0
     for m in [metrics["agent"], *metrics["baselines"].values()]:
         assert m["episodes"] == 300 and np.isfinite(m["regret_at_end"]) and m["regret_sem"] > 0
     # the Bayes-optimal policy beats an untrained agent by a margin on 20 trials
@@ -56,13 +61,32 @@ def test_two_step_outputs(tmp_path):
     out = tmp_path / "eval"
     assert evaluate.main(["--checkpoint", path, "--episodes", "200", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "baselines" not in metrics
+    # the Bayes-optimal player beside the agent: it never leaves a rewarded-common choice
+    bayes_stay = metrics["baselines"]["bayes_optimal"]["stay_probabilities"]
+    assert bayes_stay["rewarded_common"]["p"] == 1.0 and bayes_stay["unrewarded_rare"]["p"] == 1.0
+    assert (
+        metrics["baselines"]["bayes_optimal"]["reward_per_episode"] > metrics["agent"]["reward_per_episode"]
+    )
     kinds = metrics["stay_probabilities"]
     assert set(kinds) == {"rewarded_common", "rewarded_rare", "unrewarded_common", "unrewarded_rare"}
     assert all(0 <= k["p"] <= 1 and k["sem"] > 0 for k in kinds.values())
     mbi = metrics["model_based_index"]
     assert mbi["pairs"] == 200 * 29 and mbi["index"] == mbi["coefficients"]["interaction"]
     assert (out / "stay.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_checkpoint_from_before_the_schedules_keeps_its_objective(tmp_path):
+    """A config saved before gamma_final and value_scale existed was trained with gamma constant and
+    a raw critic, whatever today's defaults are."""
+    path = make_checkpoint(tmp_path / "run", ["task.trials=20", "agent.hidden=8"])
+    state = torch.load(path, weights_only=True)
+    for key in ("gamma_final", "value_scale"):
+        del state["config"]["train"][key]
+    state["config"]["train"].update(beta_e_final=-1.0)
+    torch.save(state, path)
+    _, cfg = evaluate.load_agent(path)
+    assert cfg.train.gamma_final == -1.0 and cfg.train.value_scale is False
+    assert evaluate.training_objective(cfg) == (0.9, 0.05)
 
 
 def test_common_transitions_are_read_back_from_what_the_agent_saw():

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from dist_vpg.losses import a2c_loss, advantages, discounted_sum
+from dist_vpg.losses import a2c_loss, advantages, discounted_sum, horizons
 
 
 def _reference_gae(rewards, values, gamma, lam):
@@ -38,18 +38,23 @@ def test_gae_matches_loop_and_lambda_one_is_return_minus_value():
     np.testing.assert_allclose(got.numpy(), (returns - torch.tensor(v).float()).numpy(), atol=1e-5)
 
 
-def _reference_loss(logits, values, actions, rewards, gamma, lam, beta_v, beta_e):
-    """The loss written out episode by episode, trial by trial, in float64."""
+def _reference_loss(logits, values, actions, rewards, gamma, lam, beta_v, beta_e, value_scale=False):
+    """The loss written out episode by episode, trial by trial, in float64. With value_scale the
+    critic's output at trial t is a return per discounted trial left: V = output * sum_k gamma**k
+    over the trials left, and its error is measured per trial left too."""
     T, B, _ = logits.shape
-    adv = torch.tensor(_reference_gae(rewards.numpy(), values.detach().numpy(), gamma, lam))
+    left = torch.tensor([sum(gamma**k for k in range(T - t)) for t in range(T)], dtype=torch.float64)
+    scale = left if value_scale else torch.ones(T, dtype=torch.float64)
+    v = values * scale.unsqueeze(1)
+    adv = torch.tensor(_reference_gae(rewards.numpy(), v.detach().numpy(), gamma, lam))
     total = 0.0
     for b in range(B):
         policy = value = entropy = 0.0
         for t in range(T):
             log_p = torch.log_softmax(logits[t, b], dim=0)
             policy = policy - log_p[actions[t, b]] * adv[t, b]
-            target = adv[t, b] + values[t, b].detach()
-            value = value + 0.5 * (target - values[t, b]) ** 2
+            target = adv[t, b] + v[t, b].detach()
+            value = value + 0.5 * ((target - v[t, b]) / scale[t]) ** 2
             entropy = entropy - (log_p.exp() * log_p).sum()
         total = total + policy + beta_v * value - beta_e * entropy
     return total / B
@@ -71,6 +76,32 @@ def test_a2c_loss_and_its_gradients_match_reference():
     for a, b in zip(grads, ref_grads):
         assert torch.allclose(a, b)
     assert torch.allclose(ours.total, ours.policy + 0.05 * ours.value - 0.05 * ours.entropy)
+
+
+def test_value_scaled_loss_and_its_gradients_match_reference():
+    g = torch.Generator().manual_seed(1)
+    T, B, A = 7, 4, 2
+    logits = torch.randn(T, B, A, generator=g, dtype=torch.float64, requires_grad=True)
+    values = torch.rand(T, B, generator=g, dtype=torch.float64, requires_grad=True)
+    actions = torch.randint(0, A, (T, B), generator=g)
+    rewards = torch.randint(0, 2, (T, B), generator=g).double()
+    for gamma, lam in ((1.0, 1.0), (0.9, 0.8), (0.97, 0.3)):
+        args = (actions, rewards, gamma, lam, 0.5, 0.01)
+        ours = a2c_loss(logits, values, *args, value_scale=True)
+        ref = _reference_loss(logits, values, *args, value_scale=True)
+        assert torch.allclose(ours.total, ref)
+        for a, b in zip(
+            torch.autograd.grad(ours.total, (logits, values)), torch.autograd.grad(ref, (logits, values))
+        ):
+            assert torch.allclose(a, b)
+    # a critic that predicts the mean reward per trial left exactly has no value error at gamma 1
+    exact = rewards.flip(0).cumsum(0).flip(0) / torch.arange(T, 0, -1, dtype=torch.float64).unsqueeze(1)
+    assert a2c_loss(logits, exact, actions, rewards, 1.0, 1.0, 0.5, 0.0, value_scale=True).value == 0
+
+
+def test_horizons_count_the_discounted_trials_left():
+    np.testing.assert_allclose(horizons(4, 1.0).numpy(), [4, 3, 2, 1])
+    np.testing.assert_allclose(horizons(3, 0.5).numpy(), [1.75, 1.5, 1.0])
 
 
 def test_uniform_policy_has_maximal_entropy():
