@@ -39,6 +39,8 @@ def test_dotted_overrides_are_typed():
         ("task.name=chess", "task.name"),
         ("sync.strategy=carrier_pigeon", "sync.strategy"),
         ("train.gamma=1.5", "train.gamma"),
+        ("train.gamma_final=1.5", "train.gamma_final"),
+        ("train.value_scale=maybe", "train.value_scale"),
         ("task.distribution=easy", None),  # fine with 2 arms
         ("train", "train"),
     ],
