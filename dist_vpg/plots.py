@@ -91,5 +91,5 @@ def stay_bars(found: dict[str, dict], paper: dict, path: Path) -> Path:
         )
         ax.set_xticks(x, [k.replace("_", "\n") for k in kinds])
         ax.set(ylabel="P(same first-stage choice)", ylim=(0, 1.05))
-        ax.legend(loc="lower center", fontsize=8)
+        ax.legend(loc="upper center", fontsize=8)
     return path
