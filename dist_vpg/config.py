@@ -7,6 +7,7 @@ values. Every refusal is a `ConfigError` whose message is one line naming the ke
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,9 +236,26 @@ def _choice(value: str, key: str, choices: Sequence[str]) -> None:
     _require(value in choices, key, f"must be one of {', '.join(choices)} (got {value!r})")
 
 
+INT64_MAX = 2**63 - 1  # integers travel as int64 or uint64 (torch seeds, noise counters, tensors)
+
+
+def _check_numbers(node: Any, prefix: str = "") -> None:
+    """Every float finite and every integer within int64, wherever it sits in the schema: a NaN or an
+    infinity passes every comparison check it should fail, and a huge integer overflows downstream."""
+    for f in dataclasses.fields(node):
+        value, key = getattr(node, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_numbers(value, f"{key}.")
+        elif isinstance(value, float):
+            _require(math.isfinite(value), key, f"must be a finite number (got {value})")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            _require(abs(value) <= INT64_MAX, key, f"must lie within +-{INT64_MAX} (got {value})")
+
+
 def check(cfg: Config) -> None:
     """Refuse values no run can use. World-size constraints are checked by `check_world`."""
     t, a, tr, s = cfg.task, cfg.agent, cfg.train, cfg.sync
+    _check_numbers(cfg)
     _require(cfg.seed >= 0, "seed", "must be >= 0")
     _choice(t.name, "task.name", TASKS)
     _require(t.trials >= 1, "task.trials", "must be >= 1")
@@ -304,4 +322,33 @@ def check_world(cfg: Config, world_size: int) -> None:
         cfg.train.batch_episodes % world_size == 0,
         "train.batch_episodes",
         f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks",
+    )
+
+
+# Bytes one agent step of one episode holds during an update, per hidden unit and per input: the LSTM
+# keeps its 4 gates, c, h and tanh(c) for the backward pass and as much again for their gradients
+# (14 floats a unit); inputs, noise, actions, rewards, logits and values take the rest.
+STEP_BYTES_PER_UNIT, STEP_BYTES_FIXED = 4 * 14, 4 * 24
+BASE_BYTES = 400 * 2**20  # a rank's own footprint before any rollout: torch, gloo, the agent
+
+
+def rollout_bytes(cfg: Config, world_size: int) -> int:
+    """Estimated peak memory of one rank's update (rollout, replay and backward), in bytes."""
+    share = cfg.train.batch_episodes // world_size
+    per_step = STEP_BYTES_PER_UNIT * cfg.agent.hidden + STEP_BYTES_FIXED
+    return BASE_BYTES + share * cfg.task.trials * per_step
+
+
+def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int) -> None:
+    """Refuse, before anything is allocated, a configuration whose ranks on this node would need more
+    memory together than the node has available."""
+    need = rollout_bytes(cfg, world_size)
+    gib = lambda n: f"{n / 2**30:.1f} GiB"
+    _require(
+        need * local_ranks <= available,
+        "train.batch_episodes",
+        f"{cfg.train.batch_episodes} episodes of {cfg.task.trials} trials over {world_size} rank(s) "
+        f"need about {gib(need)} per rank ({gib(need * local_ranks)} for the {local_ranks} on this "
+        f"node), but {gib(available)} is available; use fewer episodes per rollout "
+        "(sync.accumulate keeps the update's size) or more ranks on more nodes",
     )

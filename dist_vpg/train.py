@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 
 from dist_vpg import checkpoint, config, distributed, noise, pinning, resume, sync, tracker
@@ -37,6 +38,7 @@ def main(cfg: Config) -> dict:
     """Run one training job on this rank; returns the run summary (the same on every rank)."""
     world = distributed.world_from_env()
     config.check_world(cfg, world.world_size)
+    config.check_memory(cfg, world.world_size, world.local_world_size, psutil.virtual_memory().available)
     plan = pinning.plan(world.local_rank, world.local_world_size, cfg.cpu.affinity, cfg.cpu.threads)
     pinning.apply(plan)  # before the first torch operation
     # The tracker's server is forked by rank 0 before gloo starts threads of its own.

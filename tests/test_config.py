@@ -41,6 +41,12 @@ def test_dotted_overrides_are_typed():
         ("train.gamma=1.5", "train.gamma"),
         ("train.gamma_final=1.5", "train.gamma_final"),
         ("train.value_scale=maybe", "train.value_scale"),
+        ("train.lr=inf", "train.lr"),  # passes "> 0": finite is checked everywhere first
+        ("train.gamma=nan", "train.gamma"),
+        ("train.beta_e_final=-inf", "train.beta_e_final"),
+        ("tracker.timeout_s=.inf", "tracker.timeout_s"),
+        ("seed=1180591620717411303424", "seed"),  # 2**70: beyond what torch and the noise take
+        ("eval.episodes=99999999999999999999999", "eval.episodes"),
         ("task.distribution=easy", None),  # fine with 2 arms
         ("train", "train"),
     ],
@@ -62,6 +68,36 @@ def test_impossible_combinations():
         config.load(None, ["sync.strategy=ddp", "train.rollout=onepass"])
     with pytest.raises(ConfigError, match="^train.batch_episodes"):
         config.check_world(config.load(None, ["train.batch_episodes=5"]), 2)
+
+
+def test_memory_is_estimated_before_anything_is_allocated():
+    cfg = config.load(None, ["train.batch_episodes=50000000"])
+    with pytest.raises(ConfigError, match="^train.batch_episodes: .* need about .* GiB per rank") as err:
+        config.check_memory(cfg, 1, 1, available=24 * 2**30)
+    assert "24.0 GiB is available" in str(err.value) and "\n" not in str(err.value)
+    # the default needs well under the 400 MB a rank may take beyond its own footprint
+    default = config.load(None)
+    assert config.rollout_bytes(default, 2) - config.BASE_BYTES < 400 * 2**20
+    config.check_memory(default, 2, 2, available=2 * 2**30)
+    # ranks on one node share its memory: what fits one rank may not fit eight
+    big = config.load(None, ["train.batch_episodes=8192"])
+    config.check_memory(big, 1, 1, available=4 * 2**30)
+    with pytest.raises(ConfigError, match="for the 8 on this node"):
+        config.check_memory(big, 1, 8, available=4 * 2**30)
+
+
+def test_cli_refuses_a_batch_beyond_the_machine_in_one_line(tmp_path):
+    run_dir = tmp_path / "never"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dist_vpg.train", "train.batch_episodes=50000000", f"run_dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train.batch_episodes" in lines[0] and "GiB" in lines[0], proc.stderr
+    assert not run_dir.exists()
 
 
 def test_malformed_yaml(tmp_path):
