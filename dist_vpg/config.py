@@ -325,18 +325,23 @@ def check_world(cfg: Config, world_size: int) -> None:
     )
 
 
-# Bytes one agent step of one episode holds during an update, per hidden unit and per input: the LSTM
-# keeps its 4 gates, c, h and tanh(c) for the backward pass and as much again for their gradients
-# (14 floats a unit); inputs, noise, actions, rewards, logits and values take the rest.
-STEP_BYTES_PER_UNIT, STEP_BYTES_FIXED = 4 * 14, 4 * 24
+# Bytes one agent step of one episode holds during an update, per hidden unit, per action and fixed:
+# the LSTM keeps its 4 gates, c, h and tanh(c) for the backward pass and as much again for their
+# gradients (14 floats a unit); logits, probabilities and their gradients take 4 floats an action;
+# inputs, noise, rewards and values the rest. The weights are held 5 times over: parameters,
+# gradients, the flat gradient buffer and two optimizer moments.
+STEP_BYTES_PER_UNIT, STEP_BYTES_PER_ACTION, STEP_BYTES_FIXED = 4 * 14, 4 * 4, 4 * 24
 BASE_BYTES = 400 * 2**20  # a rank's own footprint before any rollout: torch, gloo, the agent
 
 
 def rollout_bytes(cfg: Config, world_size: int) -> int:
     """Estimated peak memory of one rank's update (rollout, replay and backward), in bytes."""
+    hidden, actions = cfg.agent.hidden, cfg.task.arms
+    inputs = actions + 4  # observation (at most 2), previous action, reward, trial index
+    weights = 4 * hidden * (hidden + inputs + 2) + (actions + 1) * (hidden + 1)
     share = cfg.train.batch_episodes // world_size
-    per_step = STEP_BYTES_PER_UNIT * cfg.agent.hidden + STEP_BYTES_FIXED
-    return BASE_BYTES + share * cfg.task.trials * per_step
+    per_step = STEP_BYTES_PER_UNIT * hidden + STEP_BYTES_PER_ACTION * actions + STEP_BYTES_FIXED
+    return BASE_BYTES + 5 * 4 * weights + share * cfg.task.trials * per_step
 
 
 def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int) -> None:

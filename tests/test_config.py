@@ -84,6 +84,10 @@ def test_memory_is_estimated_before_anything_is_allocated():
     config.check_memory(big, 1, 1, available=4 * 2**30)
     with pytest.raises(ConfigError, match="for the 8 on this node"):
         config.check_memory(big, 1, 8, available=4 * 2**30)
+    # a huge agent or a huge number of arms is caught too, not only a huge batch
+    for override in ("agent.hidden=200000", "task.arms=50000000"):
+        with pytest.raises(ConfigError, match="GiB per rank"):
+            config.check_memory(config.load(None, [override]), 1, 1, available=24 * 2**30)
 
 
 def test_cli_refuses_a_batch_beyond_the_machine_in_one_line(tmp_path):
