@@ -91,17 +91,8 @@ def test_memory_is_estimated_before_anything_is_allocated():
 
 
 def test_cli_refuses_a_batch_beyond_the_machine_in_one_line(tmp_path):
-    run_dir = tmp_path / "never"
-    proc = subprocess.run(
-        [sys.executable, "-m", "dist_vpg.train", "train.batch_episodes=50000000", f"run_dir={run_dir}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "train.batch_episodes" in lines[0] and "GiB" in lines[0], proc.stderr
-    assert not run_dir.exists()
+    line = cli_refusal(tmp_path, "train.batch_episodes=50000000")
+    assert "train.batch_episodes" in line and "GiB" in line
 
 
 def test_malformed_yaml(tmp_path):
@@ -116,18 +107,27 @@ def test_malformed_yaml(tmp_path):
         config.load(tmp_path / "missing.yaml")
 
 
-def test_cli_refuses_bad_config_in_one_line_before_any_process_group(tmp_path):
+def cli_refusal(tmp_path, override: str) -> str:
+    """Run the train command with one override that must be refused: exit status 2, one line on
+    stderr (returned), and no run directory made."""
     run_dir = tmp_path / "never"
     proc = subprocess.run(
-        [sys.executable, "-m", "dist_vpg.train", "train.lr=fast", f"run_dir={run_dir}"],
+        [sys.executable, "-m", "dist_vpg.train", override, f"run_dir={run_dir}"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "train.lr" in lines[0], proc.stderr
+    assert len(lines) == 1, proc.stderr
     assert not run_dir.exists()
+    return lines[0]
+
+
+def test_cli_refuses_bad_config_in_one_line_before_any_process_group(tmp_path):
+    assert "train.lr" in cli_refusal(tmp_path, "train.lr=fast")
+    # once trained for 11 updates of NaN gradients before a traceback
+    assert cli_refusal(tmp_path, "train.lr=inf").endswith("train.lr: must be a finite number (got inf)")
 
 
 def test_roundtrip_through_dict():

@@ -60,13 +60,18 @@ def _reference_loss(logits, values, actions, rewards, gamma, lam, beta_v, beta_e
     return total / B
 
 
-def test_a2c_loss_and_its_gradients_match_reference():
-    g = torch.Generator().manual_seed(0)
-    T, B, A = 6, 5, 3
+def _random_batch(seed: int, T: int, B: int, A: int):
+    """logits [T, B, A] and values [T, B] (float64, requiring gradients), actions, 0/1 rewards."""
+    g = torch.Generator().manual_seed(seed)
     logits = torch.randn(T, B, A, generator=g, dtype=torch.float64, requires_grad=True)
     values = torch.randn(T, B, generator=g, dtype=torch.float64, requires_grad=True)
     actions = torch.randint(0, A, (T, B), generator=g)
     rewards = torch.randint(0, 2, (T, B), generator=g).double()
+    return logits, values, actions, rewards
+
+
+def test_a2c_loss_and_its_gradients_match_reference():
+    logits, values, actions, rewards = _random_batch(0, 6, 5, 3)
     args = (actions, rewards, 0.9, 0.7, 0.05, 0.05)
     ours = a2c_loss(logits, values, *args)
     grads = torch.autograd.grad(ours.total, (logits, values))
@@ -79,12 +84,8 @@ def test_a2c_loss_and_its_gradients_match_reference():
 
 
 def test_value_scaled_loss_and_its_gradients_match_reference():
-    g = torch.Generator().manual_seed(1)
-    T, B, A = 7, 4, 2
-    logits = torch.randn(T, B, A, generator=g, dtype=torch.float64, requires_grad=True)
-    values = torch.rand(T, B, generator=g, dtype=torch.float64, requires_grad=True)
-    actions = torch.randint(0, A, (T, B), generator=g)
-    rewards = torch.randint(0, 2, (T, B), generator=g).double()
+    T = 7
+    logits, values, actions, rewards = _random_batch(1, T, 4, 2)
     for gamma, lam in ((1.0, 1.0), (0.9, 0.8), (0.97, 0.3)):
         args = (actions, rewards, gamma, lam, 0.5, 0.01)
         ours = a2c_loss(logits, values, *args, value_scale=True)
