@@ -157,8 +157,7 @@ def train(
                         phases,
                         result,
                         tr,
-                        lr,
-                        beta_e,
+                        dict(lr=lr, beta_e=beta_e, gamma=gamma),
                         strategy.name,
                         skips.total,
                         cfg.task.name == "bandit",
@@ -374,15 +373,15 @@ def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, w
     )
 
 
-def scalar_groups(figures, snap, phases, result, tr, lr, beta_e, strategy, skipped, bandit: bool) -> dict:
-    """TensorBoard scalars by group; see README, "TensorBoard"."""
+def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, bandit: bool) -> dict:
+    """TensorBoard scalars by group; see README, "TensorBoard". `schedule`: this update's scheduled
+    values (lr, beta_e, gamma)."""
     norm = result.grad_norm
     clipped = min(norm, tr.max_grad_norm) if tr.max_grad_norm > 0 else norm
     charts = {
         "episode_return": figures["return"],
         "entropy_per_trial": figures["entropy_per_trial"],
-        "lr": lr,
-        "beta_e": beta_e,
+        **schedule,
     }
     if snap:
         charts.update(

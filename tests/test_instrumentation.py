@@ -30,6 +30,8 @@ def test_tensorboard_tag_groups(tmp_path):
         "charts/episode_return_ema",
         "charts/regret",
         "charts/lr",
+        "charts/beta_e",
+        "charts/gamma",
         "losses/policy",
         "losses/value",
         "losses/entropy",
