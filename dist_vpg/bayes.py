@@ -61,16 +61,13 @@ def independent(trials: int, gamma: float = 1.0, beta: float = 0.0) -> Solution:
         valid = s2 <= n2
         p1 = (s1 + 1) / (s1 + f1 + 2)
         p2 = (s2 + 1) / np.maximum(n2 + 2, 1)
-        # next[0]: arm 1 paid; next[1]: arm 1 did not; next[2]: arm 2 paid; next[3]: it did not
-        nexts = (np.s_[1:, :-1, :-1], np.s_[:-1, 1:, :-1], np.s_[:-1, :-1, 1:], np.s_[:-1, :-1, :-1])
-        q = [
-            p * (1 + gamma * value[win]) + (1 - p) * gamma * value[lose]
-            for p, win, lose in ((p1, nexts[0], nexts[1]), (p2, nexts[2], nexts[3]))
-        ]
-        u = [
-            p * (1 + score[win]) + (1 - p) * score[lose]
-            for p, win, lose in ((p1, nexts[0], nexts[1]), (p2, nexts[2], nexts[3]))
-        ]
+        # each arm: its chance to pay, the state after it paid, the state after it did not
+        arms = (
+            (p1, np.s_[1:, :-1, :-1], np.s_[:-1, 1:, :-1]),
+            (p2, np.s_[:-1, :-1, 1:], np.s_[:-1, :-1, :-1]),
+        )
+        q = [p * (1 + gamma * value[win]) + (1 - p) * gamma * value[lose] for p, win, lose in arms]
+        u = [p * (1 + score[win]) + (1 - p) * score[lose] for p, win, lose in arms]
         pick = _policy(q[0], q[1], beta)
         value = np.where(valid, q[0] + pick * (q[1] - q[0]), 0.0)
         score = np.where(valid, u[0] + pick * (u[1] - u[0]), 0.0)
