@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 TASKS = ("bandit", "two_step")
 BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
-ROLLOUT_MODES = ("onepass", "twopass")
+ROLLOUT_MODES = ("native", "twopass", "onepass")
 OPTIMIZERS = ("rmsprop", "adam")
 PROGRESS = ("auto", "bar", "lines")
 RESUME = ("never", "auto")
@@ -56,7 +56,7 @@ class TrainConfig:
     # Global episodes per rollout round, split evenly over the ranks. One update sees
     # batch_episodes * sync.accumulate episodes.
     batch_episodes: int = 128
-    rollout: str = "twopass"
+    rollout: str = "native"
     optimizer: str = "rmsprop"
     # Schedules: each *_final is the value at the last update, reached linearly; < 0 keeps it
     # constant. The defaults are the settings of configs/bandit_independent.yaml; the dependent and
@@ -290,7 +290,7 @@ def check(cfg: Config) -> None:
     _require(
         not (s.strategy == "ddp" and tr.rollout == "onepass"),
         "sync.strategy",
-        "ddp needs train.rollout=twopass: DDP reduces once per forward, onepass steps many",
+        "ddp needs train.rollout=native or twopass: DDP reduces once per forward, onepass steps many",
     )
     _check_affinity(cfg.cpu.affinity)
     _require(cfg.cpu.threads >= 0, "cpu.threads", "must be >= 0 (0: one per core of the rank's block)")

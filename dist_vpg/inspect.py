@@ -21,7 +21,7 @@ import torch
 from dist_vpg import checkpoint, config, noise
 from dist_vpg.agent import Agent
 from dist_vpg.losses import a2c_loss
-from dist_vpg.rollout import input_size, rollout
+from dist_vpg.rollout import input_size, rollout, usable_mode
 from dist_vpg.tasks import make_task
 
 STATS = ("mean", "median", "std", "min", "max", "sum")
@@ -46,7 +46,7 @@ def component_gradients(agent: Agent, cfg: config.Config, seed: int) -> dict[str
     draws = noise.draw(
         seed, noise.EVAL, 0, np.arange(tr.batch_episodes), task.trials, task.episode_draws, task.trial_draws
     )
-    batch = rollout(agent, task, draws, tr.rollout, cfg.task.trial_input)
+    batch = rollout(agent, task, draws, usable_mode(tr.rollout, task)[0], cfg.task.trial_input)
     loss = a2c_loss(
         batch.logits,
         batch.values,

@@ -1,8 +1,10 @@
 """Roll out a batch of episodes and return what the A2C loss needs, with gradients attached.
 
-`onepass` builds the gradient graph while acting, one LSTM cell step per trial. `twopass` acts under
-inference mode (no graph), then replays the recorded inputs through nn.LSTM's fused kernel; the two
-give the same gradients (tests/test_rollout.py), and twopass is faster.
+`native` (dist_vpg/native) plays the whole batch in one C call and keeps what the backward needs, so
+nothing is replayed. `onepass` builds the gradient graph while acting, one LSTM cell step per trial.
+`twopass` acts under inference mode (no graph), then replays the recorded inputs through nn.LSTM's
+fused kernel. All three give the same gradients (tests/test_rollout.py, tests/test_native.py);
+onepass and twopass are the torch references, and twopass the fallback where native cannot build.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from dist_vpg import native
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.tasks import Task
@@ -82,6 +85,19 @@ def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: 
     )
 
 
+def usable_mode(mode: str, task: Task) -> tuple[str, str | None]:
+    """The mode this process can run, and a warning when it is not the one asked for: `native`
+    falls back to `twopass` where the native library cannot be built or loaded."""
+    reason = native.available(task) if mode == "native" else None
+    if reason is None:
+        return mode, None
+    return "twopass", (
+        f"train.rollout=native is unavailable: {reason}; training goes on with twopass (the same "
+        "gradients, about 2x slower). Install a C compiler (gcc) for native, or set "
+        "train.rollout=twopass to silence this"
+    )
+
+
 def rollout(
     agent: Agent,
     task: Task,
@@ -94,6 +110,10 @@ def rollout(
     goes through (a DDP wrapper, say); by default the agent itself."""
     if mode == "onepass":
         return act(agent, task, noise, trial_input)
+    if mode == "native":
+        played = native.act(agent, task, noise, trial_input)
+        logits, values = (replay or agent)(played.inputs, played)
+        return Rollout(played.inputs, played.actions, played.rewards, played.regrets, logits, values)
     if mode != "twopass":
         raise ValueError(f"unknown rollout mode {mode!r}")
     with torch.inference_mode():

@@ -25,7 +25,7 @@ from dist_vpg.config import Config, ConfigError
 from dist_vpg.losses import a2c_loss
 from dist_vpg.metrics import Timings, Window
 from dist_vpg.plots import episode_raster
-from dist_vpg.rollout import input_size, rollout
+from dist_vpg.rollout import input_size, rollout, usable_mode
 from dist_vpg.tasks import make_task
 from dist_vpg.validation import Validation
 
@@ -69,6 +69,7 @@ def train(
 
     torch.manual_seed(cfg.seed)
     task = make_task(cfg.task)
+    mode = agreed_rollout_mode(cfg.train.rollout, task, world, board.say)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
     optimizer = make_optimizer(cfg, agent)
     start, train_s = 0, 0.0
@@ -93,7 +94,7 @@ def train(
     validation = Validation(cfg, task, world, run_dir, board)
     validation.forget_after(start)
     board.say(
-        f"dist_vpg: {world.world_size} rank(s), sync {strategy.name}, {tr.updates} updates of "
+        f"dist_vpg: {world.world_size} rank(s), {mode} rollout, sync {strategy.name}, {tr.updates} updates of "
         f"{tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
     )
     clock, stopped_by = time.perf_counter() - train_s, None
@@ -113,7 +114,7 @@ def train(
                     draws = noise.draw(
                         cfg.seed, noise.TRAIN, update, ids, task.trials, task.episode_draws, task.trial_draws
                     )
-                    batch = rollout(agent, task, draws, tr.rollout, cfg.task.trial_input, replay=model)
+                    batch = rollout(agent, task, draws, mode, cfg.task.trial_input, replay=model)
                     loss = a2c_loss(
                         batch.logits,
                         batch.values,
@@ -240,6 +241,20 @@ def linear_schedule(start: float, final: float, update: int, updates: int) -> fl
     if final < 0 or updates <= 1:
         return start
     return start + update / (updates - 1) * (final - start)
+
+
+def agreed_rollout_mode(asked: str, task, world: distributed.World, say) -> str:
+    """The rollout mode every rank runs: native only if every rank can, else twopass on all (the
+    same gradients; mixing the two would break N ranks reproducing 1 by float rounding). Rank 0
+    says why once."""
+    mode, warning = usable_mode(asked, task)
+    warnings = [None] * world.world_size
+    torch.distributed.all_gather_object(warnings, warning)
+    found = [w for w in warnings if w]
+    if found:
+        say(f"dist_vpg: warning: {found[0]}" + (f" (on {len(found)} of {world.world_size} ranks)" if world.world_size > 1 else ""))
+        return "twopass"
+    return mode
 
 
 def gather_plans(plan: pinning.Plan, world: distributed.World) -> list[str]:

@@ -1,0 +1,178 @@
+"""The native rollout against the torch reference: the same episodes, the same gradients, and the
+fallback to twopass where the native library cannot be built."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dist_vpg import native, noise
+from dist_vpg.agent import Agent
+from dist_vpg.config import TaskConfig
+from dist_vpg.losses import a2c_loss
+from dist_vpg.native import build
+from dist_vpg.rollout import act, input_size, rollout, usable_mode
+from dist_vpg.tasks import make_task
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = {
+    "independent": TaskConfig(),
+    "hard": TaskConfig(distribution="hard"),
+    "three_arms": TaskConfig(arms=3),
+    "no_trial_input": TaskConfig(trial_input=False),
+    "two_step": TaskConfig(name="two_step"),
+}
+
+pytestmark = pytest.mark.skipif(
+    native.available() is not None, reason=f"native rollout unavailable: {native.available()}"
+)
+
+
+def _setup(cfg: TaskConfig, batch: int, hidden: int = 48, seed: int = 0):
+    task = make_task(cfg)
+    torch.manual_seed(seed)
+    agent = Agent(input_size(task, cfg.trial_input), task.num_actions, hidden)
+    with torch.no_grad():  # a policy far from uniform, so actions depend on every weight
+        agent.policy.weight.normal_(0, 1.0)
+    draws = noise.draw(seed, noise.TRAIN, 3, np.arange(batch), task.trials, task.episode_draws, task.trial_draws)
+    return task, agent, draws
+
+
+def first_disagreements(agent, task, draws, trial_input) -> tuple[int, int, float]:
+    """Play the batch both ways: (episodes whose actions ever differ, trials that differ, the largest
+    distance between the uniform and the torch policy's CDF at each episode's first difference).
+    On the episodes that agree, inputs, rewards and regrets must agree too."""
+    played = native.act(agent, task, draws, trial_input)
+    with torch.inference_mode():
+        ref = act(agent, task, draws, trial_input, with_values=False)
+    differ = played.actions != ref.actions  # [T, B]
+    same = ~differ.any(0)
+    assert torch.equal(played.inputs[:, same], ref.inputs[:, same])
+    assert torch.equal(played.rewards[:, same], ref.rewards[:, same])
+    assert torch.allclose(played.regrets[:, same], ref.regrets[:, same], atol=1e-6, rtol=0)
+    worst = 0.0
+    for b in differ.any(0).nonzero().flatten().tolist():
+        t = int(differ[:, b].nonzero()[0])
+        probs = torch.softmax(ref.logits[t, b], -1).cumsum(-1)[:-1]
+        worst = max(worst, (probs - draws.action[t, b]).abs().min().item())
+    return int((~same).sum()), int(differ.sum()), worst
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_native_plays_the_torch_episodes(name):
+    task, agent, draws = _setup(TASKS[name], batch=256)
+    episodes, trials, worst = first_disagreements(agent, task, draws, TASKS[name].trial_input)
+    # An episode may part only where a uniform falls within float rounding of a CDF boundary.
+    assert worst < 1e-5
+    assert episodes <= 2, f"{episodes} of 256 episodes differ ({trials} trials)"
+
+
+def test_native_disagreements_are_rare_at_scale():
+    """4096 episodes of the default task and agent: the count the README reports."""
+    task, agent, draws = _setup(TASKS["independent"], batch=4096)
+    episodes, trials, worst = first_disagreements(agent, task, draws, True)
+    print(f"native vs torch: {episodes} of 4096 episodes, {trials} of 409600 trials differ")
+    assert worst < 1e-5 and episodes <= 4
+
+
+def _gradients(agent, batch, value_scale=False):
+    agent.zero_grad()
+    loss = a2c_loss(batch.logits, batch.values, batch.actions, batch.rewards, 0.9, 0.8, 0.05, 0.05, value_scale)
+    loss.total.backward()
+    return {n: p.grad.clone() for n, p in agent.named_parameters()}
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_native_gradients_equal_the_replay(name):
+    """On the same episodes, the native BPTT gives twopass's gradients (its nn.LSTM replay)."""
+    task, agent, draws = _setup(TASKS[name], batch=48, hidden=32)
+    for value_scale in (False, True):
+        batch = rollout(agent, task, draws, "native", TASKS[name].trial_input)
+        logits, values = agent(batch.inputs)  # twopass's replay of the same inputs
+        got = _gradients(agent, batch, value_scale)
+        want = _gradients(agent, batch._replace(logits=logits, values=values), value_scale)
+        for n in want:
+            assert torch.allclose(got[n], want[n], rtol=1e-4, atol=2e-6), n
+            assert want[n].abs().max() > 1e-3, n  # every parameter gets a real gradient
+
+
+def test_native_graph_survives_a_second_backward():
+    """dist_vpg.inspect back-propagates one batch's loss terms one after another."""
+    task, agent, draws = _setup(TASKS["independent"], batch=8, hidden=16)
+    batch = rollout(agent, task, draws, "native", True)
+    loss = a2c_loss(batch.logits, batch.values, batch.actions, batch.rewards, 0.9, 1.0, 0.05, 0.05)
+    first = torch.autograd.grad(loss.policy, list(agent.parameters()), retain_graph=True, allow_unused=True)
+    second = torch.autograd.grad(loss.policy, list(agent.parameters()), allow_unused=True)
+    for a, b in zip(first, second):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
+def test_fallback_names_the_reason(monkeypatch):
+    task = make_task(TaskConfig())
+    monkeypatch.setenv("DIST_VPG_NATIVE", "0")
+    build.forget()
+    try:
+        mode, warning = usable_mode("native", task)
+        assert mode == "twopass" and "DIST_VPG_NATIVE=0" in warning and "twopass" in warning
+        assert usable_mode("onepass", task) == ("onepass", None)
+    finally:
+        monkeypatch.delenv("DIST_VPG_NATIVE")
+        build.forget()
+    assert usable_mode("native", task) == ("native", None)
+
+
+def test_no_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
+    monkeypatch.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang on it
+    monkeypatch.setenv("CC", "no-such-compiler")
+    build.forget()
+    try:
+        reason = native.available()
+    finally:
+        build.forget()
+    assert reason is not None and "no C compiler" in reason
+
+
+def test_broken_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
+    fake = tmp_path / "cc"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo fake 1.0 && exit 0\necho 'fatal: out of luck' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(fake))
+    build.forget()
+    try:
+        reason = native.available()
+    finally:
+        build.forget()
+    assert "could not build" in reason and "out of luck" in reason
+    assert not list((tmp_path / "cache").glob("*.tmp"))  # nothing half-written left behind
+
+
+def test_ranks_building_at_once_share_one_build(tmp_path):
+    """Local ranks start together; one compiles, the others wait for it and load the same file."""
+    code = "from dist_vpg import native; print(native.available())"
+    env = {**os.environ, "DIST_VPG_NATIVE_CACHE": str(tmp_path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=300)[0].strip() for p in procs]
+    assert outputs == ["None"] * 3
+    assert len(list(tmp_path.glob("kernels-*.so"))) == 1 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_training_falls_back_with_one_warning(tmp_path):
+    env = {**os.environ, "DIST_VPG_NATIVE": "0"}
+    args = ["task.trials=10", "train.updates=2", "train.batch_episodes=4", "agent.hidden=8", "log.every=1"]
+    args += [f"run_dir={tmp_path / 'run'}", "eval.every=0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "dist_vpg.train", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    assert out.count("train.rollout=native is unavailable: turned off by DIST_VPG_NATIVE=0") == 1
+    assert "twopass rollout" in out
