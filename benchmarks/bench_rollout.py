@@ -1,24 +1,29 @@
 """Training throughput of one rank on one core: agent steps per second through the whole update
-(rollout, loss, backward, optimizer step), for onepass and twopass, against two references run
-side by side in the same process:
+(rollout, loss, backward, optimizer step), for native, twopass and onepass, against two references
+run side by side in the same process:
 
 - the predecessors' loop: one episode at a time, a Python bandit stepped trial by trial, an LSTM
   cell with batch 1, the A2C loss and one optimizer step per episode;
 - the bound: nn.LSTM forward plus backward over the same [T, B] sequence in one fused call, the
   cost of the math alone, with no acting, no task, no heads and no optimizer.
 
-    python benchmarks/bench_rollout.py [--batches 32 64 128 256 512] [--repeats 7] [--quick]
+    python benchmarks/bench_rollout.py [--batches 16 32 64 128 256 512] [--repeats 15] [--quick]
 
 Modes are measured in interleaved rounds, so machine drift hits them alike; figures are medians.
+A second table splits the native update into its phases (acting, heads and loss, backward,
+optimizer step), and a third gives the peak resident memory of each rank of a short training run at
+the default config (2 ranks, torchrun), native and twopass.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
-import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_report  # noqa: E402
-from dist_vpg import noise  # noqa: E402
+from dist_vpg import native, noise  # noqa: E402
 from dist_vpg.agent import Agent  # noqa: E402
 from dist_vpg.losses import a2c_loss  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
@@ -35,10 +40,13 @@ from dist_vpg.rollout import input_size, rollout  # noqa: E402
 from dist_vpg.tasks import Bandit  # noqa: E402
 
 TRIALS, HIDDEN = 100, 48
+ROOT = Path(__file__).resolve().parent.parent
+PHASES = ("act", "loss", "backward", "step")
 
 
-def update_fn(mode: str, batch: int):
-    """One full training update of `batch` episodes; returns agent steps done."""
+def update_fn(mode: str, batch: int, phases: dict[str, list[float]] | None = None):
+    """One full training update of `batch` episodes; returns agent steps done. With `phases`, the
+    native update appends the seconds of each of its phases to it."""
     task = Bandit(2, "independent", TRIALS)
     agent = Agent(input_size(task, True), task.num_actions, HIDDEN)
     opt = torch.optim.RMSprop(agent.parameters(), lr=7e-4, eps=1e-5)
@@ -47,12 +55,26 @@ def update_fn(mode: str, batch: int):
     def run() -> int:
         u = next(counter)
         draws = noise.draw(0, noise.TRAIN, u, np.arange(batch), TRIALS, task.episode_draws, task.trial_draws)
-        b = rollout(agent, task, draws, mode, True)
-        loss = a2c_loss(b.logits, b.values, b.actions, b.rewards, 0.9, 1.0, 0.05, 0.05)
+        marks = [time.perf_counter()]
+        if phases is None:
+            b = rollout(agent, task, draws, mode, True)
+        else:  # the native rollout, cut where its phases meet
+            played = native.act(agent, task, draws, True)
+            marks.append(time.perf_counter())
+            logits, values = agent(played.inputs, played)
+            b = played._replace(h=None)  # actions and rewards; logits and values below
+        logits, values = (b.logits, b.values) if phases is None else (logits, values)
+        loss = a2c_loss(logits, values, b.actions, b.rewards, 0.9, 1.0, 0.05, 0.05)
+        marks.append(time.perf_counter())
         opt.zero_grad()
         loss.total.backward()
+        marks.append(time.perf_counter())
         torch.nn.utils.clip_grad_norm_(agent.parameters(), 50.0)
         opt.step()
+        marks.append(time.perf_counter())
+        if phases is not None:
+            for name, start, end in zip(PHASES, marks, marks[1:]):
+                phases[name].append(end - start)
         return batch * TRIALS
 
     return run
@@ -122,77 +144,125 @@ def predecessor_fn(episodes: int = 2):
 
 
 def measure(fns: dict, repeats: int) -> dict[str, float]:
-    """Median steps/s of each fn over `repeats` interleaved rounds (after one warm-up round)."""
+    """Median steps/s of each fn over `repeats` interleaved rounds (after two warm-up rounds)."""
     rates = {name: [] for name in fns}
-    for i in range(repeats + 1):
+    for i in range(repeats + 2):
         for name, fn in fns.items():
             start = time.perf_counter()
             steps = fn()
-            if i:
+            if i >= 2:
                 rates[name].append(steps / (time.perf_counter() - start))
     return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def peak_rss_mb(mode: str, updates: int) -> float:
+    """Peak resident memory (MB) of the largest rank of a short 2-rank training run at the default
+    config: torchrun waits for its workers, so their peaks reach this process's children figure."""
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+        "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        torchrun = Path(sys.executable).with_name("torchrun")
+        cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "dist_vpg.train"]
+        cmd += [f"train.rollout={mode}", f"train.updates={updates}", "eval.every=0", f"run_dir={tmp}/run"]
+        done = subprocess.run(
+            [sys.executable, "-c", code, *cmd], cwd=ROOT, capture_output=True, text=True,
+            env={**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}, check=True,
+        )  # fmt: skip
+    return int(done.stdout.split()[-1]) / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--batches", type=int, nargs="+", default=[32, 64, 128, 256, 512])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="batches 64 and 128, 3 rounds")
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--rss-updates", type=int, default=200, help="updates of the memory run")
+    parser.add_argument("--quick", action="store_true", help="batches 16 and 64, 3 rounds, 10 updates")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.batches, args.repeats = [64, 128], 3
+        args.batches, args.repeats, args.rss_updates = [16, 64], 3, 10
     torch.set_num_threads(1)
+    modes = ["native", "twopass", "onepass"]
+    if native.available() is not None:
+        print(f"bench_rollout: {native.available()}; measuring the torch modes only")
+        modes.remove("native")
     predecessor = measure({"predecessor": predecessor_fn()}, args.repeats)["predecessor"]
-    rows = []
+    rows, split = [], []
     for batch in args.batches:
-        fns = {
-            "onepass": update_fn("onepass", batch),
-            "twopass": update_fn("twopass", batch),
-            "bound": bound_fn(batch),
-        }
+        phases = {name: [] for name in PHASES}
+        fns = {mode: update_fn(mode, batch) for mode in modes} | {"bound": bound_fn(batch)}
+        if "native" in modes:
+            fns["native (timed by phase)"] = update_fn("native", batch, phases)
         rates = measure(fns, args.repeats)
-        for mode in ("onepass", "twopass"):
+        for mode in modes:
             rows.append(
                 {
                     "batch": batch,
                     "mode": mode,
                     "steps_per_s": rates[mode],
+                    "update_ms": 1e3 * batch * TRIALS / rates[mode],
                     "bound_steps_per_s": rates["bound"],
                     "of_bound": rates[mode] / rates["bound"],
+                    "x_twopass": rates[mode] / rates["twopass"],
                     "x_predecessor": rates[mode] / predecessor,
                     "predecessor_steps_per_s": predecessor,
                 }
             )
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    header = ("batch", "mode", "steps/s", "bound steps/s", "of bound", "x predecessor")
+        if "native" in modes:
+            split.append(
+                {"batch": batch} | {f"{k}_ms": 1e3 * statistics.median(v[2:]) for k, v in phases.items()}
+            )
+    memory = {mode: peak_rss_mb(mode, args.rss_updates) for mode in modes if mode != "onepass"}
+    header = (
+        "batch",
+        "mode",
+        "update ms",
+        "steps/s",
+        "bound steps/s",
+        "of bound",
+        "x twopass",
+        "x predecessor",
+    )
     table = [
         (
             r["batch"],
             r["mode"],
+            f"{r['update_ms']:.2f}",
             f"{r['steps_per_s']:,.0f}",
             f"{r['bound_steps_per_s']:,.0f}",
-            f"{r['of_bound']:.0%}",
+            f"{r['of_bound']:.2f}",
+            f"{r['x_twopass']:.2f}",
             f"{r['x_predecessor']:.0f}",
         )
         for r in rows
     ]
     note = (
-        f"predecessor loop (one episode at a time): {predecessor:,.0f} steps/s; "
-        f"peak resident memory of this process: {peak_mb:.0f} MB; one thread"
+        f"predecessor loop (one episode at a time): {predecessor:,.0f} steps/s; one thread\n"
+        + "native update by phase (ms, medians): "
+        + "; ".join(f"{p['batch']}: " + ", ".join(f"{k} {p[k + '_ms']:.2f}" for k in PHASES) for p in split)
+        + "\npeak resident memory of a rank, default config on 2 ranks: "
+        + ", ".join(f"{mode} {mb:.0f} MB" for mode, mb in memory.items())
     )
+    phases_of = {p["batch"]: p for p in split}
+    for r in rows:
+        r["peak_rss_mb"] = memory.get(r["mode"])
+        if r["mode"] == "native":
+            r["phases_ms"] = {k: phases_of[r["batch"]][f"{k}_ms"] for k in PHASES}
     write_report("bench_rollout", args, header, table, rows, note, args.out, plot=_plot)
     return 0
 
 
 def _plot(rows, path: Path) -> None:
     with saved_figure(path, figsize=(6, 4)) as (_, ax):
-        for mode in ("onepass", "twopass"):
+        for mode in ("native", "twopass", "onepass"):
             pts = [(r["batch"], r["steps_per_s"]) for r in rows if r["mode"] == mode]
-            ax.plot(*zip(*pts), marker="o", label=f"{mode} (whole update)")
-        pts = sorted({(r["batch"], r["bound_steps_per_s"]) for r in rows})
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=f"{mode} (whole update)")
+        pts = sorted({(r["batch"], r["bound_steps_per_s"]) for r in rows if "bound_steps_per_s" in r})
         ax.plot(*zip(*pts), marker="s", linestyle="--", label="bound: fused nn.LSTM fwd+bwd")
         ax.axhline(
             rows[0]["predecessor_steps_per_s"], color="grey", linestyle=":", label="predecessors' loop"

@@ -58,7 +58,9 @@ class Agent(nn.Module):
         """h [..., H] -> logits [..., A], values [...]."""
         return self.policy(h), self.value(h).squeeze(-1)
 
-    def forward(self, x: torch.Tensor, played: native.Played | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, played: native.Played | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole episodes from their first trial: x [T, B, I] -> logits [T, B, A], values [T, B].
         `played`: the native rollout that saw x, whose recorded states replace the replay."""
         if played is not None:

@@ -94,8 +94,8 @@ def train(
     validation = Validation(cfg, task, world, run_dir, board)
     validation.forget_after(start)
     board.say(
-        f"dist_vpg: {world.world_size} rank(s), {mode} rollout, sync {strategy.name}, {tr.updates} updates of "
-        f"{tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
+        f"dist_vpg: {world.world_size} rank(s), {mode} rollout, sync {strategy.name}, {tr.updates} "
+        f"updates of {tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
     )
     clock, stopped_by = time.perf_counter() - train_s, None
     with collective_timeouts_named(shared, world, cfg.sync.timeout_s):
@@ -252,7 +252,10 @@ def agreed_rollout_mode(asked: str, task, world: distributed.World, say) -> str:
     torch.distributed.all_gather_object(warnings, warning)
     found = [w for w in warnings if w]
     if found:
-        say(f"dist_vpg: warning: {found[0]}" + (f" (on {len(found)} of {world.world_size} ranks)" if world.world_size > 1 else ""))
+        say(
+            f"dist_vpg: warning: {found[0]}"
+            + (f" (on {len(found)} of {world.world_size} ranks)" if world.world_size > 1 else "")
+        )
         return "twopass"
     return mode
 

@@ -38,7 +38,9 @@ def _setup(cfg: TaskConfig, batch: int, hidden: int = 48, seed: int = 0):
     agent = Agent(input_size(task, cfg.trial_input), task.num_actions, hidden)
     with torch.no_grad():  # a policy far from uniform, so actions depend on every weight
         agent.policy.weight.normal_(0, 1.0)
-    draws = noise.draw(seed, noise.TRAIN, 3, np.arange(batch), task.trials, task.episode_draws, task.trial_draws)
+    draws = noise.draw(
+        seed, noise.TRAIN, 3, np.arange(batch), task.trials, task.episode_draws, task.trial_draws
+    )
     return task, agent, draws
 
 
@@ -81,7 +83,9 @@ def test_native_disagreements_are_rare_at_scale():
 
 def _gradients(agent, batch, value_scale=False):
     agent.zero_grad()
-    loss = a2c_loss(batch.logits, batch.values, batch.actions, batch.rewards, 0.9, 0.8, 0.05, 0.05, value_scale)
+    loss = a2c_loss(
+        batch.logits, batch.values, batch.actions, batch.rewards, 0.9, 0.8, 0.05, 0.05, value_scale
+    )
     loss.total.backward()
     return {n: p.grad.clone() for n, p in agent.named_parameters()}
 
@@ -139,7 +143,10 @@ def test_no_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
 
 def test_broken_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     fake = tmp_path / "cc"
-    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && echo fake 1.0 && exit 0\necho 'fatal: out of luck' >&2\nexit 1\n")
+    fake.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && echo fake 1.0 && exit 0\n'
+        "echo 'fatal: out of luck' >&2\nexit 1\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(fake))
@@ -170,7 +177,12 @@ def test_training_falls_back_with_one_warning(tmp_path):
     args = ["task.trials=10", "train.updates=2", "train.batch_episodes=4", "agent.hidden=8", "log.every=1"]
     args += [f"run_dir={tmp_path / 'run'}", "eval.every=0"]
     done = subprocess.run(
-        [sys.executable, "-m", "dist_vpg.train", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "dist_vpg.train", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout + done.stderr

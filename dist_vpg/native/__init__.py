@@ -30,8 +30,10 @@ VW = 16  # floats per vector in kernels.c: weight rows are padded to a multiple 
 
 
 class _Weights(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int32) for name in ("inputs", "hidden", "actions", "gates_padded")]
-    _fields_ += [(name, _ptr) for name in ("w_t", "bias", "w_pol", "b_pol")]
+    _fields_ = [
+        (name, ctypes.c_int32) for name in ("inputs", "hidden", "actions", "gates_padded", "actions_padded")
+    ]
+    _fields_ += [(name, _ptr) for name in ("w_t", "bias", "w_pol_t", "b_pol")]
 
 
 class _TaskState(ctypes.Structure):
@@ -76,7 +78,7 @@ def _library() -> ctypes.CDLL:
         i32, i64 = ctypes.c_int32, ctypes.c_int64
         lib.dv_act.restype = lib.dv_lstm_backward.restype = i32
         lib.dv_act_scratch.restype = lib.dv_backward_scratch.restype = i64
-        lib.dv_act_scratch.argtypes = [i64, i32, i32, i32, i32]
+        lib.dv_act_scratch.argtypes = [i64, i32, i32, i32, i32, i32]
         lib.dv_backward_scratch.argtypes = [i64, i32, i32]
         lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(_TaskState)]
         lib.dv_act.argtypes += [_ptr] * 10
@@ -122,17 +124,17 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     trials, batch = noise.action.shape
     lstm, policy = agent.lstm, agent.policy
     hidden, actions_n = lstm.hidden_size, policy.out_features
-    inputs_n, gates_padded = lstm.input_size, _padded(4 * hidden)
+    inputs_n, gates_padded, actions_padded = lstm.input_size, _padded(4 * hidden), _padded(actions_n)
     with torch.no_grad():
         weights = [
             _pad_columns(torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], 1).t(), gates_padded),
             _pad_columns(lstm.bias_ih_l0 + lstm.bias_hh_l0, gates_padded),
-            policy.weight.contiguous(),
-            policy.bias.contiguous(),
+            _pad_columns(policy.weight.t(), actions_padded),
+            _pad_columns(policy.bias, actions_padded),
         ]
     keep: list[torch.Tensor] = []
     state = _task_state(task, noise, keep)
-    w = _Weights(inputs_n, hidden, actions_n, gates_padded, *(_p(t) for t in weights))
+    w = _Weights(inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in weights))
     trial_noise = noise.trial.float().contiguous()
     action_noise = noise.action.float().contiguous()
     x = torch.empty(trials, batch, inputs_n)
@@ -141,7 +143,7 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     h = torch.empty(trials, batch, hidden)
     gates = torch.empty(trials, batch, 4 * hidden) if for_backward else None
     c = torch.empty(trials, batch, hidden) if for_backward else None
-    scratch = torch.empty(lib.dv_act_scratch(batch, inputs_n, hidden, actions_n, gates_padded))
+    scratch = torch.empty(lib.dv_act_scratch(batch, inputs_n, hidden, actions_n, gates_padded, actions_padded))
     lib.dv_act(
         trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(state),
         _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),

@@ -72,13 +72,18 @@ def library_path() -> Path:
     cc = compiler()
     source = SOURCE.read_bytes()
     key = hashlib.sha256(
-        b"\0".join(x.encode() if isinstance(x, str) else x for x in (source, _version(cc), " ".join(FLAGS), _cpu_flags(), platform.machine()))
+        b"\0".join(
+            x.encode() if isinstance(x, str) else x
+            for x in (source, _version(cc), " ".join(FLAGS), _cpu_flags(), platform.machine())
+        )
     ).hexdigest()[:16]
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise NativeUnavailable(f"cannot create the build cache {folder} ({e.strerror}); set DIST_VPG_NATIVE_CACHE") from None
+        raise NativeUnavailable(
+            f"cannot create the build cache {folder} ({e.strerror}); set DIST_VPG_NATIVE_CACHE"
+        ) from None
     target = folder / f"kernels-{key}.so"
     if target.exists():
         return target
@@ -95,7 +100,9 @@ def _compile(cc: str, target: Path) -> None:
     try:
         errors = ""
         for flags in (FLAGS, PORTABLE_FLAGS):
-            done = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300
+            )
             if done.returncode == 0:
                 os.replace(tmp, target)
                 return

@@ -91,11 +91,11 @@ static void matmul_tile(int K, int N, const float *restrict w, const float *rest
 
 /* The agent's weights, transposed where the loops want rows of 4H gates. */
 typedef struct {
-    int32_t inputs, hidden, actions, gates_padded; /* I, H, A, Gp: 4H rounded up to VW */
+    int32_t inputs, hidden, actions, gates_padded, actions_padded; /* Gp, Ap: rounded up to VW */
     const float *w_t;     /* [I + H, Gp]: W_ih^T over W_hh^T, zero columns past 4H */
     const float *bias;    /* [Gp] b_ih + b_hh */
-    const float *w_pol;   /* [A, H] */
-    const float *b_pol;   /* [A] */
+    const float *w_pol_t; /* [H, Ap]: the policy head's W^T, zero columns past A */
+    const float *b_pol;   /* [Ap] */
 } Weights;
 
 /* A task's constants and per-episode state, as reset by the torch task (dist_vpg/tasks.py). */
@@ -126,31 +126,21 @@ static void cell_forward(int H, const float *restrict pre, const float *restrict
     }
 }
 
-/* The policy head, a softmax, and inverse-CDF sampling with the uniform u: the action is the
- * number of cumulative probabilities (all but the last) that u exceeds, as in rollout.sample_actions.
- * Writes probs[A]. */
-static int32_t sample(const Weights *w, const float *h, float u, float *probs) {
-    const int A = w->actions, H = w->hidden;
+/* A softmax of the policy's logits[A], then inverse-CDF sampling with the uniform u: the action
+ * is the number of cumulative probabilities (all but the last) that u exceeds, as in
+ * rollout.sample_actions. */
+static int32_t sample(int A, const float *logits, float u, float *probs) {
     float top = -3.4e38f, total = 0.0f;
+    for (int a = 0; a < A; a++) top = logits[a] > top ? logits[a] : top;
     for (int a = 0; a < A; a++) {
-        float z = w->b_pol[a];
-        const float *row = w->w_pol + (int64_t)a * H;
-        for (int k = 0; k < H; k++) z += row[k] * h[k];
-        probs[a] = z;
-        top = z > top ? z : top;
-    }
-    for (int a = 0; a < A; a++) {
-        probs[a] = exp_approx(probs[a] - top);
+        probs[a] = exp_approx(logits[a] - top);
         total += probs[a];
     }
     int32_t action = 0;
     float cdf = 0.0f;
-    for (int a = 0; a < A; a++) {
-        probs[a] /= total;
-        if (a + 1 < A) {
-            cdf += probs[a];
-            action += u > cdf;
-        }
+    for (int a = 0; a + 1 < A; a++) {
+        cdf += probs[a] / total;
+        action += u > cdf;
     }
     return action;
 }
@@ -197,28 +187,31 @@ static void next_input(float *x, const TaskState *s, int A, int trial_input, int
  * rewards and regrets [T, B], and h [T, B, H]; with `gates` and `c` non-null also the gates after
  * their nonlinearities [T, B, 4H] and the cells [T, B, H] that the backward needs. `scratch` holds
  * dv_act_scratch(B, I, H, A, Gp) floats. */
-int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp) {
-    return 5 * (int64_t)(I + H) + 6 * (int64_t)Gp + 4 * (int64_t)H + A + 2 * B * H;
+int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap) {
+    return 5 * (int64_t)(I + H) + 6 * (int64_t)Gp + 4 * (int64_t)H + A + 5 * (int64_t)Ap + 2 * B * H;
 }
 
 int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, TaskState *s,
                const float *trial_noise, const float *action_noise, float *x, int64_t *actions,
                float *rewards, float *regrets, float *h, float *gates, float *c, float *scratch) {
     const int H = w->hidden, G = 4 * H, Gp = w->gates_padded, I = w->inputs, A = w->actions;
-    const int K = I + H, D = s->trial_draws;
+    const int K = I + H, D = s->trial_draws, Ap = w->actions_padded;
     float *zeros = scratch, *z = zeros + K + Gp, *pre = z + TILE * K, *dummy = pre + TILE * Gp;
-    float *g_tmp = dummy + Gp, *probs = g_tmp + G, *cells = probs + A; /* cells: [2, B, H] */
+    float *g_tmp = dummy + Gp, *probs = g_tmp + G, *logits = probs + A, *no_logits = logits + TILE * Ap;
+    float *cells = no_logits + Ap; /* [2, B, H]: the cells of the last two trials, in inference */
     memset(zeros, 0, sizeof(float) * (K + Gp));
     memset(x, 0, sizeof(float) * (size_t)T * B * I);
     memset(cells, 0, sizeof(float) * B * H);
-    const float *z_rows[TILE];
-    float *pre_rows[TILE];
+    const float *z_rows[TILE], *h_rows[TILE];
+    float *pre_rows[TILE], *logit_rows[TILE];
     for (int t = 0; t < T; t++) {
         for (int64_t b0 = 0; b0 < B; b0 += TILE) {
             for (int e = 0; e < TILE; e++) {
                 const int64_t b = b0 + e, tb = (int64_t)t * B + b;
                 z_rows[e] = b < B ? z + e * K : zeros;
                 pre_rows[e] = b < B ? pre + e * Gp : dummy;
+                h_rows[e] = b < B ? h + tb * H : zeros;
+                logit_rows[e] = b < B ? logits + e * Ap : no_logits;
                 if (b >= B) continue;
                 memcpy(z + e * K, x + tb * I, sizeof(float) * I);
                 memcpy(z + e * K + I, t > 0 ? h + (tb - B) * H : zeros, sizeof(float) * H);
@@ -230,7 +223,11 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
                 float *c_now = c ? c + tb * H : cells + (t % 2 * B + b) * H;
                 if (!c && t == 0) c_prev = zeros;
                 cell_forward(H, pre + e * Gp, c_prev, gates ? gates + tb * G : g_tmp, h + tb * H, c_now);
-                const int32_t action = sample(w, h + tb * H, action_noise[tb], probs);
+            }
+            matmul_tile(H, Ap, w->w_pol_t, w->b_pol, h_rows, logit_rows);
+            for (int e = 0; e < TILE && b0 + e < B; e++) {
+                const int64_t b = b0 + e, tb = (int64_t)t * B + b;
+                const int32_t action = sample(A, logits + e * Ap, action_noise[tb], probs);
                 const Outcome out = task_step(s, b, A, action, trial_noise + tb * D);
                 actions[tb] = action;
                 rewards[tb] = out.reward;
