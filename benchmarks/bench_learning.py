@@ -1,7 +1,7 @@
 """Time to learn: how long a bandit config takes to reach each regret target, old settings beside new.
 
-    python benchmarks/bench_learning.py [--configs A.yaml B.yaml] [--ranks 1 2] [--updates 8000]
-                                        [--eval-every 100] [--eval-episodes 1000]
+    python benchmarks/bench_learning.py [--configs A.yaml "B.yaml key=value"] [--ranks 1 2]
+                                        [--updates 8000] [--eval-every 100] [--eval-episodes 1000]
                                         [--targets 2.78 2.0 1.85] [--quick]
 
 Each point is a real training job under torchrun (one thread per rank), evaluated with frozen weights
@@ -11,8 +11,9 @@ then 2.0 and 1.85 by default), or runs its --updates. Reported for each config, 
 the update, agent steps, training seconds (evaluation time left out) and wall seconds from launch at
 the first evaluation below the target. The default configs are the default independent-bandit
 settings and the schedules that serve the dependent and two-step tasks
-(configs/bandit_independent_scheduled.yaml), side by side. --quick: the smoke config for a few updates, to
-check the plumbing, not the figures.
+(configs/bandit_independent_scheduled.yaml), side by side; a config may carry overrides after its
+file, in one argument ("configs/bandit_independent.yaml train.rollout=twopass"). --quick: the smoke
+config for a few updates, to check the plumbing, not the figures.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ PREDECESSOR = {"episodes": 20_000, "seconds": 15 * 60, "reached_target": False}
 
 def run_job(config: str, ranks: int, args, run_dir: Path) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
-    cmd += ["-m", "dist_vpg.train", "--config", config]
+    path, *overrides = config.split()
+    cmd += ["-m", "dist_vpg.train", "--config", path, *overrides]
     cmd += [
         f"train.updates={args.updates}",
         f"eval.every={args.eval_every}",

@@ -84,10 +84,10 @@ def run_job(world_size: int, batch: int, updates: int, extra: tuple[str, ...] = 
     return {"update_s": update_s, "sync_s": phases["sync"], "steps_per_s": batch * TRIALS / update_s}
 
 
-def run_independent(n: int, batch: int, updates: int) -> dict:
+def run_independent(n: int, batch: int, updates: int, extra: tuple[str, ...] = ()) -> dict:
     """n 1-rank jobs at once, each on a core of its own; their throughputs summed."""
     with ThreadPoolExecutor(n) as pool:
-        jobs = list(pool.map(lambda i: run_job(1, batch, updates, (f"cpu.affinity=[{i}]",)), range(n)))
+        jobs = list(pool.map(lambda i: run_job(1, batch, updates, (f"cpu.affinity=[{i}]", *extra)), range(n)))
     return {
         "update_s": max(j["update_s"] for j in jobs),
         "sync_s": 0.0,
@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--per-rank", type=int, default=64, help="episodes per rank (weak scaling)")
     parser.add_argument("--global-batch", type=int, default=128, help="episodes per update (strong scaling)")
+    parser.add_argument(
+        "--rollouts", nargs="+", default=["native", "twopass"], help="train.rollout modes, side by side"
+    )
     parser.add_argument("--quick", action="store_true", help="1 and 2 ranks, 15 updates")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -111,17 +114,20 @@ def main(argv: list[str] | None = None) -> int:
         args.ranks, args.updates = [1, 2], 15
     plan = [("weak", n) for n in args.ranks] + [("strong", n) for n in args.ranks]
     plan += [("independent", n) for n in args.ranks if n > 1]
-    rows, first = [], {}  # first: each mode's throughput at its first rank count
-    for mode, n in plan:
+    plan = [(rollout, mode, n) for rollout in args.rollouts for mode, n in plan]
+    rows, first = [], {}  # first: each (rollout, mode)'s throughput at its first rank count
+    for rollout, mode, n in plan:
+        extra = (f"train.rollout={rollout}",)
         if mode == "independent":  # n jobs of per_rank episodes, measured against weak scaling's first
-            r, batch = run_independent(n, args.per_rank, args.updates), args.per_rank * n
-            base = first["weak"]
+            r, batch = run_independent(n, args.per_rank, args.updates, extra), args.per_rank * n
+            base = first[rollout, "weak"]
         else:
             batch = args.per_rank * n if mode == "weak" else args.global_batch
-            r = run_job(n, batch, args.updates)
-            base = first.setdefault(mode, r["steps_per_s"])
+            r = run_job(n, batch, args.updates, extra)
+            base = first.setdefault((rollout, mode), r["steps_per_s"])
         rows.append(
             {
+                "rollout": rollout,
                 "mode": mode,
                 "ranks": n,
                 "oversubscribed": n > cores,
@@ -134,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     header = (
+        "rollout",
         "scaling",
         "ranks",
         "global batch",
@@ -145,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     table = [
         (
+            r["rollout"],
             r["mode"],
             f"{r['ranks']}{'*' if r['oversubscribed'] else ''}",
             r["global_batch"],
@@ -167,10 +175,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _plot(rows, path: Path) -> None:
     with saved_figure(path, figsize=(6, 4)) as (_, ax):
-        for mode in ("weak", "strong"):
-            pts = [(r["ranks"], r["steps_per_s"]) for r in rows if r["mode"] == mode]
-            ax.plot(*zip(*pts), marker="o", label=f"{mode} scaling")
-        one = next(r["steps_per_s"] for r in rows if r["mode"] == "weak" and r["ranks"] == rows[0]["ranks"])
+        for rollout in dict.fromkeys(r["rollout"] for r in rows):
+            for mode in ("weak", "strong"):
+                pts = [
+                    (r["ranks"], r["steps_per_s"])
+                    for r in rows
+                    if (r["mode"], r["rollout"]) == (mode, rollout)
+                ]
+                ax.plot(*zip(*pts), marker="o", label=f"{rollout}, {mode} scaling")
+        one = rows[0]["steps_per_s"]  # the first rollout's weak scaling at its first rank count
         ranks = sorted({r["ranks"] for r in rows})
         ax.plot(
             ranks, [one * n / ranks[0] for n in ranks], linestyle=":", color="grey", label="linear (weak)"

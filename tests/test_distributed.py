@@ -62,6 +62,16 @@ def test_strategy_matches_one_process(reference, tmp_path, strategy, world_size)
     assert moved > 1e-2  # the runs compared have trained, not stood still
 
 
+@pytest.mark.parametrize("rollout", ["twopass", "onepass"])
+def test_torch_rollouts_train_like_native(reference, tmp_path, rollout):
+    """The reference run is native (the default); the torch rollouts land on the same weights."""
+    (summary,) = run_ranks(
+        1, train_worker, None, SMALL + [f"run_dir={tmp_path / 'run'}", f"train.rollout={rollout}"]
+    )
+    assert raised(summary) is None, summary
+    _assert_close(_final_params(summary), reference, atol=2e-5)
+
+
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_accumulation_equals_a_larger_batch(tmp_path, world_size):
     base = [o for o in SMALL if not o.startswith("train.batch_episodes")]

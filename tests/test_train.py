@@ -60,9 +60,11 @@ def test_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path):
     assert snapshot() == before
 
 
-def test_two_ranks_reproduce_one(tmp_path):
+@pytest.mark.parametrize("rollout", ["native", "twopass"])
+def test_two_ranks_reproduce_one(tmp_path, rollout):
     """Episode i of update u is the same whoever plays it: 2 ranks land where 1 rank does."""
     common = ["train.updates=8", "train.batch_episodes=16", "task.trials=30", "sync.check_every=4"]
+    common.append(f"train.rollout={rollout}")
     (one,) = run_ranks(1, train_worker, SMOKE, common + [f"run_dir={tmp_path / 'one'}"])
     two = run_ranks(2, train_worker, SMOKE, common + [f"run_dir={tmp_path / 'two'}"])
     assert raised(one) is None and raised(two[0]) is None, (one, two)

@@ -143,7 +143,8 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     h = torch.empty(trials, batch, hidden)
     gates = torch.empty(trials, batch, 4 * hidden) if for_backward else None
     c = torch.empty(trials, batch, hidden) if for_backward else None
-    scratch = torch.empty(lib.dv_act_scratch(batch, inputs_n, hidden, actions_n, gates_padded, actions_padded))
+    sizes = (batch, inputs_n, hidden, actions_n, gates_padded, actions_padded)
+    scratch = torch.empty(lib.dv_act_scratch(*sizes))
     lib.dv_act(
         trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(state),
         _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),
