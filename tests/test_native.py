@@ -159,6 +159,17 @@ def test_broken_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp"))  # nothing half-written left behind
 
 
+def test_unusable_cache_is_a_reason_not_a_crash(monkeypatch, tmp_path):
+    (tmp_path / "file").write_text("a regular file, not a folder")
+    monkeypatch.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path / "file" / "cache"))
+    build.forget()
+    try:
+        reason = native.available()
+    finally:
+        build.forget()
+    assert "cannot create the build cache" in reason and "DIST_VPG_NATIVE_CACHE" in reason
+
+
 def test_ranks_building_at_once_share_one_build(tmp_path):
     """Local ranks start together; one compiles, the others wait for it and load the same file."""
     code = "from dist_vpg import native; print(native.available())"

@@ -87,10 +87,15 @@ def library_path() -> Path:
     target = folder / f"kernels-{key}.so"
     if target.exists():
         return target
-    with open(folder / f"kernels-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one local rank compiles; the others wait here
-        if not target.exists():
-            _compile(cc, target)
+    try:
+        with open(folder / f"kernels-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one local rank compiles; the others wait here
+            if not target.exists():
+                _compile(cc, target)
+    except subprocess.TimeoutExpired:
+        raise NativeUnavailable(f"{cc} took more than 300 s to build {SOURCE.name}") from None
+    except OSError as e:
+        raise NativeUnavailable(f"cannot build in {folder} ({e}); set DIST_VPG_NATIVE_CACHE") from None
     return target
 
 
