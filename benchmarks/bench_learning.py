@@ -38,6 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PREDECESSOR = {"episodes": 20_000, "seconds": 15 * 60, "reached_target": False}
 
 
+def label(config: str) -> str:
+    """A config's file stem and its overrides: 'bandit_independent train.rollout=twopass'."""
+    path, *overrides = config.split()
+    return " ".join([Path(path).stem, *overrides])
+
+
 def run_job(config: str, ranks: int, args, run_dir: Path) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
     path, *overrides = config.split()
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     table.append(
                         [
-                            Path(config).stem,
+                            label(config),
                             ranks,
                             target,
                             row["update"] or f"not within {int(last['update'])}",
@@ -161,9 +167,7 @@ def _plot(rows, path: Path) -> None:
         jobs = {(row["config"], row["ranks"]): row["curve"] for row in rows}
         for (config, ranks), curve in jobs.items():
             t = [r["train_s"] for r in curve]
-            ax.plot(
-                t, [r["regret"] for r in curve], marker=".", label=f"{Path(config).stem}, {ranks} rank(s)"
-            )
+            ax.plot(t, [r["regret"] for r in curve], marker=".", label=f"{label(config)}, {ranks} rank(s)")
         for target in sorted({row["target"] for row in rows}):
             ax.axhline(target, color="grey", ls="--", lw=0.8)
         ax.set(

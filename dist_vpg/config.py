@@ -57,6 +57,9 @@ class TrainConfig:
     # batch_episodes * sync.accumulate episodes.
     batch_episodes: int = 128
     rollout: str = "native"
+    # A checkpoint whose weights this run starts from (not its optimizer, schedule or update
+    # count): fine-tuning a trained agent under another objective. "" starts from random weights.
+    init_from: str = ""
     optimizer: str = "rmsprop"
     # Schedules: each *_final is the value at the last update, reached linearly; < 0 keeps it
     # constant. The defaults are the settings of configs/bandit_independent.yaml; the dependent and
@@ -166,7 +169,7 @@ def from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
 
 # Keys added after checkpoints were already being written, with the value every run had before them.
 # A checkpoint's config that lacks one was trained with that value, not with today's default.
-ADDED_LATER = {"train": {"gamma_final": -1.0, "value_scale": False}}
+ADDED_LATER = {"train": {"gamma_final": -1.0, "value_scale": False, "init_from": ""}}
 
 
 def from_checkpoint(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
@@ -327,10 +330,11 @@ def check_world(cfg: Config, world_size: int) -> None:
 
 # Bytes one agent step of one episode holds during an update, per hidden unit, per action and fixed:
 # the LSTM keeps its 4 gates, c, h and tanh(c) for the backward pass and as much again for their
-# gradients (14 floats a unit); logits, probabilities and their gradients take 4 floats an action;
-# inputs, noise, rewards and values the rest. The weights are held 5 times over: parameters,
+# gradients, and the native backward its [x, h_prev] rows (15 floats a unit, measured against both
+# the native and the twopass rollout: README, "Fault tolerance"); logits, probabilities and their
+# gradients take 4 floats an action; inputs, noise, rewards and values the rest. The weights are held 5 times over: parameters,
 # gradients, the flat gradient buffer and two optimizer moments.
-STEP_BYTES_PER_UNIT, STEP_BYTES_PER_ACTION, STEP_BYTES_FIXED = 4 * 14, 4 * 4, 4 * 24
+STEP_BYTES_PER_UNIT, STEP_BYTES_PER_ACTION, STEP_BYTES_FIXED = 4 * 15, 4 * 4, 4 * 24
 BASE_BYTES = 400 * 2**20  # a rank's own footprint before any rollout: torch, gloo, the agent
 
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from dist_vpg import baselines, bayes, checkpoint, config, distributed, noise, plots, stay
+from dist_vpg import baselines, bayes, checkpoint, config, distributed, files, noise, plots, stay
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.rollout import act, input_size
@@ -255,6 +255,16 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> N
         plots.stay_bars(patterns, metrics["paper_stay_probabilities"], out / "stay.png")
 
 
+def out_problem(out: Path | None) -> str | None:
+    """Why --out cannot take the outputs, or None."""
+    try:
+        if out is not None:
+            files.writable_dir(out, "--out")
+    except config.ConfigError as e:
+        return str(e)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dist_vpg.evaluate",
@@ -281,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     task = make_task(cfg.task)
     distributed.init(world, timeout_s=600)
     try:
+        # Rank 0 alone writes --out: it proves it can before any episode is played, and tells all.
+        problem = distributed.broadcast_object(out_problem(args.out) if world.is_main else None)
+        if problem:
+            if world.is_main:
+                print(f"dist_vpg.evaluate: {problem}", file=sys.stderr)
+            return 2
         result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed, world=world)
         objective = training_objective(cfg)
         others = evaluate_baselines(task, args.episodes, args.seed, world, objective)

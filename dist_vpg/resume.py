@@ -45,6 +45,27 @@ def newest_valid(run_dir: Path, cfg: Config) -> tuple[dict | None, list[str]]:
     return None, warnings
 
 
+# Keys that must agree between the checkpoint a run starts from (train.init_from) and the run: the
+# weights' shapes. The task may differ in its probabilities and horizon, not in what the agent sees.
+INIT_MUST_MATCH = (("agent", "hidden"), ("task", "name"), ("task", "arms"), ("task", "trial_input"))
+
+
+def initial_weights(cfg: Config) -> dict[str, torch.Tensor] | None:
+    """The weights named by train.init_from, checked against this run's agent; None when unset."""
+    if not cfg.train.init_from:
+        return None
+    path = Path(cfg.train.init_from)
+    state = checkpoint.load(path)
+    saved, wanted = config.from_checkpoint(state["config"]), cfg
+    for section, key in INIT_MUST_MATCH:
+        had, has = getattr(getattr(saved, section), key), getattr(getattr(wanted, section), key)
+        if had != has:
+            raise checkpoint.CheckpointError(
+                f"train.init_from: {path} was made with {section}.{key}={had}, this run has {has}"
+            )
+    return state["model"]
+
+
 def restore(state: dict, agent: torch.nn.Module, optimizer: torch.optim.Optimizer, shared=None) -> int:
     """Load a checkpoint's state into this rank's objects (and the tracker's state into the tracker,
     given its client); returns the update to go on from."""

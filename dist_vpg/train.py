@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import torch
 
-from dist_vpg import checkpoint, config, distributed, noise, pinning, resume, sync, tracker
+from dist_vpg import checkpoint, config, distributed, files, noise, pinning, resume, sync, tracker
 from dist_vpg.agent import Agent
 from dist_vpg.board import Board
 from dist_vpg.config import Config, ConfigError
@@ -61,7 +61,7 @@ def train(
     outcome = distributed.broadcast_object(prepare_run_dir(cfg) if world.is_main else None)
     if isinstance(outcome, Exception):
         raise outcome
-    run_dir, resumed, warnings = Path(outcome[0]), outcome[1], outcome[2]
+    run_dir, resumed, warnings, initial = Path(outcome[0]), outcome[1], outcome[2], outcome[3]
     board = Board(run_dir, cfg.log, cfg.train.updates, enabled=world.is_main)
     for line in gather_plans(plan, world) + [f"warning: {w}" for w in warnings]:
         board.say(f"dist_vpg: {line}")
@@ -73,6 +73,9 @@ def train(
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
     optimizer = make_optimizer(cfg, agent)
     start, train_s = 0, 0.0
+    if initial is not None and resumed is None:
+        agent.load_state_dict(initial)
+        board.say(f"dist_vpg: starting from the weights of {cfg.train.init_from}")
     if resumed is not None:
         # One rank restores the one tracker; the collectives below keep reports until it has.
         restored_tracker = shared if world.is_main else None
@@ -304,12 +307,16 @@ def connect_tracker(cfg: config.TrackerConfig, world: distributed.World, server,
     return client
 
 
-def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str]] | Exception:
+def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str], dict | None] | Exception:
     """Create the run directory and write the resolved config: (run_dir, the checkpoint state to
-    resume from or None, warnings). A run_dir that holds checkpoints is refused unless
-    train.resume=auto; a refused start changes nothing in it."""
+    resume from or None, warnings, the weights of train.init_from or None). A run_dir that holds
+    checkpoints is refused unless train.resume=auto; a refused start changes nothing in it."""
     run_dir = Path(cfg.run_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
     state, warnings = None, []
+    try:
+        initial = resume.initial_weights(cfg)
+    except checkpoint.CheckpointError as e:
+        return e
     if checkpoint.existing(run_dir):
         if cfg.train.resume != "auto":
             return ConfigError(
@@ -324,10 +331,13 @@ def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str]] | Excepti
             return checkpoint.CheckpointError(
                 f"{run_dir}: train.resume=auto, but none of its checkpoints loads ({'; '.join(warnings)})"
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        files.writable_dir(run_dir, "run_dir")
+    except ConfigError as e:
+        return e
     resolved = dataclasses.replace(cfg, run_dir=str(run_dir))
     (run_dir / "config.yaml").write_text(config.to_yaml(resolved))
-    return str(run_dir), state, warnings
+    return str(run_dir), state, warnings, initial
 
 
 def save_checkpoint(

@@ -60,6 +60,25 @@ def test_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path):
     assert snapshot() == before
 
 
+def test_init_from_starts_from_another_runs_weights(tmp_path):
+    (first,) = run_ranks(1, train_worker, SMOKE, ["train.updates=3", f"run_dir={tmp_path / 'a'}"])
+    assert raised(first) is None, first
+    trained = checkpoint.existing(tmp_path / "a")[-1]
+    fine_tune = ["train.updates=1", "train.lr=1e-12", f"train.init_from={trained}", "seed=7"]
+    (second,) = run_ranks(1, train_worker, SMOKE, fine_tune + [f"run_dir={tmp_path / 'b'}"])
+    assert raised(second) is None, second
+    start, end = (
+        checkpoint.load(trained)["model"],
+        checkpoint.load(checkpoint.existing(tmp_path / "b")[-1])["model"],
+    )
+    for name in start:  # one update at a negligible learning rate: still the first run's weights
+        assert torch.allclose(start[name], end[name], atol=1e-6), name
+    other = ["train.updates=1", f"train.init_from={trained}", "agent.hidden=8", f"run_dir={tmp_path / 'c'}"]
+    (third,) = run_ranks(1, train_worker, SMOKE, other)
+    assert raised(third)[0] == "CheckpointError" and "agent.hidden=" in raised(third)[1]
+    assert not (tmp_path / "c").exists()  # refused before the run directory is made
+
+
 @pytest.mark.parametrize("rollout", ["native", "twopass"])
 def test_two_ranks_reproduce_one(tmp_path, rollout):
     """Episode i of update u is the same whoever plays it: 2 ranks land where 1 rank does."""

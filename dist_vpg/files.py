@@ -1,0 +1,29 @@
+"""Directories a command writes into, checked before any work is done.
+
+A path that cannot hold files (below a regular file, a regular file itself, on a read-only or
+virtual filesystem, without permission) is one ConfigError naming the key and the reason, rather
+than an OSError traceback after minutes of training or evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from dist_vpg.config import ConfigError
+
+
+def writable_dir(path: Path, key: str) -> Path:
+    """Create `path` (and its parents) if needed and prove a file can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".dist_vpg-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        if isinstance(e, FileExistsError) or (path.exists() and not path.is_dir()):
+            reason = "it is a file, not a directory"
+        raise ConfigError(f"{key}: cannot write into {path} ({reason}); choose another directory") from None
+    return path
