@@ -332,8 +332,8 @@ def check_world(cfg: Config, world_size: int) -> None:
 # the LSTM keeps its 4 gates, c, h and tanh(c) for the backward pass and as much again for their
 # gradients, and the native backward its [x, h_prev] rows (15 floats a unit, measured against both
 # the native and the twopass rollout: README, "Fault tolerance"); logits, probabilities and their
-# gradients take 4 floats an action; inputs, noise, rewards and values the rest. The weights are held 5 times over: parameters,
-# gradients, the flat gradient buffer and two optimizer moments.
+# gradients take 4 floats an action; inputs, noise, rewards and values the rest. The weights are
+# held 5 times over: parameters, gradients, the flat gradient buffer and two optimizer moments.
 STEP_BYTES_PER_UNIT, STEP_BYTES_PER_ACTION, STEP_BYTES_FIXED = 4 * 15, 4 * 4, 4 * 24
 BASE_BYTES = 400 * 2**20  # a rank's own footprint before any rollout: torch, gloo, the agent
 
