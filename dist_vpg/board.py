@@ -8,6 +8,7 @@ Other ranks get a Board that does nothing, so the training loop never asks who i
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from torch import nn
@@ -23,9 +24,7 @@ class Board:
         if not enabled:
             return
         if cfg.tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tb"))
+            self.writer = EventFile(run_dir / "tb")
         use_bar = cfg.progress == "bar" or (cfg.progress == "auto" and sys.stderr.isatty())
         if use_bar:
             from tqdm import tqdm
@@ -41,19 +40,35 @@ class Board:
             print(text, flush=True)
 
     def scalars(self, step: int, groups: dict[str, dict[str, float]]) -> None:
-        if self.writer is None:
-            return
-        for group, values in groups.items():
-            for name, value in values.items():
-                self.writer.add_scalar(f"{group}/{name}", value, step)
+        def write(writer):
+            for group, values in groups.items():
+                for name, value in values.items():
+                    writer.add_scalar(f"{group}/{name}", value, step)
+            writer.flush()  # a live run shows in TensorBoard at every log line
+
+        self._write(write)
 
     def histograms(self, step: int, agent: nn.Module) -> None:
+        def write(writer):
+            for name, p in agent.named_parameters():
+                writer.add_histogram(f"weights/{name}", p.detach().numpy(), step)
+                if p.grad is not None:
+                    writer.add_histogram(f"grads/{name}", p.grad.numpy(), step)
+            writer.flush()
+
+        self._write(write)
+
+    def _write(self, write) -> None:
+        """TensorBoard is a view of the run, not the run: when its files cannot be written (a full
+        disk), it stops with one warning and training goes on (the checkpoints decide whether the
+        run can). The writer's own thread reports the error on the next call."""
         if self.writer is None:
             return
-        for name, p in agent.named_parameters():
-            self.writer.add_histogram(f"weights/{name}", p.detach().numpy(), step)
-            if p.grad is not None:
-                self.writer.add_histogram(f"grads/{name}", p.grad.numpy(), step)
+        try:
+            write(self.writer)
+        except OSError as e:
+            self.writer = None
+            self.say(f"dist_vpg: warning: TensorBoard logging stopped ({e.strerror or e}); training goes on")
 
     def progress(self, done: int, line: str, postfix: dict[str, str]) -> None:
         """Every update: advance the bar; on log updates without a bar, print the line."""
@@ -69,5 +84,37 @@ class Board:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+        self._write(lambda writer: writer.close())
+
+
+class EventFile:
+    """A TensorBoard event file written in the calling thread. tensorboardX's SummaryWriter writes
+    from a thread of its own: when that thread dies (on a full disk, say) the next write blocks
+    forever on its queue. Here a failing write raises OSError where Board can catch it."""
+
+    def __init__(self, logdir: Path):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.events = EventsWriter(str(logdir / "events"))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboardX.summary import scalar
+
+        self._add(scalar(tag, value), step)
+
+    def add_histogram(self, tag: str, values, step: int) -> None:
+        from tensorboardX.summary import histogram
+
+        self._add(histogram(tag, values, bins="auto"), step)
+
+    def _add(self, summary, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+
+        self.events.write_event(Event(summary=summary, step=step, wall_time=time.time()))
+
+    def flush(self) -> None:
+        self.events.flush()
+
+    def close(self) -> None:
+        self.events.close()

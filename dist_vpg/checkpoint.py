@@ -7,12 +7,15 @@ mid-write leaves the previous checkpoint whole.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dist_vpg import files
 
 FORMAT = "dist_vpg/1"
 KEEP = 2  # newest checkpoints kept; older ones are deleted once a newer one is complete
@@ -36,15 +39,24 @@ def existing(run_dir: Path) -> list[Path]:
 
 
 def save(run_dir: Path, state: dict[str, Any]) -> Path:
-    """Write state (which must hold 'update') atomically; keep the KEEP newest checkpoints."""
+    """Write state (which must hold 'update') atomically; keep the KEEP newest checkpoints. A write
+    that fails (a full disk) leaves the complete checkpoints as they were and raises WriteError
+    naming the newest of them."""
     final = path_for(run_dir, state["update"])
-    tmp = final.with_name(final.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(run_dir)
+    buffer = io.BytesIO()  # serialized first: a failing disk then fails in one plain write
+    torch.save({"format": FORMAT, **state}, buffer)
+    try:
+        files.atomic_write(final, buffer.getbuffer())
+        _fsync_dir(run_dir)
+    except (files.WriteError, OSError) as e:
+        newest = existing(run_dir)
+        then = (
+            f"the newest complete checkpoint is {newest[-1]}: free space, then go on from it with "
+            "train.resume=auto"
+            if newest
+            else "no checkpoint is complete yet: free space, then start again"
+        )
+        raise files.WriteError(f"{e}; {then}") from None
     for old in existing(run_dir)[:-KEEP]:
         old.unlink(missing_ok=True)
     return final

@@ -12,7 +12,6 @@ dependent-bandit agent on task.distribution=hard.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -21,9 +20,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import psutil
 import torch
 
-from dist_vpg import baselines, bayes, checkpoint, config, distributed, files, noise, plots, stay
+from dist_vpg import baselines, bayes, checkpoint, cli, config, distributed, files, noise, plots, stay
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.rollout import act, input_size
@@ -255,6 +255,22 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> N
         plots.stay_bars(patterns, metrics["paper_stay_probabilities"], out / "stay.png")
 
 
+# Bytes of results an episode's trial leaves on every rank (gathered there): regret, reward, action
+# and transition of the agent and of up to six baselines, with room for the tables made from them.
+RESULT_BYTES_PER_TRIAL = 7 * 10 * 2
+
+
+def memory_problem(episodes: int, trials: int) -> str | None:
+    """Why --episodes would not fit in memory, or None."""
+    need, available = episodes * trials * RESULT_BYTES_PER_TRIAL, psutil.virtual_memory().available
+    if need <= available:
+        return None
+    return (
+        f"--episodes {episodes}: their results need about {need / 2**30:.1f} GiB, but "
+        f"{available / 2**30:.1f} GiB is available; evaluate fewer episodes"
+    )
+
+
 def out_problem(out: Path | None) -> str | None:
     """Why --out cannot take the outputs, or None."""
     try:
@@ -266,37 +282,30 @@ def out_problem(out: Path | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dist_vpg.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.Parser("dist_vpg.evaluate", __doc__)
     parser.add_argument("--checkpoint", required=True, type=Path)
-    parser.add_argument("--episodes", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--episodes", type=cli.at_least(2), default=2000)
+    parser.add_argument("--seed", type=cli.seed, default=12345)
     parser.add_argument("--out", type=Path, help="directory for metrics.json, per_trial.csv and plots")
     parser.add_argument("overrides", nargs="*", metavar="task.key=value", help="play another task variant")
     args = parser.parse_intermixed_args(argv)
-    if args.episodes < 2:
-        parser.error("--episodes must be at least 2")
     if any(not o.startswith("task.") for o in args.overrides):
         parser.error("only task.* keys can be overridden at evaluation")
     world = distributed.world_from_env()
     try:
         agent, cfg = load_agent(args.checkpoint, args.overrides)
     except (checkpoint.CheckpointError, config.ConfigError) as e:
-        if world.is_main:
-            print(f"dist_vpg.evaluate: {e}", file=sys.stderr)
-        return 2
+        return cli.refuse(parser.name, str(e))
     task = make_task(cfg.task)
     distributed.init(world, timeout_s=600)
     try:
         # Rank 0 alone writes --out: it proves it can before any episode is played, and tells all.
-        problem = distributed.broadcast_object(out_problem(args.out) if world.is_main else None)
+        problem = (
+            memory_problem(args.episodes, task.trials) or out_problem(args.out) if world.is_main else None
+        )
+        problem = distributed.broadcast_object(problem)
         if problem:
-            if world.is_main:
-                print(f"dist_vpg.evaluate: {problem}", file=sys.stderr)
-            return 2
+            return cli.refuse(parser.name, problem)
         result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed, world=world)
         objective = training_objective(cfg)
         others = evaluate_baselines(task, args.episodes, args.seed, world, objective)

@@ -27,3 +27,22 @@ def writable_dir(path: Path, key: str) -> Path:
             reason = "it is a file, not a directory"
         raise ConfigError(f"{key}: cannot write into {path} ({reason}); choose another directory") from None
     return path
+
+
+class WriteError(RuntimeError):
+    """A file of a run could not be written (a full disk, say); the message names it."""
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` through a temporary file, fsynced and renamed into place: the file is
+    either the old one or the new one, never a part, and no temporary file is left behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__})") from None

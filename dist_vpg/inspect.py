@@ -11,14 +11,13 @@ components add up to the gradient of the total. Exit status 1 if they do not.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dist_vpg import checkpoint, config, noise
+from dist_vpg import checkpoint, cli, config, noise
 from dist_vpg.agent import Agent
 from dist_vpg.losses import a2c_loss
 from dist_vpg.rollout import input_size, rollout, usable_mode
@@ -97,14 +96,10 @@ def components_add_up(grads: dict[str, dict[str, torch.Tensor]], rtol: float = 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dist_vpg.inspect",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.Parser("dist_vpg.inspect", __doc__)
     parser.add_argument("--config", type=Path)
     parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=cli.seed, default=0)
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args(argv)
     try:
@@ -121,11 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         if state is not None:
             agent.load_state_dict(state["model"])
     except (config.ConfigError, checkpoint.CheckpointError) as e:
-        print(f"dist_vpg.inspect: {e}", file=sys.stderr)
-        return 2
+        return cli.refuse(parser.name, str(e))
     except RuntimeError as e:
-        print(f"dist_vpg.inspect: {args.checkpoint}: weights do not fit the config ({e})", file=sys.stderr)
-        return 2
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return cli.refuse(parser.name, f"{args.checkpoint}: weights do not fit the config ({first})")
     grads = component_gradients(agent, cfg, args.seed)
     print(format_table(grads))
     bad = components_add_up(grads)

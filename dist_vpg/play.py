@@ -9,7 +9,6 @@ reward draws and the same transitions.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,22 +17,29 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from dist_vpg import checkpoint, config, noise
+from dist_vpg import checkpoint, cli, config, noise
 from dist_vpg.evaluate import load_agent
 from dist_vpg.rollout import act
 from dist_vpg.tasks import TwoStep, make_task
 
+EOF = -1  # ask's answer when standard input has ended
+NO_INPUT = (
+    "standard input ended before the first choice: play reads one choice a line, so run it in a "
+    "terminal, or pipe the choices in (printf '1\\n2\\n' | python -m dist_vpg.play)"
+)
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 DEFAULT_CHECKPOINT = {"bandit": PRETRAINED / "bandit_independent.pt", "two_step": PRETRAINED / "two_step.pt"}
 
 
 def ask(t: int, trials: int, stdin: TextIO, stdout: TextIO) -> int | None:
-    """The player's choice (0 or 1), or None to stop."""
+    """The player's choice (0 or 1), None to stop, or EOF when the input has ended."""
     while True:
         stdout.write(f"trial {t + 1}/{trials}: choose 1 or 2 (q to stop): ")
         stdout.flush()
         line = stdin.readline()
-        if not line or line.strip().lower() == "q":
+        if not line:
+            return EOF
+        if line.strip().lower() == "q":
             return None
         if line.strip() in ("1", "2"):
             return int(line.strip()) - 1
@@ -50,7 +56,10 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
     stdout.write(f"{cfg.task.name}: {task.trials} trials, 2 choices. Find what pays.\n")
     for t in range(task.trials):
         choice = ask(t, task.trials, stdin, stdout)
-        if choice is None:
+        if choice == EOF and t == 0:
+            stdout.write("\n")
+            return {"trials": 0, "input_ended": True}
+        if choice is None or choice == EOF:
             break
         step = task.step(state, torch.tensor([choice]), draws.trial[t])
         state = step.state
@@ -93,23 +102,22 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
 
 
 def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dist_vpg.play",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = cli.Parser("dist_vpg.play", __doc__)
     parser.add_argument("--task", choices=sorted(DEFAULT_CHECKPOINT), default="bandit")
     parser.add_argument(
         "--checkpoint", type=Path, help="the agent to compare with (default: the pretrained one)"
     )
-    parser.add_argument("--seed", type=int, help="which episode (default: a new one each time)")
+    parser.add_argument("--seed", type=cli.seed, help="which episode (default: a new one each time)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else time.time_ns() % 2**31
+    if stdin is None or stdin.closed:
+        return cli.refuse(parser.name, NO_INPUT)
     try:
-        play(args.checkpoint or DEFAULT_CHECKPOINT[args.task], seed, stdin, stdout)
+        result = play(args.checkpoint or DEFAULT_CHECKPOINT[args.task], seed, stdin, stdout)
     except (checkpoint.CheckpointError, config.ConfigError) as e:
-        print(f"dist_vpg.play: {e}", file=sys.stderr)
-        return 2
+        return cli.refuse(parser.name, str(e))
+    if result.get("input_ended"):
+        return cli.refuse(parser.name, NO_INPUT)
     return 0
 
 

@@ -6,7 +6,6 @@ python -m dist_vpg.train --config configs/smoke.yaml
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -21,6 +20,7 @@ import torch
 from dist_vpg import checkpoint, config, distributed, files, noise, pinning, resume, sync, tracker
 from dist_vpg.agent import Agent
 from dist_vpg.board import Board
+from dist_vpg.cli import Parser
 from dist_vpg.config import Config, ConfigError
 from dist_vpg.losses import a2c_loss
 from dist_vpg.metrics import Timings, Window
@@ -178,10 +178,25 @@ def train(
                 clock += time.perf_counter() - eval_started  # training time leaves evaluation out
             if done % STOP_POLL == 0 and distributed.all_sum([float(stop.requested)])[0] > 0:
                 stopped_by = done
-            if world.is_main and (done % cfg.checkpoint.every == 0 or done == tr.updates or stopped_by):
-                save_checkpoint(
-                    run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock
-                )
+            if done % cfg.checkpoint.every == 0 or done == tr.updates or stopped_by:
+                # Rank 0 writes; every rank learns whether it could, so all stop alike on a full disk.
+                failure = None
+                if world.is_main:
+                    try:
+                        save_checkpoint(
+                            run_dir,
+                            cfg,
+                            done,
+                            agent,
+                            optimizer,
+                            shared.state_dict(),
+                            time.perf_counter() - clock,
+                        )
+                    except files.WriteError as e:
+                        failure = str(e)
+                failure = distributed.broadcast_object(failure)
+                if failure:
+                    raise files.WriteError(failure)
             if stopped_by:
                 board.say(
                     f"dist_vpg: stopped by a signal after update {done}; checkpoint saved, "
@@ -203,7 +218,7 @@ def train(
         params_crc32=sync.checksum(agent, None),
     )
     if world.is_main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        files.atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run_dir}")
     board.close()
     return summary
@@ -336,7 +351,10 @@ def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str], dict | No
     except ConfigError as e:
         return e
     resolved = dataclasses.replace(cfg, run_dir=str(run_dir))
-    (run_dir / "config.yaml").write_text(config.to_yaml(resolved))
+    try:
+        files.atomic_write(run_dir / "config.yaml", config.to_yaml(resolved))
+    except files.WriteError as e:
+        return e
     return str(run_dir), state, warnings, initial
 
 
@@ -440,11 +458,7 @@ def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped
 
 
 def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m dist_vpg.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = Parser("dist_vpg.train", __doc__)
     parser.add_argument(
         "--config",
         help="YAML file in configs/ (default: the dataclass defaults, "
@@ -465,6 +479,7 @@ def cli(argv: list[str] | None = None) -> int:
         tracker.TrackerError,
         checkpoint.CheckpointError,
         distributed.CollectiveTimeout,
+        files.WriteError,
     ) as e:
         if distributed.world_from_env().is_main:
             print(

@@ -8,9 +8,10 @@ curve in eval.csv and TensorBoard (eval/) moves only with the weights. Every ran
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
-from dist_vpg import distributed, noise
+from dist_vpg import distributed, files, noise
 from dist_vpg.board import Board
 from dist_vpg.config import Config
 from dist_vpg.evaluate import evaluate_agent
@@ -66,13 +67,17 @@ class Validation:
             "reward_sem": m["reward_sem"],
             "p_best_last_trial": m["p_best_last_trial"],
         }
+        failure = None
         if self.world.is_main:
-            new = not self.path.exists()
-            with open(self.path, "a", newline="") as f:
-                writer = csv.DictWriter(f, FIELDS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            try:
+                write_rows(self.path, (read_raw(self.path) if self.path.exists() else []) + [row])
+            except files.WriteError as e:
+                failure = str(e)
+        # Every rank stops alike when rank 0 cannot write (a full disk): eval.csv keeps its old rows.
+        failure = distributed.broadcast_object(failure)
+        if failure:
+            raise files.WriteError(failure)
+        if self.world.is_main:
             self.board.scalars(done, {"eval": {k: row[k] for k in ("regret", "reward", "p_best_last_trial")}})
             self.board.say(
                 f"eval {done}: regret {row['regret']:.2f} ± {row['regret_sem']:.2f}, reward "
@@ -84,12 +89,21 @@ class Validation:
         """On resume: drop rows of updates the resumed run will play again."""
         if not self.world.is_main or not self.path.exists():
             return
-        with open(self.path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["update"]) <= update]
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(self.path, [r for r in read_raw(self.path) if int(r["update"]) <= update])
+
+
+def read_raw(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """eval.csv whole, atomically: a failed write leaves the previous file intact."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    files.atomic_write(path, text.getvalue())
 
 
 def read(path: Path) -> list[dict[str, float]]:
