@@ -151,7 +151,7 @@ def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Confi
         merged = OmegaConf.merge(*layers)
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        raise ConfigError(f"{getattr(e, 'full_key', '') or '?'}: {_first_line(e)}") from None
+        raise _merge_error(e, overrides) from None
     check(cfg)
     return cfg
 
@@ -162,7 +162,7 @@ def from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
         merged = OmegaConf.merge(OmegaConf.structured(Config), data, _parse_overrides(overrides))
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        raise ConfigError(f"{getattr(e, 'full_key', '') or '?'}: {_first_line(e)}") from None
+        raise _merge_error(e, overrides) from None
     check(cfg)
     return cfg
 
@@ -207,23 +207,33 @@ def _read_yaml(path: Path):
 
 
 def _parse_overrides(overrides: Sequence[str]):
-    pairs = {}
+    """`a.b=value` items as one config, each value read as YAML (a string where it is not YAML).
+    Each item becomes its own nested mapping first, so an error names the key that caused it."""
+    layers = []
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"{item}: overrides are key=value, e.g. train.lr=0.001")
         try:
-            pairs[key] = yaml.safe_load(value) if value else ""
+            parsed = yaml.safe_load(value) if value else ""
         except yaml.YAMLError:
-            pairs[key] = value
+            parsed = value
+        for part in reversed(key.split(".")):
+            parsed = {part: parsed}
+        try:
+            layers.append(OmegaConf.create(parsed))
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{key}: {_first_line(e)}") from None
     try:
-        return OmegaConf.from_dotlist([f"{k}={_dump(v)}" for k, v in pairs.items()])
+        return OmegaConf.merge(*layers) if layers else OmegaConf.create({})
     except OmegaConfBaseException as e:
-        raise ConfigError(f"{_first_line(e)}") from None
+        raise _merge_error(e, overrides) from None
 
 
-def _dump(value: Any) -> str:
-    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+def _merge_error(e: OmegaConfBaseException, overrides: Sequence[str]) -> ConfigError:
+    """OmegaConf names the key of most errors; where it does not, name the overrides given."""
+    key = getattr(e, "full_key", "") or ", ".join(o.partition("=")[0] for o in overrides) or "config"
+    return ConfigError(f"{key}: {_first_line(e)}")
 
 
 def _first_line(e: Exception) -> str:
@@ -239,6 +249,8 @@ def _choice(value: str, key: str, choices: Sequence[str]) -> None:
     _require(value in choices, key, f"must be one of {', '.join(choices)} (got {value!r})")
 
 
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week: beyond it, the clocks that timeouts are added to overflow
+TIMEOUT_RANGE = "must lie in [0.001, 604800] seconds (a millisecond to a week)"
 INT64_MAX = 2**63 - 1  # integers travel as int64 or uint64 (torch seeds, noise counters, tensors)
 
 
@@ -289,7 +301,7 @@ def check(cfg: Config) -> None:
     _require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")
     _require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
     _require(s.max_skipped >= 1, "sync.max_skipped", "must be >= 1")
-    _require(s.timeout_s > 0, "sync.timeout_s", "must be > 0")
+    _require(0.001 <= s.timeout_s <= MAX_TIMEOUT_S, "sync.timeout_s", TIMEOUT_RANGE)
     _require(
         not (s.strategy == "ddp" and tr.rollout == "onepass"),
         "sync.strategy",
@@ -299,7 +311,7 @@ def check(cfg: Config) -> None:
     _require(cfg.cpu.threads >= 0, "cpu.threads", "must be >= 0 (0: one per core of the rank's block)")
     _require(0 <= cfg.tracker.port <= 65535, "tracker.port", "must lie in [0, 65535]")
     _require(0 < cfg.tracker.smoothing <= 1, "tracker.smoothing", "must lie in (0, 1]")
-    _require(cfg.tracker.timeout_s > 0, "tracker.timeout_s", "must be > 0")
+    _require(0.001 <= cfg.tracker.timeout_s <= MAX_TIMEOUT_S, "tracker.timeout_s", TIMEOUT_RANGE)
     _require(cfg.checkpoint.every >= 1, "checkpoint.every", "must be >= 1")
     _require(cfg.log.every >= 1, "log.every", "must be >= 1")
     _require(cfg.log.histograms_every >= 0, "log.histograms_every", "must be >= 0 (0: never)")

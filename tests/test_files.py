@@ -113,3 +113,11 @@ def test_a_full_disk_stops_tensorboard_with_a_warning_not_a_hang(small_disk):
     assert "update 300/300" in proc.stdout  # trained to the end after TensorBoard stopped
     line = one_line(proc)
     assert "checkpoint-00000300.pt (No space left on device); no checkpoint is complete yet" in line
+
+
+def test_a_disk_full_from_the_start_is_one_line(small_disk):
+    free = subprocess.run(["df", "-B1", "--output=avail", str(small_disk)], capture_output=True, text=True)
+    (small_disk / "ballast").write_bytes(b"\0" * int(free.stdout.split()[-1]))
+    line = one_line(run("dist_vpg.train", *TINY, "train.updates=2", f"run_dir={small_disk / 'run'}"))
+    assert "cannot write" in line and "No space left on device" in line, line
+    assert not list(small_disk.rglob("*.tmp"))

@@ -1,0 +1,83 @@
+"""Every command refuses alike: one line on rank 0, exit status 2, never a traceback or a usage dump;
+under torchrun too."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT = str(ROOT / "pretrained" / "bandit_independent.pt")
+
+
+def refused(*args: str, stdin=subprocess.DEVNULL, ranks: int = 0) -> str:
+    """Run `python -m args` (under torchrun with `ranks` ranks if given); the one line it refused with."""
+    launcher = [sys.executable, "-m"]
+    if ranks:
+        launcher += ["torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), "-m"]
+    proc = subprocess.run(
+        [*launcher, *args], cwd=ROOT, stdin=stdin, capture_output=True, text=True, timeout=300
+    )
+    ours = [line for line in proc.stderr.strip().splitlines() if line.startswith(f"{args[0]}: ")]
+    # torchrun reports a failed child with a traceback of its own; none may pass through our code
+    assert proc.returncode != 0
+    assert "/dist_vpg/" not in "".join(
+        line for line in proc.stderr.splitlines() if line.strip().startswith("File ")
+    )
+    if not ranks:
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert len(ours) == 1, proc.stderr[-3000:]  # rank 0 alone says it
+    return ours[0]
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["dist_vpg.train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["dist_vpg.evaluate"], "the following arguments are required: --checkpoint"),
+        (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "--episodes", "1"], "must be at least 2, not 1"),
+        (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "--episodes", "many"], "not a whole number"),
+        (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "--seed", "-1"], "a seed lies in [0, 2**63)"),
+        (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "--episodes", str(10**15)], "GiB, but"),
+        (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "train.lr=1"], "only task.* keys"),
+        (["dist_vpg.inspect", "--seed", str(2**64)], "a seed lies in [0, 2**63)"),
+        (
+            ["dist_vpg.inspect", "--checkpoint", CHECKPOINT, "--config", "configs/smoke.yaml"],
+            "exclude each other",
+        ),
+        (["dist_vpg.play", "--seed", "☃"], "not a whole number"),
+        (["dist_vpg.play", "--task", "chess"], "invalid choice: 'chess'"),
+        (["dist_vpg.play"], "standard input ended before the first choice"),
+    ],
+)
+def test_each_command_refuses_in_one_line(args, says):
+    line = refused(*args)
+    assert line.startswith(f"{args[0]}: ") and says in line, line
+
+
+def test_play_with_standard_input_closed():
+    proc = subprocess.run(
+        f"{sys.executable} -m dist_vpg.play <&-",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("dist_vpg.play: standard input ended"), proc.stderr
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["dist_vpg.evaluate", "--checkpoint", "missing.pt"], "no such checkpoint"),
+        (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "--out", "/proc/x"], "--out: cannot write into"),
+        (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "--seed", "x"], "not a whole number"),
+        (["dist_vpg.train", "train.lr=nan"], "train.lr: must be a finite number"),
+    ],
+)
+def test_refusals_under_torchrun_are_said_once(args, says):
+    line = refused(*args, ranks=2)
+    assert says in line, line
