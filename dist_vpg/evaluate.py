@@ -23,7 +23,7 @@ import numpy as np
 import psutil
 import torch
 
-from dist_vpg import baselines, bayes, checkpoint, cli, config, distributed, files, noise, plots, stay
+from dist_vpg import baselines, bayes, checkpoint, cli, config, distributed, files, native, noise, plots, stay
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.rollout import act, input_size
@@ -113,9 +113,15 @@ def evaluate(
 
 
 def agent_player(agent: Agent, task: Task, trial_input: bool) -> Callable[[Noise, int], Played]:
+    """The agent with frozen weights, acting natively where it can (dist_vpg.native), else in torch."""
+    fast = native.available(task) is None
+
     @torch.inference_mode()
     def play(draws: Noise, _: int) -> Played:
-        r = act(agent, task, draws, trial_input, with_values=False)
+        if fast:
+            r = native.act(agent, task, draws, trial_input, for_backward=False)
+        else:
+            r = act(agent, task, draws, trial_input, with_values=False)
         common = None
         if isinstance(task, TwoStep):  # the state reached on trial t is trial t + 1's observation
             reached = r.inputs[1:, :, : task.obs_size].argmax(-1)

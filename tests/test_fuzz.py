@@ -2,6 +2,7 @@
 either run or refused in one line naming a key, and nothing else is ever raised."""
 
 import dataclasses
+import os
 import subprocess
 import sys
 import typing
@@ -96,7 +97,7 @@ RUN_KEYS = tuple(k for k in KEYS if k not in SIZES)
 
 @pytest.mark.slow
 @settings(
-    max_examples=20,
+    max_examples=int(os.environ.get("FUZZ_RUNS", "20")),  # more for a longer hunt: FUZZ_RUNS=200
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

@@ -199,3 +199,20 @@ def test_training_falls_back_with_one_warning(tmp_path):
     out = done.stdout + done.stderr
     assert out.count("train.rollout=native is unavailable: turned off by DIST_VPG_NATIVE=0") == 1
     assert "twopass rollout" in out
+
+
+def test_evaluation_plays_the_same_episodes_natively(monkeypatch):
+    """Frozen-weight evaluation acts natively where it can; its figures are the torch player's."""
+    from dist_vpg.evaluate import evaluate_agent
+
+    task, agent, _ = _setup(TASKS["two_step"], batch=1, hidden=32)
+    fast = evaluate_agent(agent, task, True, 300, 5).metrics()
+    monkeypatch.setenv("DIST_VPG_NATIVE", "0")
+    build.forget()
+    try:
+        assert native.available(task) is not None
+        slow = evaluate_agent(agent, task, True, 300, 5).metrics()
+    finally:
+        monkeypatch.delenv("DIST_VPG_NATIVE")
+        build.forget()
+    assert fast == slow
