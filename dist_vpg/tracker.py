@@ -125,19 +125,21 @@ def start_server(host: str, port: int, smoothing: float) -> tuple[BaseManager, t
     """Start the server process bound to host:port (port 0: a free one). Returns the manager (keep
     it alive; .shutdown() stops the server), the bound address and the authkey. The server is a
     fork: call this before the process group starts, while the rank has no threads of its own."""
-    if port:  # the server binds in its own process; try the address here first for a clear error
-        with socket.socket() as probe:
-            try:
-                probe.bind((host, port))
-            except OSError as e:
-                raise TrackerError(f"tracker cannot listen on {host}:{port}: {e.strerror or e}") from None
+    # The server binds in its own process, where a failure is a traceback there and an EOFError
+    # here; try the address (any port, with port 0) here first for a clear error.
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except (OSError, OverflowError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise TrackerError(f"tracker cannot listen on {host}:{port}: {reason}") from None
     authkey = os.urandom(32)
     manager = _Manager(address=(host, port), authkey=authkey, ctx=multiprocessing.get_context("fork"))
     try:
         manager.start(_server_process_setup)
     except (OSError, EOFError) as e:
         raise TrackerError(
-            f"tracker cannot listen on {host}:{port}: {e or 'server failed to start'}"
+            f"tracker cannot listen on {host}:{port}: {str(e) or 'the server process failed to start'}"
         ) from None
     manager.tracker(smoothing)  # create it now, with the configured smoothing
     return manager, manager.address, authkey

@@ -81,3 +81,12 @@ def test_play_with_standard_input_closed():
 def test_refusals_under_torchrun_are_said_once(args, says):
     line = refused(*args, ranks=2)
     assert says in line, line
+
+
+def test_a_tracker_address_that_cannot_be_bound_is_one_line(tmp_path):
+    """Found by tests/test_fuzz.py: the server's own process used to print a traceback first."""
+    for host, why in (("1", "Cannot assign requested address"), ("λ", "")):
+        line = refused(
+            "dist_vpg.train", f"tracker.host={host}", "train.updates=1", f"run_dir={tmp_path / 'run'}"
+        )
+        assert line.startswith(f"dist_vpg.train: tracker cannot listen on {host}:0: {why}"), line
