@@ -46,7 +46,8 @@ if [ -n "${SLURM_JOB_ID:-}" ]; then
     NNODES=${NNODES:-${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}}
     NODE_RANK=${NODE_RANK:-${SLURM_NODEID:-0}}
     if [ -z "${MASTER_ADDR:-}" ] && [ -z "${RDZV_ENDPOINT:-}" ] && [ "$NNODES" -gt 1 ]; then
-        MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+        # awk reads to the end: head would close the pipe early, and pipefail turn SIGPIPE into exit 141
+        MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk "NR == 1")
     fi
 fi
 NNODES=${NNODES:-1}
