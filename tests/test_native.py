@@ -129,15 +129,22 @@ def test_fallback_names_the_reason(monkeypatch):
     assert usable_mode("native", task) == ("native", None)
 
 
-def test_no_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
-    monkeypatch.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang on it
-    monkeypatch.setenv("CC", "no-such-compiler")
+def reason_with(monkeypatch, **env) -> str | None:
+    """native.available() in an environment changed by `env`, built afresh and forgotten after."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     build.forget()
     try:
-        reason = native.available()
+        return native.available()
     finally:
         build.forget()
+
+
+def test_no_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
+    # no cc, gcc or clang on PATH, and CC names none
+    reason = reason_with(
+        monkeypatch, DIST_VPG_NATIVE_CACHE=str(tmp_path / "cache"), PATH=str(tmp_path), CC="no-such-compiler"
+    )
     assert reason is not None and "no C compiler" in reason
 
 
@@ -148,25 +155,14 @@ def test_broken_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
         "echo 'fatal: out of luck' >&2\nexit 1\n"
     )
     fake.chmod(0o755)
-    monkeypatch.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CC", str(fake))
-    build.forget()
-    try:
-        reason = native.available()
-    finally:
-        build.forget()
+    reason = reason_with(monkeypatch, DIST_VPG_NATIVE_CACHE=str(tmp_path / "cache"), CC=str(fake))
     assert "could not build" in reason and "out of luck" in reason
     assert not list((tmp_path / "cache").glob("*.tmp"))  # nothing half-written left behind
 
 
 def test_unusable_cache_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     (tmp_path / "file").write_text("a regular file, not a folder")
-    monkeypatch.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path / "file" / "cache"))
-    build.forget()
-    try:
-        reason = native.available()
-    finally:
-        build.forget()
+    reason = reason_with(monkeypatch, DIST_VPG_NATIVE_CACHE=str(tmp_path / "file" / "cache"))
     assert "cannot create the build cache" in reason and "DIST_VPG_NATIVE_CACHE" in reason
 
 
