@@ -39,7 +39,6 @@ class _Weights(ctypes.Structure):
 class _TaskState(ctypes.Structure):
     _fields_ = [
         ("kind", ctypes.c_int32),
-        ("obs_size", ctypes.c_int32),
         ("trial_draws", ctypes.c_int32),
         ("arm_probs", _ptr),
         ("best", _ptr),
@@ -64,7 +63,7 @@ class Played(NamedTuple):
 def available(task=None) -> str | None:
     """None when the native path can run here (for `task`, if given), else why not (one sentence)."""
     if task is not None and not isinstance(task, (Bandit, TwoStep)):
-        return f"the native rollout has no {type(task).__name__} task"
+        return _no_task(task)
     try:
         _library()
     except NativeUnavailable as e:
@@ -101,21 +100,26 @@ def _pad_columns(w: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _task_state(task, noise: Noise, keep: list) -> _TaskState:
-    """The task's constants and its reset state (computed by the torch task itself)."""
+    """The task's constants and its reset state (computed by the torch task itself). The tensors
+    whose addresses it holds go into `keep`, which the caller holds until the C call returns."""
     state = task.reset(noise.episode)
     batch = noise.episode.shape[0]
     if isinstance(task, Bandit):
         probs, best = state.probs.float().contiguous(), state.best.float().contiguous()
         keep += [probs, best]
-        return _TaskState(_BANDIT, 0, task.trial_draws, _p(probs), _p(best), None, 0, 0, 0, 0)
+        return _TaskState(_BANDIT, task.trial_draws, _p(probs), _p(best), None, 0, 0, 0, 0)
     if isinstance(task, TwoStep):
         good = state.good.to(torch.int64).contiguous().clone().view(batch)
         keep.append(good)
         return _TaskState(
-            _TWO_STEP, 2, task.trial_draws, None, None, _p(good),
+            _TWO_STEP, task.trial_draws, None, None, _p(good),
             task.common_prob, task.reward_high, task.reward_low, task.swap_prob,
         )  # fmt: skip
-    raise NativeUnavailable(f"the native rollout has no {type(task).__name__} task")
+    raise NativeUnavailable(_no_task(task))
+
+
+def _no_task(task) -> str:
+    return f"the native rollout has no {type(task).__name__} task (kernels.c steps bandits and two-step)"
 
 
 def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: bool = True) -> Played:
@@ -155,7 +159,7 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
 
 class _RecordedLSTM(torch.autograd.Function):
     """The LSTM over a recorded rollout: forward returns the hidden states the acting loop already
-    computed; backward runs the recurrence natively, then the weight gradients in two products."""
+    computed; backward runs the recurrence natively, then the weight gradients in one product."""
 
     @staticmethod
     def forward(ctx, played: Played, w_ih, w_hh, b_ih, b_hh):

@@ -100,7 +100,7 @@ typedef struct {
 
 /* A task's constants and per-episode state, as reset by the torch task (dist_vpg/tasks.py). */
 typedef struct {
-    int32_t kind, obs_size, trial_draws;
+    int32_t kind, trial_draws;
     const float *arm_probs; /* bandit [B, A] */
     const float *best;      /* bandit [B] */
     int64_t *good;          /* two-step [B], updated in place */
