@@ -201,7 +201,6 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
     float *cells = no_logits + Ap; /* [2, B, H]: the cells of the last two trials, in inference */
     memset(zeros, 0, sizeof(float) * (K + Gp));
     memset(x, 0, sizeof(float) * (size_t)T * B * I);
-    memset(cells, 0, sizeof(float) * B * H);
     const float *z_rows[TILE], *h_rows[TILE];
     float *pre_rows[TILE], *logit_rows[TILE];
     for (int t = 0; t < T; t++) {
@@ -219,9 +218,8 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
             matmul_tile(K, Gp, w->w_t, w->bias, z_rows, pre_rows);
             for (int e = 0; e < TILE && b0 + e < B; e++) {
                 const int64_t b = b0 + e, tb = (int64_t)t * B + b;
-                const float *c_prev = c ? (t > 0 ? c + (tb - B) * H : zeros) : cells + ((t + 1) % 2 * B + b) * H;
+                const float *c_prev = t == 0 ? zeros : c ? c + (tb - B) * H : cells + ((t + 1) % 2 * B + b) * H;
                 float *c_now = c ? c + tb * H : cells + (t % 2 * B + b) * H;
-                if (!c && t == 0) c_prev = zeros;
                 cell_forward(H, pre + e * Gp, c_prev, gates ? gates + tb * G : g_tmp, h + tb * H, c_now);
             }
             matmul_tile(H, Ap, w->w_pol_t, w->b_pol, h_rows, logit_rows);
