@@ -130,7 +130,7 @@ def start_server(host: str, port: int, smoothing: float) -> tuple[BaseManager, t
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
-        except (OSError, OverflowError) as e:
+        except (OSError, OverflowError, TypeError, ValueError) as e:  # unreachable, unencodable, ...
             reason = getattr(e, "strerror", None) or str(e)
             raise TrackerError(f"tracker cannot listen on {host}:{port}: {reason}") from None
     authkey = os.urandom(32)

@@ -85,7 +85,11 @@ def test_refusals_under_torchrun_are_said_once(args, says):
 
 def test_a_tracker_address_that_cannot_be_bound_is_one_line(tmp_path):
     """Found by tests/test_fuzz.py: the server's own process used to print a traceback first."""
-    for host, why in (("1", "Cannot assign requested address"), ("λ", "")):
+    for host, why in (
+        ("1", "Cannot assign requested address"),
+        ("λ", ""),
+        ("\x80", "encoding of hostname failed"),
+    ):
         line = refused(
             "dist_vpg.train", f"tracker.host={host}", "train.updates=1", f"run_dir={tmp_path / 'run'}"
         )
