@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from dist_vpg import distributed
 from dist_vpg.config import ConfigError
 
 
@@ -46,3 +47,17 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise WriteError(f"cannot write {path} ({e.strerror or type(e).__name__})") from None
+
+
+def written_by_main(world: distributed.World, write) -> None:
+    """Rank 0 runs write(); every rank learns whether it could, and on a failure (a full disk) all
+    raise the same WriteError at the same update, so no rank is left waiting in a collective."""
+    failure = None
+    if world.is_main:
+        try:
+            write()
+        except WriteError as e:
+            failure = str(e)
+    failure = distributed.broadcast_object(failure)
+    if failure:
+        raise WriteError(failure)

@@ -101,6 +101,12 @@ def train(
         f"updates of {tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
     )
     clock, stopped_by = time.perf_counter() - train_s, None
+
+    def checkpoint_now() -> None:  # rank 0, at the update `done` the loop has reached
+        save_checkpoint(
+            run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock
+        )
+
     with collective_timeouts_named(shared, world, cfg.sync.timeout_s):
         for update in range(start, tr.updates):
             optimizer.zero_grad(set_to_none=False)
@@ -179,24 +185,7 @@ def train(
             if done % STOP_POLL == 0 and distributed.all_sum([float(stop.requested)])[0] > 0:
                 stopped_by = done
             if done % cfg.checkpoint.every == 0 or done == tr.updates or stopped_by:
-                # Rank 0 writes; every rank learns whether it could, so all stop alike on a full disk.
-                failure = None
-                if world.is_main:
-                    try:
-                        save_checkpoint(
-                            run_dir,
-                            cfg,
-                            done,
-                            agent,
-                            optimizer,
-                            shared.state_dict(),
-                            time.perf_counter() - clock,
-                        )
-                    except files.WriteError as e:
-                        failure = str(e)
-                failure = distributed.broadcast_object(failure)
-                if failure:
-                    raise files.WriteError(failure)
+                files.written_by_main(world, checkpoint_now)  # every rank stops alike if it fails
             if stopped_by:
                 board.say(
                     f"dist_vpg: stopped by a signal after update {done}; checkpoint saved, "

@@ -67,16 +67,11 @@ class Validation:
             "reward_sem": m["reward_sem"],
             "p_best_last_trial": m["p_best_last_trial"],
         }
-        failure = None
-        if self.world.is_main:
-            try:
-                write_rows(self.path, (read_raw(self.path) if self.path.exists() else []) + [row])
-            except files.WriteError as e:
-                failure = str(e)
-        # Every rank stops alike when rank 0 cannot write (a full disk): eval.csv keeps its old rows.
-        failure = distributed.broadcast_object(failure)
-        if failure:
-            raise files.WriteError(failure)
+        # A failed write (a full disk) stops every rank alike; eval.csv keeps its old rows.
+        files.written_by_main(
+            self.world,
+            lambda: write_rows(self.path, (read_raw(self.path) if self.path.exists() else []) + [row]),
+        )
         if self.world.is_main:
             self.board.scalars(done, {"eval": {k: row[k] for k in ("regret", "reward", "p_best_last_trial")}})
             self.board.say(
