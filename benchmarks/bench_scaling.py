@@ -6,9 +6,10 @@
 Each point is a real training job (dist_vpg.train.main on N spawned gloo ranks, default bandit task,
 allreduce), one thread per rank, so that N ranks use N cores and 1 rank one core. Weak scaling keeps
 the episodes per rank fixed (--per-rank), strong scaling the global batch (--global-batch). From each
-job's median time per update phase (rollout, backward, step, tracker) come: agent steps per second over
-all ranks, efficiency = throughput(N) / (N x throughput(1)), and the share of the update spent
-synchronizing (which includes waiting for the slowest rank).
+job's median time per update phase (rollout, backward, sync wait, step, tracker) come: agent steps per
+second over all ranks, efficiency = throughput(N) / (N x throughput(1)), and the share of the update
+spent synchronizing. Jobs run with sync.measure_wait=true, which splits synchronizing into the wait
+for the slowest rank (a timed barrier) and the collectives after it.
 
 The `independent` rows run N separate 1-rank jobs at the same time, with no communication at all: the
 machine's own ceiling for N busy cores. Weak scaling can do no better than that row, and the gap
@@ -56,6 +57,7 @@ def run_job(world_size: int, batch: int, updates: int, extra: tuple[str, ...] = 
             "sync.check_every=0",
             "eval.every=0",
             "cpu.threads=1",  # one thread per rank, whatever the number of ranks on the node
+            "sync.measure_wait=true",  # the sync phase split into waiting for the slowest rank and the rest
             *extra,
         ]
         ctx = mp.get_context("spawn")
@@ -80,8 +82,14 @@ def run_job(world_size: int, batch: int, updates: int, extra: tuple[str, ...] = 
         for p in procs:
             p.join()
     phases = result["phase_median_s"]  # medians over all updates: the warm-up barely moves them
-    update_s = sum(phases[k] for k in ("rollout", "backward", "step", "tracker"))
-    return {"update_s": update_s, "sync_s": phases["sync"], "steps_per_s": batch * TRIALS / update_s}
+    update_s = sum(phases.get(k, 0.0) for k in ("rollout", "backward", "sync_wait", "step", "tracker"))
+    wait_s = phases.get("sync_wait", 0.0)
+    return {
+        "update_s": update_s,
+        "sync_s": phases["sync"] + wait_s,  # the whole synchronization: waiting, then the collectives
+        "wait_s": wait_s,
+        "steps_per_s": batch * TRIALS / update_s,
+    }
 
 
 def run_independent(n: int, batch: int, updates: int, extra: tuple[str, ...] = ()) -> dict:
@@ -91,6 +99,7 @@ def run_independent(n: int, batch: int, updates: int, extra: tuple[str, ...] = (
     return {
         "update_s": max(j["update_s"] for j in jobs),
         "sync_s": 0.0,
+        "wait_s": 0.0,
         "steps_per_s": sum(j["steps_per_s"] for j in jobs),
     }
 
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 "efficiency": r["steps_per_s"] / (n * base),
                 "update_ms": 1e3 * r["update_s"],
                 "sync_ms": 1e3 * r["sync_s"],
+                "wait_ms": 1e3 * r["wait_s"],
                 "sync_share": r["sync_s"] / r["update_s"],
             }
         )
@@ -148,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "efficiency",
         "update ms",
         "sync ms",
+        "of which wait ms",
         "sync share",
     )
     table = [
@@ -160,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['efficiency']:.0%}",
             f"{r['update_ms']:.1f}",
             f"{r['sync_ms']:.2f}",
+            f"{r['wait_ms']:.2f}",
             f"{r['sync_share']:.1%}",
         )
         for r in rows

@@ -89,6 +89,9 @@ class SyncConfig:
     check_every: int = 100  # updates between cross-rank checksums of parameters and optimizer
     max_skipped: int = 10  # consecutive non-finite gradients tolerated before the run stops
     timeout_s: float = 300.0  # collective timeout
+    # Diagnostic: a barrier before each update's synchronization, timed apart, splits the sync phase
+    # into the wait for the slowest rank (sync_wait) and the collectives themselves (sync).
+    measure_wait: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,10 @@ def from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
 
 # Keys added after checkpoints were already being written, with the value every run had before them.
 # A checkpoint's config that lacks one was trained with that value, not with today's default.
-ADDED_LATER = {"train": {"gamma_final": -1.0, "value_scale": False, "init_from": ""}}
+ADDED_LATER = {
+    "train": {"gamma_final": -1.0, "value_scale": False, "init_from": ""},
+    "sync": {"measure_wait": False},
+}
 
 
 def from_checkpoint(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:

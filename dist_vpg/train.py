@@ -140,6 +140,9 @@ def train(
                 played_episodes, played_return = played_episodes + episodes, played_return + ret
                 if peek and k == 0:
                     save_peek(run_dir, batch, update + 1, board.say)
+            if cfg.sync.measure_wait:
+                with timings.phase("sync_wait"):
+                    torch.distributed.barrier()
             with timings.phase("step"):
                 result = strategy.step(optimizer, tr.max_grad_norm)
             timings.add("sync", result.sync_s)
@@ -441,7 +444,8 @@ def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped
             "grad_norm": norm,
             "grad_norm_clipped": clipped,
         },
-        "comm": {f"{strategy}_sync_ms": ms.get("sync", float("nan")), "skipped_updates": skipped},
+        "comm": {f"{strategy}_sync_ms": ms.get("sync", float("nan")), "skipped_updates": skipped}
+        | ({f"{strategy}_wait_ms": ms["sync_wait"]} if "sync_wait" in ms else {}),
         "perf": perf,
     }
 

@@ -62,6 +62,15 @@ def test_strategy_matches_one_process(reference, tmp_path, strategy, world_size)
     assert moved > 1e-2  # the runs compared have trained, not stood still
 
 
+def test_measuring_the_wait_splits_the_sync_phase_and_changes_nothing(reference, tmp_path):
+    overrides = SMALL + [f"run_dir={tmp_path / 'run'}", "sync.measure_wait=true"]
+    summaries = run_ranks(2, train_worker, None, overrides)
+    for s in summaries:
+        assert raised(s) is None, s
+        assert {"sync_wait", "sync"} <= set(s["phase_median_s"])  # the barrier, then the collectives
+    _assert_close(_final_params(summaries[0]), reference, atol=2e-5)
+
+
 @pytest.mark.parametrize("rollout", ["twopass", "onepass"])
 def test_torch_rollouts_train_like_native(reference, tmp_path, rollout):
     """The reference run is native (the default); the torch rollouts land on the same weights."""

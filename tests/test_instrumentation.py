@@ -21,7 +21,8 @@ def test_tensorboard_tag_groups(tmp_path):
         1,
         train_worker,
         SMOKE,
-        ["train.updates=4", "log.every=2", "log.histograms_every=2", "eval.every=2", f"run_dir={run_dir}"],
+        ["train.updates=4", "log.every=2", "log.histograms_every=2", "eval.every=2", f"run_dir={run_dir}"]
+        + ["sync.measure_wait=true"],
     )
     assert raised(summary) is None, summary
     tags = _tags(run_dir)
@@ -38,10 +39,12 @@ def test_tensorboard_tag_groups(tmp_path):
         "losses/grad_norm",
         "losses/grad_norm_clipped",
         "comm/allreduce_sync_ms",
+        "comm/allreduce_wait_ms",
         "comm/skipped_updates",
         "perf/rollout_ms",
         "perf/backward_ms",
         "perf/sync_ms",
+        "perf/sync_wait_ms",
         "perf/optimizer_ms",
         "perf/tracker_ms",
         "perf/steps_per_s",
