@@ -126,13 +126,20 @@ def start_server(host: str, port: int, smoothing: float) -> tuple[BaseManager, t
     it alive; .shutdown() stops the server), the bound address and the authkey. The server is a
     fork: call this before the process group starts, while the rank has no threads of its own."""
     # The server binds in its own process, where a failure is a traceback there and an EOFError
-    # here; try the address (any port, with port 0) here first for a clear error.
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except (OSError, OverflowError, TypeError, ValueError) as e:  # unreachable, unencodable, ...
-            reason = getattr(e, "strerror", None) or str(e)
-            raise TrackerError(f"tracker cannot listen on {host}:{port}: {reason}") from None
+    # here; try the address here first for a clear error. With port 0 the port is chosen here too,
+    # never the process group's MASTER_PORT: the server starts before the group's store binds it.
+    taken = os.environ.get("MASTER_PORT", "")
+    for _ in range(10):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except (OSError, OverflowError, TypeError, ValueError) as e:  # unreachable, unencodable, ...
+                reason = getattr(e, "strerror", None) or str(e)
+                raise TrackerError(f"tracker cannot listen on {host}:{port}: {reason}") from None
+            chosen = probe.getsockname()[1]
+        if port or str(chosen) != taken:
+            port = chosen
+            break
     authkey = os.urandom(32)
     manager = _Manager(address=(host, port), authkey=authkey, ctx=multiprocessing.get_context("fork"))
     try:
