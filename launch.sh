@@ -7,7 +7,8 @@
 # default torch==2.13.0, a CPU build; a bare "torch" may pull several GB of CUDA packages),
 # PYTHON (the interpreter that makes the venv, default python3), VENV (default .venv),
 # MAX_RESTARTS (torchrun --max-restarts, default 0; pair it with train.resume=auto), DRY_RUN=1
-# (print the torchrun command instead of running it).
+# (print the torchrun command instead of running it), DIST_VPG_MODULE (the module torchrun runs,
+# default dist_vpg.train; benchmarks/bench_cluster.py runs its measurements through this path).
 # Several nodes (README, "Running on a cluster"): NNODES and NODE_RANK with MASTER_ADDR and
 # MASTER_PORT (static rendezvous), or NNODES with RDZV_ENDPOINT=host:port (c10d rendezvous, any
 # node order; RDZV_ID names the job). Under SLURM, NNODES, NODE_RANK and MASTER_ADDR come from
@@ -67,7 +68,7 @@ fi
 # Rank 0 hosting a store of its own for each attempt avoids that.
 export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}
 cmd=("$VENV/bin/torchrun" "${nodes[@]}" --nproc_per_node "$NPROC" --max-restarts "${MAX_RESTARTS:-0}"
-    -m dist_vpg.train "$@")
+    -m "${DIST_VPG_MODULE:-dist_vpg.train}" "$@")
 if [ -n "${DRY_RUN:-}" ]; then
     echo "${cmd[*]}"
     exit 0

@@ -20,10 +20,21 @@ from omegaconf.errors import OmegaConfBaseException
 TASKS = ("bandit", "two_step")
 BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
 ROLLOUT_MODES = ("native", "twopass", "onepass")
-OPTIMIZERS = ("rmsprop", "adam")
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
 PROGRESS = ("auto", "bar", "lines")
 RESUME = ("never", "auto")
-SYNC_STRATEGIES = ("allreduce", "allreduce_per_param", "reduce_broadcast", "ddp", "allreduce_fp16")
+SYNC_STRATEGIES = (
+    "allreduce",
+    "allreduce_per_param",
+    "reduce_broadcast",
+    "ddp",
+    "allreduce_fp16",
+    "hierarchical",
+    "ddp_fp16",
+    "ddp_bf16",
+    "ddp_powersgd",
+    "local_sgd",
+)
 
 
 class ConfigError(ValueError):
@@ -92,6 +103,11 @@ class SyncConfig:
     # Diagnostic: a barrier before each update's synchronization, timed apart, splits the sync phase
     # into the wait for the slowest rank (sync_wait) and the collectives themselves (sync).
     measure_wait: bool = False
+    # hierarchical: ranks per node; 0 takes torchrun's layout (cut consecutive ranks to emulate nodes)
+    node_size: int = 0
+    period: int = 8  # local_sgd: updates between weight averages
+    powersgd_rank: int = 2  # ddp_powersgd: rank of each gradient matrix's approximation
+    powersgd_start: int = 2  # ddp_powersgd: updates of plain all_reduce before compression starts
 
 
 @dataclass(frozen=True)
@@ -308,10 +324,19 @@ def check(cfg: Config) -> None:
     _require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
     _require(s.max_skipped >= 1, "sync.max_skipped", "must be >= 1")
     _require(0.001 <= s.timeout_s <= MAX_TIMEOUT_S, "sync.timeout_s", TIMEOUT_RANGE)
+    _require(s.node_size >= 0, "sync.node_size", "must be >= 0 (0: the nodes torchrun laid out)")
+    _require(s.period >= 1, "sync.period", "must be >= 1")
+    _require(s.powersgd_rank >= 1, "sync.powersgd_rank", "must be >= 1")
     _require(
-        not (s.strategy == "ddp" and tr.rollout == "onepass"),
+        s.powersgd_start >= 2,
+        "sync.powersgd_start",
+        "must be >= 2 (torch's PowerSGD with error feedback needs two plain updates)",
+    )
+    _require(
+        not (s.strategy.startswith("ddp") and tr.rollout == "onepass"),
         "sync.strategy",
-        "ddp needs train.rollout=native or twopass: DDP reduces once per forward, onepass steps many",
+        f"{s.strategy} needs train.rollout=native or twopass: DDP reduces once per forward, "
+        "onepass steps many",
     )
     _check_affinity(cfg.cpu.affinity)
     _require(cfg.cpu.threads >= 0, "cpu.threads", "must be >= 0 (0: one per core of the rank's block)")
