@@ -2,7 +2,7 @@
 shaped to a bandwidth.
 
     sudo python benchmarks/bench_cluster.py [--nodes 2 4] [--ranks-per-node 1 2]
-        [--bandwidths 100mbit 1gbit 10gbit unshaped] [--hidden 48 96 192] [--iters 40] [--quick]
+        [--bandwidths 100mbit 1gbit 3gbit unshaped] [--hidden 48 96 192] [--iters 30] [--quick]
 
 For each layout (nodes x ranks per node) it builds the nodes (benchmarks/emulated.py: network
 namespaces on a bridge), and for each bandwidth shapes every node's link both ways and starts one
@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--ranks-per-node", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--max-ranks", type=int, default=4, help="layouts with more ranks are left out")
-    parser.add_argument("--bandwidths", nargs="+", default=["100mbit", "1gbit", "10gbit", UNSHAPED])
+    parser.add_argument("--bandwidths", nargs="+", default=["100mbit", "1gbit", "3gbit", UNSHAPED])
     parser.add_argument("--hidden", type=int, nargs="+", default=[48, 96, 192])
-    parser.add_argument("--iters", type=int, default=40)
+    parser.add_argument("--iters", type=int, default=30)
     parser.add_argument(
         "--quick", action="store_true", help="2 nodes of 1 rank, 100mbit and unshaped, default agent"
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 RATE = re.compile(r"^(\d+(?:\.\d+)?)(kbit|mbit|gbit)$")
 UNITS = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 MTU_FRAME = 1514
+BUCKET_S = 1e-3  # the token bucket holds 1 ms of the rate: with 50 us, 1gbit carried 490 Mbit/s here
 
 
 class Unavailable(RuntimeError):
@@ -34,6 +35,11 @@ def rate_bits(rate: str) -> float:
     if not m:
         raise ValueError(f"bandwidth {rate!r}: expected a number with kbit, mbit or gbit (e.g. 100mbit)")
     return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def bucket_bytes(rate: str | None) -> int:
+    """The token bucket `shape` gives a link of `rate` (None: unshaped, no bucket)."""
+    return 0 if rate is None else max(2 * MTU_FRAME, int(rate_bits(rate) / 8 * BUCKET_S))
 
 
 def _sh(*cmd: str) -> subprocess.CompletedProcess:
@@ -49,8 +55,11 @@ class Node:
 
 
 class EmulatedCluster:
+    made = 0  # clusters made by this process: each gets its own names (the kernel frees old ones late)
+
     def __init__(self, nodes: int, tag: str | None = None):
-        self.tag = tag or str(os.getpid() % 100000)
+        EmulatedCluster.made += 1
+        self.tag = tag or f"{os.getpid() % 10000}{EmulatedCluster.made % 10}"
         subnet = f"10.{232 + os.getpid() % 20}.{os.getpid() % 250}"
         self.bridge = f"dvb{self.tag}"
         self.nodes = [
@@ -102,8 +111,9 @@ class EmulatedCluster:
 
     def shape(self, rate: str | None) -> None:
         """Every node's link limited to `rate` each way (token bucket), or unshaped with None.
-        The bucket holds two frames or 50 us of the rate, whichever is more: a message cannot pass
-        at memory speed on a burst, and large (GSO) packets are split to fit."""
+        The bucket holds two frames or BUCKET_S of the rate, whichever is more: a message's first
+        millisecond's worth passes at once, then the rate holds (a shallower bucket misses the rate
+        at 1gbit and above); large (GSO) packets are split to fit."""
         for node in self.nodes:
             for dev, prefix in (
                 (node.device, ("ip", "netns", "exec", node.namespace)),
@@ -112,7 +122,7 @@ class EmulatedCluster:
                 if rate is None:
                     _sh(*prefix, "tc", "qdisc", "del", "dev", dev, "root")  # absent already: fine
                     continue
-                burst = max(2 * MTU_FRAME, int(rate_bits(rate) / 8 * 50e-6))
+                burst = bucket_bytes(rate)
                 self._step(
                     *prefix, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
                     "rate", rate, "burst", str(burst), "latency", "100ms",
@@ -123,7 +133,9 @@ class EmulatedCluster:
         return ["ip", "netns", "exec", self.nodes[index].namespace, *cmd]
 
     def __exit__(self, *exc) -> None:
-        for ns in reversed(self._made_namespaces):  # deleting a namespace deletes its veth pair
+        for node in self.nodes:  # now: a deleted namespace's veth pairs go only when the kernel gets to it
+            _sh("ip", "link", "delete", node.host_device)
+        for ns in reversed(self._made_namespaces):
             _sh("ip", "netns", "delete", ns)
         self._made_namespaces.clear()
         if self._made_bridge:
