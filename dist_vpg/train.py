@@ -41,6 +41,8 @@ def main(cfg: Config) -> dict:
     config.check_memory(cfg, world.world_size, world.local_world_size, psutil.virtual_memory().available)
     plan = pinning.plan(world.local_rank, world.local_world_size, cfg.cpu.affinity, cfg.cpu.threads)
     pinning.apply(plan)  # before the first torch operation
+    if cfg.cpu.retain_freed:
+        pinning.retain_freed_memory()
     # The tracker's server is forked by rank 0 before gloo starts threads of its own.
     server = start_tracker(cfg.tracker) if world.is_main and cfg.tracker.enabled else None
     try:
