@@ -110,7 +110,7 @@ def test_quick_cluster_lab_and_cost_model(tmp_path):
     model = report(tmp_path, "cost_model")["rows"]
     fits = [r for r in model if r["kind"] == "fit"]
     assert len(fits) == len({r["strategy"] for r in rows} - {"floor_1_float"})
-    assert all(min(r["alpha_us"], r["beta"], r["gamma_ns_per_float"]) >= 0 for r in fits)
+    assert all(min(r["call_us"], r["beta"], r["gamma_ns_per_float"]) >= 0 for r in fits)
     checks = [r for r in model if r["kind"] == "check"]
     assert any(r["held_out"] for r in checks) and all(r["predicted_ms"] > 0 for r in checks)
     assert {r["ranks"] for r in model if r["kind"] == "extrapolated"} == {16, 64, 256, 1024}
