@@ -38,7 +38,13 @@ SYNC_STRATEGIES = (
 
 
 class ConfigError(ValueError):
-    """A configuration that cannot run; the message is one line that names the key."""
+    """A configuration that cannot run; the message is one line that names the key. Characters that
+    do not print (a key typed with a control character) are shown escaped, so that the line stays one."""
+
+    def __init__(self, message: str):
+        super().__init__(
+            "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
+        )
 
 
 @dataclass(frozen=True)
@@ -262,7 +268,7 @@ def _merge_error(e: OmegaConfBaseException, overrides: Sequence[str]) -> ConfigE
 
 
 def _first_line(e: Exception) -> str:
-    return str(getattr(e, "msg", None) or e).splitlines()[0]
+    return str(getattr(e, "msg", None) or e).split("\n")[0]  # not splitlines: it also splits at \x1c-\x1e
 
 
 def _require(ok: bool, key: str, why: str) -> None:

@@ -133,3 +133,11 @@ def test_cli_refuses_bad_config_in_one_line_before_any_process_group(tmp_path):
 def test_roundtrip_through_dict():
     cfg = config.load(None, ["task.name=two_step", "train.lr=0.002"])
     assert config.from_dict(config.to_dict(cfg)) == cfg
+
+
+def test_a_control_character_in_a_key_is_shown_escaped_on_one_line():
+    """Found by fuzzing: \\x1e is a line break to str.splitlines."""
+    with pytest.raises(config.ConfigError) as e:
+        config.load(None, ["train.\x1e=1"])
+    message = str(e.value)
+    assert message.splitlines() == [message] and "train.\\x1e" in message
