@@ -14,13 +14,13 @@ gradient's size (copies, casts, compression on the CPU): three counts from the t
 algorithm (`shape` below; gloo's all_reduce and reduce are rings, its broadcast a binomial tree).
 alpha, the latency of one message, is not fitted: in the measurements it is the 1-float all_reduce
 measured in the same job divided by its 2(p-1) messages; when extrapolating it is --latency-us, a
-real network's, which this kernel cannot emulate (no netem). `burst` is the emulator's token
-bucket, which lets the start of a message through at once; a real link has none. c (a fixed cost per call), beta and gamma are fitted
-per strategy, by least squares on relative error, from the points measured with one rank per core
-at some bandwidths and agent sizes, and judged on the others (--held-out-*). Measured: 2 and 4
-nodes, 1 and 2 ranks per node, links shaped by tbf, on one machine. Extrapolated: everything beyond,
-to the bandwidths of common cluster networks. The extrapolation is a model, not a measurement; it
-says which strategy should win where, to be checked on the cluster itself.
+real network's, which this kernel cannot emulate (no netem). `burst` is the emulator's token bucket,
+which lets the start of a message through at once; a real link has none. c (a fixed cost per call),
+beta and gamma are fitted per strategy, by least squares on relative error, from the points measured
+with one rank per core at some bandwidths and agent sizes, and judged on the others (--held-out-*).
+Measured: 2 and 4 nodes, 1 and 2 ranks per node, links shaped by tbf, on one machine. Extrapolated:
+everything beyond, to the bandwidths of common cluster networks. The extrapolation is a model, not a
+measurement; it says which strategy should win where, to be checked on the cluster itself.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from dist_vpg import distributed
+from dist_vpg.config import printable
 
 SEED_LIMIT = 2**63  # seeds are hashed as 64-bit words (dist_vpg/noise.py)
 
@@ -29,9 +30,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def refuse(name: str, message: str) -> int:
-    """Print `name: message` on rank 0; the exit status to return (2)."""
+    """Print `name: message` on rank 0, on one line whatever the message holds (characters that do
+    not print are escaped); the exit status to return (2)."""
     if distributed.world_from_env().is_main:
-        print(f"{name}: {message}", file=sys.stderr)
+        print(f"{name}: {printable(message)}", file=sys.stderr)
     return 2
 
 

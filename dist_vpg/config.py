@@ -42,9 +42,12 @@ class ConfigError(ValueError):
     do not print (a key typed with a control character) are shown escaped, so that the line stays one."""
 
     def __init__(self, message: str):
-        super().__init__(
-            "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in message)
-        )
+        super().__init__(printable(message))
+
+
+def printable(text: str) -> str:
+    """`text` with every character that does not print escaped (a record separator as \\x1e)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 @dataclass(frozen=True)

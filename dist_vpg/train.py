@@ -20,7 +20,7 @@ import torch
 from dist_vpg import checkpoint, config, distributed, files, noise, pinning, resume, sync, tracker
 from dist_vpg.agent import Agent
 from dist_vpg.board import Board
-from dist_vpg.cli import Parser
+from dist_vpg.cli import Parser, refuse
 from dist_vpg.config import Config, ConfigError
 from dist_vpg.losses import a2c_loss
 from dist_vpg.metrics import Timings, Window
@@ -485,12 +485,7 @@ def cli(argv: list[str] | None = None) -> int:
         distributed.CollectiveTimeout,
         files.WriteError,
     ) as e:
-        if distributed.world_from_env().is_main:
-            print(
-                f"dist_vpg.train: {'config error: ' if isinstance(e, ConfigError) else ''}{e}",
-                file=sys.stderr,
-            )
-        return 2
+        return refuse("dist_vpg.train", f"{'config error: ' if isinstance(e, ConfigError) else ''}{e}")
     return 0
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from dist_vpg.config import printable
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = str(ROOT / "pretrained" / "bandit_independent.pt")
 
@@ -93,4 +95,5 @@ def test_a_tracker_address_that_cannot_be_bound_is_one_line(tmp_path):
         line = refused(
             "dist_vpg.train", f"tracker.host={host}", "train.updates=1", f"run_dir={tmp_path / 'run'}"
         )
-        assert line.startswith(f"dist_vpg.train: tracker cannot listen on {host}:0: {why}"), line
+        shown = printable(host)  # a character that does not print is shown escaped, on the one line
+        assert line.startswith(f"dist_vpg.train: tracker cannot listen on {shown}:0: {why}"), line

@@ -66,8 +66,11 @@ def sgd_reference(tmp_path_factory):
     return _final_params(summary)
 
 
-@pytest.mark.parametrize("world_size", [2, 3])
-@pytest.mark.parametrize("strategy", list(sync.STRATEGIES))
+# 3 ranks where an odd count changes the algorithm's shape; the DDP hooks and local SGD at 2.
+CASES = [(s, n) for s in sync.STRATEGIES for n in (2, 3) if n == 2 or not s.startswith(("ddp_", "local"))]
+
+
+@pytest.mark.parametrize("strategy,world_size", CASES)
 def test_strategy_matches_one_process(reference, sgd_reference, tmp_path, strategy, world_size):
     run_dir = tmp_path / "run"
     overrides = SMALL + EXACT_SETTINGS.get(strategy, []) + [f"run_dir={run_dir}", f"sync.strategy={strategy}"]
