@@ -96,7 +96,7 @@ def retain_freed_memory() -> bool:
     default it maps blocks above a threshold it adapts as the process runs and unmaps them on free:
     every update's multi-megabyte tensors then fault in fresh zeroed pages, and a process whose
     threshold stayed low takes up to twice as long over backward as one whose threshold rose (4.8
-    to 9.1 ms at 64 episodes, measured over six 1-rank jobs; with this setting, 4.8 to 5.6). Between
+    to 9.1 ms at 64 episodes, measured over six 1-rank jobs; with this setting, 4.8 to 5.9). Between
     ranks that difference is time spent waiting at the synchronization. The cost: memory freed
     stays with the process, up to 1 GiB above what it uses. False where the C library is not glibc."""
     name = ctypes.util.find_library("c")
