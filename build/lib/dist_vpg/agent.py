@@ -1,0 +1,69 @@
+"""The meta-RL agent: an LSTM whose output feeds a policy head and a value head."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from dist_vpg import native
+
+# nn.LSTM's oneDNN kernels run forward+backward at 380k-540k steps/s on one core for up to 64-96
+# sequences, and at about 280k for 128 and more (the bound column of benchmarks/bench_rollout.py, and
+# a sweep of batch sizes on this machine): replaying a large batch in slices is about 1.5x faster.
+REPLAY_SLICE = 64
+
+
+class LSTMState(NamedTuple):
+    h: torch.Tensor  # [B, H]
+    c: torch.Tensor  # [B, H]
+
+
+class Agent(nn.Module):
+    """Input each trial: task observation, one-hot previous action, previous reward, [trial index].
+
+    `step` advances the LSTM by one trial (used while acting); `forward` runs whole [T, B] sequences
+    through nn.LSTM's fused kernel (used to replay a recorded rollout), or, given a rollout played
+    natively, hands its recorded hidden states to autograd with no replay at all. All three compute
+    the same function.
+    """
+
+    def __init__(self, input_size: int, num_actions: int, hidden: int = 48):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden)
+        self.policy = nn.Linear(hidden, num_actions)
+        self.value = nn.Linear(hidden, 1)
+        # Equal logits: the first policy is uniform, the most entropic one.
+        nn.init.zeros_(self.policy.weight)
+        nn.init.zeros_(self.policy.bias)
+
+    @property
+    def hidden(self) -> int:
+        return self.lstm.hidden_size
+
+    def initial_state(self, batch: int) -> LSTMState:
+        zeros = torch.zeros(batch, self.hidden)
+        return LSTMState(zeros, zeros)
+
+    def step(self, x: torch.Tensor, state: LSTMState) -> LSTMState:
+        """One trial: x [B, I] -> the next state."""
+        lstm = self.lstm
+        h, c = torch.lstm_cell(
+            x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+        )
+        return LSTMState(h, c)
+
+    def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h [..., H] -> logits [..., A], values [...]."""
+        return self.policy(h), self.value(h).squeeze(-1)
+
+    def forward(
+        self, x: torch.Tensor, played: native.Played | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole episodes from their first trial: x [T, B, I] -> logits [T, B, A], values [T, B].
+        `played`: the native rollout that saw x, whose recorded states replace the replay."""
+        if played is not None:
+            return self.heads(native.lstm_outputs(played, self.lstm))
+        outputs = [self.lstm(part)[0] for part in x.split(REPLAY_SLICE, dim=1)]  # each [T, b, H]
+        return self.heads(torch.cat(outputs, dim=1))

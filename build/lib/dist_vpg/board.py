@@ -1,0 +1,120 @@
+"""What rank 0 shows: TensorBoard event files, and a progress bar or plain log lines.
+
+Tag groups: charts/ (returns, regret, entropy, schedules), losses/ (loss terms, gradient norms),
+comm/ (synchronization time per strategy, skipped updates), perf/ (time per phase, steps per second).
+Other ranks get a Board that does nothing, so the training loop never asks who it is.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from torch import nn
+
+from dist_vpg.config import LogConfig
+
+
+class Board:
+    def __init__(self, run_dir: Path, cfg: LogConfig, updates: int, enabled: bool):
+        self.enabled = enabled
+        self.writer = None
+        self.bar = None
+        if not enabled:
+            return
+        if cfg.tensorboard:
+            self.writer = EventFile(run_dir / "tb")
+        use_bar = cfg.progress == "bar" or (cfg.progress == "auto" and sys.stderr.isatty())
+        if use_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=updates, unit="update", dynamic_ncols=True)
+
+    def say(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def scalars(self, step: int, groups: dict[str, dict[str, float]]) -> None:
+        def write(writer):
+            for group, values in groups.items():
+                for name, value in values.items():
+                    writer.add_scalar(f"{group}/{name}", value, step)
+            writer.flush()  # a live run shows in TensorBoard at every log line
+
+        self._write(write)
+
+    def histograms(self, step: int, agent: nn.Module) -> None:
+        def write(writer):
+            for name, p in agent.named_parameters():
+                writer.add_histogram(f"weights/{name}", p.detach().numpy(), step)
+                if p.grad is not None:
+                    writer.add_histogram(f"grads/{name}", p.grad.numpy(), step)
+            writer.flush()
+
+        self._write(write)
+
+    def _write(self, write) -> None:
+        """TensorBoard is a view of the run, not the run: when its files cannot be written (a full
+        disk), it stops with one warning and training goes on (the checkpoints decide whether the
+        run can). The writer's own thread reports the error on the next call."""
+        if self.writer is None:
+            return
+        try:
+            write(self.writer)
+        except OSError as e:
+            self.writer = None
+            self.say(f"dist_vpg: warning: TensorBoard logging stopped ({e.strerror or e}); training goes on")
+
+    def progress(self, done: int, line: str, postfix: dict[str, str]) -> None:
+        """Every update: advance the bar; on log updates without a bar, print the line."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.n = done
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(0)
+        elif line:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self._write(lambda writer: writer.close())
+
+
+class EventFile:
+    """A TensorBoard event file written in the calling thread. tensorboardX's SummaryWriter writes
+    from a thread of its own: when that thread dies (on a full disk, say) the next write blocks
+    forever on its queue. Here a failing write raises OSError where Board can catch it."""
+
+    def __init__(self, logdir: Path):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        logdir.mkdir(parents=True, exist_ok=True)
+        self.events = EventsWriter(str(logdir / "events"))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboardX.summary import scalar
+
+        self._add(scalar(tag, value), step)
+
+    def add_histogram(self, tag: str, values, step: int) -> None:
+        from tensorboardX.summary import histogram
+
+        self._add(histogram(tag, values, bins="auto"), step)
+
+    def _add(self, summary, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+
+        self.events.write_event(Event(summary=summary, step=step, wall_time=time.time()))
+
+    def flush(self) -> None:
+        self.events.flush()
+
+    def close(self) -> None:
+        self.events.close()

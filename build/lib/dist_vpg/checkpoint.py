@@ -1,0 +1,87 @@
+"""Checkpoints: written atomically by rank 0, read back with weights_only=True.
+
+A checkpoint is a plain dict of tensors, numbers and strings (no pickled classes), so loading one
+runs no code. Writes go to a temporary file that is flushed, fsynced and renamed over: a crash
+mid-write leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dist_vpg import files
+
+FORMAT = "dist_vpg/1"
+KEEP = 2  # newest checkpoints kept; older ones are deleted once a newer one is complete
+_NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def path_for(run_dir: Path, update: int) -> Path:
+    return run_dir / f"checkpoint-{update:08d}.pt"
+
+
+def existing(run_dir: Path) -> list[Path]:
+    """Checkpoints in run_dir, oldest first."""
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save(run_dir: Path, state: dict[str, Any]) -> Path:
+    """Write state (which must hold 'update') atomically; keep the KEEP newest checkpoints. A write
+    that fails (a full disk) leaves the complete checkpoints as they were and raises WriteError
+    naming the newest of them."""
+    final = path_for(run_dir, state["update"])
+    buffer = io.BytesIO()  # serialized first: a failing disk then fails in one plain write
+    torch.save({"format": FORMAT, **state}, buffer)
+    try:
+        files.atomic_write(final, buffer.getbuffer())
+        _fsync_dir(run_dir)
+    except (files.WriteError, OSError) as e:
+        newest = existing(run_dir)
+        then = (
+            f"the newest complete checkpoint is {newest[-1]}: free space, then go on from it with "
+            "train.resume=auto"
+            if newest
+            else "no checkpoint is complete yet: free space, then start again"
+        )
+        raise files.WriteError(f"{e}; {then}") from None
+    for old in existing(run_dir)[:-KEEP]:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A checkpoint's dict, or CheckpointError naming the file and what is wrong with it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # torch reports truncation, foreign pickles and bad zips many ways
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable dist_vpg checkpoint ({reason[:200]})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dist_vpg checkpoint (format {FORMAT} expected)")
+    for key in ("update", "model", "optimizer", "config"):
+        if key not in state:
+            raise CheckpointError(f"{path}: incomplete checkpoint, '{key}' is missing")
+    return state
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,341 @@
+"""Evaluate a trained agent with frozen weights on fresh episodes, beside the baselines.
+
+    python -m dist_vpg.evaluate --checkpoint PATH [--episodes N] [--seed S] [--out DIR] [task.key=value]
+    torchrun --nproc_per_node 2 -m dist_vpg.evaluate --checkpoint PATH ...   (episodes split over ranks)
+
+Evaluation episodes come from their own noise split (dist_vpg.noise.EVAL), so no evaluation episode
+is ever a training episode, whatever the seeds. Episodes are played in chunks handed to the ranks in
+turn, so the figures are the same for any number of ranks. With --out, DIR gets metrics.json,
+per_trial.csv and PNG plots. task.key=value overrides play the agent on another task variant, say a
+dependent-bandit agent on task.distribution=hard.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import psutil
+import torch
+
+from dist_vpg import baselines, bayes, checkpoint, cli, config, distributed, files, native, noise, plots, stay
+from dist_vpg.agent import Agent
+from dist_vpg.noise import Noise
+from dist_vpg.rollout import act, input_size
+from dist_vpg.tasks import Task, TwoStep, make_task
+
+CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
+
+
+class Played(NamedTuple):
+    regrets: torch.Tensor  # [T, b] expected regret of each choice
+    rewards: torch.Tensor  # [T, b]
+    actions: torch.Tensor  # [T, b]
+    common: torch.Tensor | None  # [T - 1, b] two-step: whether trial t's transition was the common one
+
+
+class EvalResult(NamedTuple):
+    regrets: np.ndarray  # [T, N]
+    rewards: np.ndarray  # [T, N]
+    actions: np.ndarray  # [T, N]
+    common: np.ndarray | None  # [T - 1, N]
+    gap: np.ndarray | None  # [N] bandits: arm 0's probability minus arm 1's
+
+    @property
+    def episodes(self) -> int:
+        return self.regrets.shape[1]
+
+    @property
+    def regret(self) -> np.ndarray:
+        """[N] expected regret summed over each episode."""
+        return self.regrets.sum(0)
+
+    @property
+    def regret_by_trial(self) -> np.ndarray:
+        """[T] mean cumulative expected regret after each trial."""
+        return self.regrets.cumsum(0).mean(1)
+
+    def by_trial(self) -> dict[str, np.ndarray]:
+        """Per-trial curves: cumulative regret, P(best choice), reward."""
+        return {
+            "regret": self.regret_by_trial,
+            "p_best": (self.regrets <= 1e-9).mean(1),
+            "reward": self.rewards.mean(1),
+        }
+
+    def metrics(self) -> dict:
+        n, reward = self.episodes, self.rewards.sum(0)
+        sem = (lambda x: float(x.std(ddof=1) / np.sqrt(n))) if n > 1 else (lambda x: float("nan"))
+        return {
+            "episodes": n,
+            "regret_at_end": float(self.regret.mean()),
+            "regret_sem": sem(self.regret),
+            "regret_std": float(self.regret.std(ddof=1)) if n > 1 else float("nan"),
+            "reward_per_episode": float(reward.mean()),
+            "reward_sem": sem(reward),
+            "p_best_last_trial": float(self.by_trial()["p_best"][-1]),
+        }
+
+
+def evaluate(
+    play: Callable[[Noise, int], Played],
+    task: Task,
+    episodes: int,
+    seed: int,
+    split: int = noise.EVAL,
+    world: distributed.World | None = None,
+) -> EvalResult:
+    """Run `play(noise, chunk_seed) -> Played` over `episodes` fresh episodes of `split`, this rank's
+    share of the chunks; with several ranks every rank gets the whole result."""
+    world = world or distributed.World()
+    mine = []
+    for start in range(world.rank * CHUNK, episodes, world.world_size * CHUNK):
+        ids = np.arange(start, min(start + CHUNK, episodes))
+        draws = noise.draw(seed, split, 0, ids, task.trials, task.episode_draws, task.trial_draws)
+        played = play(draws, seed * 1_000_003 + start)
+        probs = getattr(task.reset(draws.episode), "probs", None)
+        gap = None if probs is None else probs[:, 0] - probs[:, 1]
+        mine.append((start, [None if x is None else x.numpy() for x in (*played, gap)]))
+    if world.world_size > 1:
+        gathered = [None] * world.world_size
+        torch.distributed.all_gather_object(gathered, mine)
+        mine = [chunk for part in gathered for chunk in part]
+    chunks = [fields for _, fields in sorted(mine, key=lambda chunk: chunk[0])]
+    # every field has the episodes on its last axis: join the chunks there, in episode order
+    return EvalResult(
+        *(None if f[0] is None else np.concatenate(f, axis=f[0].ndim - 1) for f in zip(*chunks))
+    )
+
+
+def agent_player(agent: Agent, task: Task, trial_input: bool) -> Callable[[Noise, int], Played]:
+    """The agent with frozen weights, acting natively where it can (dist_vpg.native), else in torch."""
+    fast = native.available(task) is None
+
+    @torch.inference_mode()
+    def play(draws: Noise, _: int) -> Played:
+        if fast:
+            r = native.act(agent, task, draws, trial_input, for_backward=False)
+        else:
+            r = act(agent, task, draws, trial_input, with_values=False)
+        common = None
+        if isinstance(task, TwoStep):  # the state reached on trial t is trial t + 1's observation
+            reached = r.inputs[1:, :, : task.obs_size].argmax(-1)
+            common = reached == r.actions[:-1]
+        return Played(r.regrets, r.rewards, r.actions.to(torch.int8), common)
+
+    return play
+
+
+def evaluate_agent(
+    agent: Agent,
+    task: Task,
+    trial_input: bool,
+    episodes: int,
+    seed: int,
+    split: int = noise.EVAL,
+    world: distributed.World | None = None,
+) -> EvalResult:
+    """The agent, weights frozen, on `episodes` fresh episodes."""
+    return evaluate(agent_player(agent, task, trial_input), task, episodes, seed, split, world)
+
+
+def evaluate_baselines(
+    task: Task,
+    episodes: int,
+    seed: int,
+    world: distributed.World | None = None,
+    objective: tuple[float, float] | None = None,
+) -> dict[str, EvalResult]:
+    """Each baseline on the very episodes the agent plays with the same seed. Bandits: random, UCB1,
+    Thompson, Bayes-optimal and, given the agent's (gamma, beta_e), the best policy of that
+    objective. Two-step: the Bayes-optimal player, where it is known."""
+    if isinstance(task, TwoStep):
+        if not bayes.TwoStepBayes.applies(task):
+            return {}
+        return {"bayes_optimal": evaluate(two_step_bayes_player(task), task, episodes, seed, world=world)}
+
+    def player(policy):
+        def play(draws: Noise, chunk_seed: int) -> Played:
+            regrets, rewards, actions = baselines.play(policy, task, draws, chunk_seed)
+            return Played(regrets, rewards, actions.to(torch.int8), None)
+
+        return play
+
+    return {
+        name: evaluate(player(policy), task, episodes, seed, world=world)
+        for name, policy in baselines.for_task(task, objective).items()
+    }
+
+
+def two_step_bayes_player(task: TwoStep) -> Callable[[Noise, int], Played]:
+    """The Bayes-optimal two-step player on the agent's episodes; its ties (only on the first trial)
+    are broken by the agent's own action noise."""
+    player = bayes.TwoStepBayes(task)
+
+    def play(draws: Noise, _: int) -> Played:
+        state = task.reset(draws.episode)
+        belief = torch.full((draws.action.shape[1],), 0.5, dtype=torch.float64)
+        regrets, rewards, actions, common = [], [], [], []
+        for t in range(task.trials):
+            action = player.act(belief, draws.action[t])
+            step = task.step(state, action, draws.trial[t])
+            state, reached = step.state, step.obs.argmax(1)
+            belief = player.update(belief, reached, step.reward)
+            regrets.append(step.regret)
+            rewards.append(step.reward)
+            actions.append(action.to(torch.int8))
+            common.append(reached == action)
+        return Played(
+            torch.stack(regrets), torch.stack(rewards), torch.stack(actions), torch.stack(common[:-1])
+        )
+
+    return play
+
+
+def training_objective(cfg: config.Config) -> tuple[float, float]:
+    """(gamma, beta_e) the agent was trained for last: its final discount and entropy coefficient."""
+    tr = cfg.train
+    final = lambda start, end: float(end if end >= 0 else start)
+    return final(tr.gamma, tr.gamma_final), final(tr.beta_e, tr.beta_e_final)
+
+
+def load_agent(path: Path, overrides: list[str] | tuple = ()) -> tuple[Agent, config.Config]:
+    """The agent of a checkpoint, in eval mode, with its config (task.* overrides applied)."""
+    state = checkpoint.load(path)
+    cfg = config.from_checkpoint(state["config"], overrides)
+    task = make_task(cfg.task)
+    agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
+    try:
+        agent.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise checkpoint.CheckpointError(f"{path}: weights do not fit this task and model ({e})") from None
+    agent.eval()
+    return agent, cfg
+
+
+def report(agent: EvalResult, others: dict[str, EvalResult]) -> dict:
+    """metrics.json's figures: the agent's, each baseline's, and the two-step analysis."""
+    metrics = {"agent": agent.metrics()}
+    if others:
+        metrics["baselines"] = {name: r.metrics() for name, r in others.items()}
+    if agent.common is not None:
+        metrics["stay_probabilities"] = stay.stay_probabilities(agent.actions, agent.rewards, agent.common)
+        metrics["paper_stay_probabilities"] = stay.PAPER
+        metrics["model_based_index"] = stay.model_based_index(agent.actions, agent.rewards, agent.common)
+        for name, r in others.items():
+            if r.common is not None:
+                metrics["baselines"][name]["stay_probabilities"] = stay.stay_probabilities(
+                    r.actions, r.rewards, r.common
+                )
+    return metrics
+
+
+def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> None:
+    """metrics.json, per_trial.csv (one row per trial, columns player_curve) and the plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    curves = {name: r.by_trial() for name, r in results.items()}
+    with open(out / "per_trial.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        columns = [(name, key) for name, c in curves.items() for key in c]
+        writer.writerow(["trial"] + [f"{name}_{key}" for name, key in columns])
+        trials = len(next(iter(curves.values()))["regret"])
+        for t in range(trials):
+            writer.writerow([t + 1] + [f"{curves[name][key][t]:.6g}" for name, key in columns])
+    plots.curves(
+        {n: c["regret"] for n, c in curves.items()}, "cumulative expected regret", out / "regret.png"
+    )
+    plots.curves({n: c["p_best"] for n, c in curves.items()}, "P(best choice)", out / "p_best.png")
+    agent = results["agent"]
+    plots.sorted_raster(agent.actions, agent.rewards, agent.gap, out / "raster.png")
+    if "stay_probabilities" in metrics:
+        patterns = {"agent (95% CI)": metrics["stay_probabilities"]}
+        for name, m in metrics.get("baselines", {}).items():
+            if "stay_probabilities" in m:
+                patterns[name.replace("_", "-")] = m["stay_probabilities"]
+        plots.stay_bars(patterns, metrics["paper_stay_probabilities"], out / "stay.png")
+
+
+# Bytes of results an episode's trial leaves on every rank (gathered there): regret, reward, action
+# and transition of the agent and of up to six baselines, with room for the tables made from them.
+RESULT_BYTES_PER_TRIAL = 7 * 10 * 2
+
+
+def memory_problem(episodes: int, trials: int) -> str | None:
+    """Why --episodes would not fit in memory, or None."""
+    need, available = episodes * trials * RESULT_BYTES_PER_TRIAL, psutil.virtual_memory().available
+    if need <= available:
+        return None
+    return (
+        f"--episodes {episodes}: their results need about {need / 2**30:.1f} GiB, but "
+        f"{available / 2**30:.1f} GiB is available; evaluate fewer episodes"
+    )
+
+
+def out_problem(out: Path | None) -> str | None:
+    """Why --out cannot take the outputs, or None."""
+    try:
+        if out is not None:
+            files.writable_dir(out, "--out")
+    except config.ConfigError as e:
+        return str(e)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.Parser("dist_vpg.evaluate", __doc__)
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--episodes", type=cli.at_least(2), default=2000)
+    parser.add_argument("--seed", type=cli.seed, default=12345)
+    parser.add_argument("--out", type=Path, help="directory for metrics.json, per_trial.csv and plots")
+    parser.add_argument("overrides", nargs="*", metavar="task.key=value", help="play another task variant")
+    args = parser.parse_intermixed_args(argv)
+    if any(not o.startswith("task.") for o in args.overrides):
+        parser.error("only task.* keys can be overridden at evaluation")
+    world = distributed.world_from_env()
+    try:
+        agent, cfg = load_agent(args.checkpoint, args.overrides)
+    except (checkpoint.CheckpointError, config.ConfigError) as e:
+        return cli.refuse(parser.name, str(e))
+    task = make_task(cfg.task)
+    distributed.init(world, timeout_s=600)
+    try:
+        # Rank 0 alone writes --out: it proves it can before any episode is played, and tells all.
+        problem = (
+            memory_problem(args.episodes, task.trials) or out_problem(args.out) if world.is_main else None
+        )
+        problem = distributed.broadcast_object(problem)
+        if problem:
+            return cli.refuse(parser.name, problem)
+        result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed, world=world)
+        objective = training_objective(cfg)
+        others = evaluate_baselines(task, args.episodes, args.seed, world, objective)
+    finally:
+        distributed.shutdown()
+    if not world.is_main:
+        return 0
+    metrics = {
+        "checkpoint": str(args.checkpoint),
+        "task": config.to_dict(cfg)["task"],
+        "seed": args.seed,
+        "episodes": args.episodes,
+        "ranks": world.world_size,
+        "training_objective": {"gamma": objective[0], "beta_e": objective[1]},
+        **report(result, others),
+    }
+    if cfg.task.name == "bandit":
+        metrics["exact_regret_at_end"] = baselines.exact_regrets(task, objective)
+    print(json.dumps(metrics, indent=2))
+    if args.out:
+        write_outputs(args.out, metrics, {"agent": result, **others})
+        print(f"dist_vpg.evaluate: metrics.json, per_trial.csv and plots in {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

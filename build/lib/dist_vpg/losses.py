@@ -1,0 +1,80 @@
+"""A2C losses as pure functions: tensors in, tensors out, time first ([T, B])."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class LossTerms(NamedTuple):
+    total: torch.Tensor  # policy + beta_v * value - beta_e * entropy
+    policy: torch.Tensor
+    value: torch.Tensor
+    entropy: torch.Tensor
+
+
+@lru_cache(maxsize=16)
+def _discount_matrix(length: int, factor: float) -> torch.Tensor:
+    """M [T, T] with M[t, k] = factor**(k - t) for k >= t, else 0."""
+    steps = torch.arange(length, dtype=torch.float64)
+    power = steps.unsqueeze(0) - steps.unsqueeze(1)  # [T, T]: k - t
+    m = torch.where(power >= 0, torch.tensor(factor, dtype=torch.float64) ** power.clamp(min=0), 0.0)
+    return m
+
+
+def discounted_sum(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """y[t] = sum_{k >= t} factor**(k - t) * x[k] over an episode that ends after x[T-1].
+    x [T, B] -> y [T, B]."""
+    return _discount_matrix(x.shape[0], float(factor)).to(x.dtype) @ x
+
+
+def horizons(length: int, gamma: float) -> torch.Tensor:
+    """[T] discounted count of the trials left from each trial: sum_{k=t}^{T-1} gamma**(k - t).
+    The largest return the rest of an episode can hold when each reward is at most 1."""
+    return discounted_sum(torch.ones(length, 1, dtype=torch.float64), gamma)[:, 0]
+
+
+def advantages(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """GAE(lambda) advantages [T, B]. Episodes end after T trials, so nothing is bootstrapped past
+    the last one: V(s_T) = 0. With lam = 1 this is the discounted return minus V."""
+    next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
+    deltas = rewards + gamma * next_values - values  # [T, B]
+    return discounted_sum(deltas, gamma * lam)
+
+
+def a2c_loss(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    gamma: float,
+    lam: float,
+    beta_v: float,
+    beta_e: float,
+    value_scale: bool = False,
+) -> LossTerms:
+    """A2C loss of a batch of episodes: summed over the T trials, averaged over the B episodes.
+
+    logits [T, B, A], values [T, B] carry gradients; actions [T, B] long; rewards [T, B].
+    The critic's target is the lambda-return (advantage + V), held fixed.
+
+    With `value_scale`, the value head's output is a return per trial left: V = horizons * values,
+    and the critic's error is measured in the same unit, (target - V) / horizon. Undiscounted returns
+    run up to the number of trials (100); per trial left they stay in [0, 1] at every trial, so one
+    head of small weights fits them, and the value loss cannot swamp the policy's.
+    """
+    scale = horizons(values.shape[0], gamma).to(values.dtype).unsqueeze(1) if value_scale else None
+    v = values * scale if value_scale else values
+    with torch.no_grad():
+        adv = advantages(rewards, v, gamma, lam)
+        target = adv + v
+    log_probs = F.log_softmax(logits, dim=-1)  # [T, B, A]
+    chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
+    policy = -(chosen * adv).sum(0).mean()
+    error = (target - v) / scale if value_scale else target - v
+    value = 0.5 * error.pow(2).sum(0).mean()
+    entropy = -(log_probs.exp() * log_probs).sum(-1).sum(0).mean()
+    return LossTerms(policy + beta_v * value - beta_e * entropy, policy, value, entropy)

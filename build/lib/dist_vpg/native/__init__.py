@@ -1,0 +1,196 @@
+"""The native rollout: acting for all B episodes and T trials in one C call, and the LSTM's
+gradient without a replay forward.
+
+`act` plays a batch like dist_vpg.rollout.act, keeping what the backward needs (the gates after
+their nonlinearities and the cells). `lstm_outputs` hands the recorded hidden states to autograd
+through a Function whose backward runs the recurrence in C and the weight gradients as two matrix
+products; the heads and the A2C loss stay in torch. The torch rollouts are the reference
+(tests/test_native.py) and the fallback where this cannot be built (dist_vpg/native/build.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from dist_vpg.native.build import NativeUnavailable, load
+from dist_vpg.noise import Noise
+from dist_vpg.tasks import Bandit, TwoStep
+
+__all__ = ["NativeUnavailable", "Played", "act", "available", "lstm_outputs"]
+
+_BANDIT, _TWO_STEP = 0, 1
+_ptr = ctypes.c_void_p
+
+
+VW = 16  # floats per vector in kernels.c: weight rows are padded to a multiple of it
+
+
+class _Weights(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_int32) for name in ("inputs", "hidden", "actions", "gates_padded", "actions_padded")
+    ]
+    _fields_ += [(name, _ptr) for name in ("w_t", "bias", "w_pol_t", "b_pol")]
+
+
+class _TaskState(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int32),
+        ("trial_draws", ctypes.c_int32),
+        ("arm_probs", _ptr),
+        ("best", _ptr),
+        ("good", _ptr),
+        ("common_prob", ctypes.c_float),
+        ("reward_high", ctypes.c_float),
+        ("reward_low", ctypes.c_float),
+        ("swap_prob", ctypes.c_float),
+    ]
+
+
+class Played(NamedTuple):
+    inputs: torch.Tensor  # [T, B, I]
+    actions: torch.Tensor  # [T, B] long
+    rewards: torch.Tensor  # [T, B]
+    regrets: torch.Tensor  # [T, B]
+    h: torch.Tensor  # [T, B, H] hidden state after each trial
+    gates: torch.Tensor | None  # [T, B, 4H] after their nonlinearities (kept for the backward)
+    c: torch.Tensor | None  # [T, B, H] cell after each trial (kept for the backward)
+
+
+def available(task=None) -> str | None:
+    """None when the native path can run here (for `task`, if given), else why not (one sentence)."""
+    if task is not None and not isinstance(task, (Bandit, TwoStep)):
+        return _no_task(task)
+    try:
+        _library()
+    except NativeUnavailable as e:
+        return str(e)
+    return None
+
+
+def _library() -> ctypes.CDLL:
+    lib = load()
+    if not getattr(lib, "_dist_vpg_typed", False):
+        i32, i64 = ctypes.c_int32, ctypes.c_int64
+        lib.dv_act.restype = lib.dv_lstm_backward.restype = i32
+        lib.dv_act_scratch.restype = lib.dv_backward_scratch.restype = i64
+        lib.dv_act_scratch.argtypes = [i64, i32, i32, i32, i32, i32]
+        lib.dv_backward_scratch.argtypes = [i64, i32, i32]
+        lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(_TaskState)]
+        lib.dv_act.argtypes += [_ptr] * 10
+        lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32] + [_ptr] * 6
+        lib._dist_vpg_typed = True
+    return lib
+
+
+def _p(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _padded(n: int) -> int:
+    return -(-n // VW) * VW
+
+
+def _pad_columns(w: torch.Tensor, width: int) -> torch.Tensor:
+    """w [..., n] -> [..., width] with zero columns after n, contiguous."""
+    return torch.nn.functional.pad(w, (0, width - w.shape[-1])).contiguous()
+
+
+def _task_state(task, noise: Noise, keep: list) -> _TaskState:
+    """The task's constants and its reset state (computed by the torch task itself). The tensors
+    whose addresses it holds go into `keep`, which the caller holds until the C call returns."""
+    state = task.reset(noise.episode)
+    batch = noise.episode.shape[0]
+    if isinstance(task, Bandit):
+        probs, best = state.probs.float().contiguous(), state.best.float().contiguous()
+        keep += [probs, best]
+        return _TaskState(_BANDIT, task.trial_draws, _p(probs), _p(best), None, 0, 0, 0, 0)
+    if isinstance(task, TwoStep):
+        good = state.good.to(torch.int64).contiguous().clone().view(batch)
+        keep.append(good)
+        return _TaskState(
+            _TWO_STEP, task.trial_draws, None, None, _p(good),
+            task.common_prob, task.reward_high, task.reward_low, task.swap_prob,
+        )  # fmt: skip
+    raise NativeUnavailable(_no_task(task))
+
+
+def _no_task(task) -> str:
+    return f"the native rollout has no {type(task).__name__} task (kernels.c steps bandits and two-step)"
+
+
+def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: bool = True) -> Played:
+    """Play T trials of B episodes in lockstep, as dist_vpg.rollout.act does, in one C call."""
+    lib = _library()
+    trials, batch = noise.action.shape
+    lstm, policy = agent.lstm, agent.policy
+    hidden, actions_n = lstm.hidden_size, policy.out_features
+    inputs_n, gates_padded, actions_padded = lstm.input_size, _padded(4 * hidden), _padded(actions_n)
+    with torch.no_grad():
+        weights = [
+            _pad_columns(torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], 1).t(), gates_padded),
+            _pad_columns(lstm.bias_ih_l0 + lstm.bias_hh_l0, gates_padded),
+            _pad_columns(policy.weight.t(), actions_padded),
+            _pad_columns(policy.bias, actions_padded),
+        ]
+    keep: list[torch.Tensor] = []
+    state = _task_state(task, noise, keep)
+    w = _Weights(inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in weights))
+    trial_noise = noise.trial.float().contiguous()
+    action_noise = noise.action.float().contiguous()
+    x = torch.empty(trials, batch, inputs_n)
+    actions = torch.empty(trials, batch, dtype=torch.int64)
+    rewards, regrets = torch.empty(trials, batch), torch.empty(trials, batch)
+    h = torch.empty(trials, batch, hidden)
+    gates = torch.empty(trials, batch, 4 * hidden) if for_backward else None
+    c = torch.empty(trials, batch, hidden) if for_backward else None
+    sizes = (batch, inputs_n, hidden, actions_n, gates_padded, actions_padded)
+    scratch = torch.empty(lib.dv_act_scratch(*sizes))
+    lib.dv_act(
+        trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(state),
+        _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),
+        _p(h), _p(gates), _p(c), _p(scratch),
+    )  # fmt: skip
+    return Played(x, actions, rewards, regrets, h, gates, c)
+
+
+class _RecordedLSTM(torch.autograd.Function):
+    """The LSTM over a recorded rollout: forward returns the hidden states the acting loop already
+    computed; backward runs the recurrence natively, then the weight gradients in one product."""
+
+    @staticmethod
+    def forward(ctx, played: Played, w_ih, w_hh, b_ih, b_hh):
+        ctx.save_for_backward(w_hh, played.inputs, played.gates, played.c, played.h)
+        return played.h.detach()  # an alias: played.h itself stays out of the graph
+
+    @staticmethod
+    def backward(ctx, dh):
+        w_hh, x, gates, c, h = ctx.saved_tensors
+        trials, batch, hidden = h.shape
+        lib, hidden_padded = _library(), _padded(hidden)
+        # Every tensor handed to C by address is held in a name until the call returns.
+        w_hh, dh = _pad_columns(w_hh, hidden_padded), dh.contiguous()
+        dgates = torch.empty_like(gates)
+        scratch = torch.empty(lib.dv_backward_scratch(batch, hidden, hidden_padded))
+        lib.dv_lstm_backward(
+            trials, batch, hidden, hidden_padded, _p(w_hh), _p(gates), _p(c), _p(dh), _p(dgates), _p(scratch)
+        )
+        # Each trial's input to the gates, [x_t, h_{t-1}], against its gate gradients: one product
+        # gives [W_ih | W_hh]'s gradient (transposed: this order is the fast one for tall rows).
+        rows = dgates.view(trials * batch, 4 * hidden)
+        h_prev = torch.cat([torch.zeros(1, batch, hidden), h[:-1]])
+        inputs = torch.cat([x, h_prev], 2).view(trials * batch, -1)  # [T * B, I + H]
+        d_w = (inputs.t() @ rows).t()  # [4H, I + H]
+        d_bias = rows.sum(0)
+        d_w_ih, d_w_hh = d_w.split([x.shape[2], hidden], 1)
+        return None, d_w_ih, d_w_hh, d_bias, d_bias.clone()  # two tensors: .grad may adopt them
+
+
+def lstm_outputs(played: Played, lstm: nn.LSTM) -> torch.Tensor:
+    """[T, B, H] hidden states of a rollout played by `act`, differentiable in the LSTM's weights."""
+    if played.gates is None:
+        raise ValueError("this rollout was played without for_backward")
+    return _RecordedLSTM.apply(played, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)

@@ -1,0 +1,294 @@
+/* dist_vpg's native hot path: the acting loop and the LSTM's backward recurrence.
+ *
+ * Built by dist_vpg/native/build.py with the system C compiler (-O3 -march=native) into a shared
+ * library loaded through ctypes; no Python and no torch dispatch per trial. The torch rollouts in
+ * dist_vpg/rollout.py compute the same functions and are the reference the tests compare against.
+ *
+ * Layouts (all row-major float32 unless said): time first, then episode, then feature.
+ * Gate order is nn.LSTM's: input, forget, cell, output.
+ *
+ * Both loops run time outermost and episodes in tiles of four: the matrix products of a trial are
+ * [4, K] x [K, N] tiles whose accumulators stay in vector registers, so each row of weights loaded
+ * serves four episodes. Weight rows are padded by the caller to a multiple of 16 floats (VW).
+ */
+#include <stdint.h>
+#include <string.h>
+
+/* exp by range reduction to [-ln2/2, ln2/2] and a degree-7 polynomial: within 2 ulp of expf over
+ * the clamped range, branch-free, so the compiler vectorizes the loops that call it. */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    /* n = round(x / ln2) by the 1.5 * 2^23 trick, which leaves n in the low bits of `shifted`. */
+    const float shifted = x * 1.44269504088896341f + 12582912.0f;
+    const float n = shifted - 12582912.0f;
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187045e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits;
+    __builtin_memcpy(&bits, &shifted, sizeof bits);
+    bits = (bits - 0x4B400000 + 127) << 23; /* 2^n as a float's exponent */
+    float scale;
+    __builtin_memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+
+static inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
+
+enum { TASK_BANDIT = 0, TASK_TWO_STEP = 1 };
+enum { TILE = 4, VW = 16 }; /* episodes per tile; floats per vector */
+
+typedef float vf __attribute__((vector_size(VW * sizeof(float))));
+
+static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* out[e][0:N] = init[0:N] + sum_k in[e][k] * w[k][0:N] for the TILE rows e; w is [K, N] with N a
+ * multiple of VW; init may be NULL (zeros). Four vectors of columns at a time, then one. */
+static void matmul_tile(int K, int N, const float *restrict w, const float *restrict init,
+                        const float *const in[TILE], float *const out[TILE]) {
+    int n0 = 0;
+    for (; n0 + 4 * VW <= N; n0 += 4 * VW) {
+        vf a[TILE][4];
+        for (int v = 0; v < 4; v++) {
+            const vf start = init ? vload(init + n0 + v * VW) : (vf){0};
+            for (int e = 0; e < TILE; e++) a[e][v] = start;
+        }
+        const float *row = w + n0;
+        for (int k = 0; k < K; k++, row += N) {
+            const vf w0 = vload(row), w1 = vload(row + VW), w2 = vload(row + 2 * VW), w3 = vload(row + 3 * VW);
+            for (int e = 0; e < TILE; e++) {
+                const float s = in[e][k];
+                a[e][0] += s * w0;
+                a[e][1] += s * w1;
+                a[e][2] += s * w2;
+                a[e][3] += s * w3;
+            }
+        }
+        for (int e = 0; e < TILE; e++)
+            for (int v = 0; v < 4; v++) vstore(out[e] + n0 + v * VW, a[e][v]);
+    }
+    for (; n0 < N; n0 += VW) {
+        vf a[TILE];
+        const vf start = init ? vload(init + n0) : (vf){0};
+        for (int e = 0; e < TILE; e++) a[e] = start;
+        const float *row = w + n0;
+        for (int k = 0; k < K; k++, row += N) {
+            const vf w0 = vload(row);
+            for (int e = 0; e < TILE; e++) a[e] += in[e][k] * w0;
+        }
+        for (int e = 0; e < TILE; e++) vstore(out[e] + n0, a[e]);
+    }
+}
+
+/* The agent's weights, transposed where the loops want rows of 4H gates. */
+typedef struct {
+    int32_t inputs, hidden, actions, gates_padded, actions_padded; /* Gp, Ap: rounded up to VW */
+    const float *w_t;     /* [I + H, Gp]: W_ih^T over W_hh^T, zero columns past 4H */
+    const float *bias;    /* [Gp] b_ih + b_hh */
+    const float *w_pol_t; /* [H, Ap]: the policy head's W^T, zero columns past A */
+    const float *b_pol;   /* [Ap] */
+} Weights;
+
+/* A task's constants and per-episode state, as reset by the torch task (dist_vpg/tasks.py). */
+typedef struct {
+    int32_t kind, trial_draws;
+    const float *arm_probs; /* bandit [B, A] */
+    const float *best;      /* bandit [B] */
+    int64_t *good;          /* two-step [B], updated in place */
+    float common_prob, reward_high, reward_low, swap_prob;
+} TaskState;
+
+/* What one trial's step returns for one episode. */
+typedef struct {
+    float reward, regret;
+    int32_t reached; /* two-step: the second-stage state reached (the next observation) */
+} Outcome;
+
+/* One episode's cell update from its gate pre-activations pre[4H]: writes the gates after their
+ * nonlinearities g[4H], the cell c[H] and the hidden state h[H]. */
+static void cell_forward(int H, const float *restrict pre, const float *restrict c_prev,
+                         float *restrict g, float *restrict h, float *restrict c) {
+    for (int j = 0; j < 2 * H; j++) g[j] = sigmoid(pre[j]);              /* input, forget */
+    for (int j = 2 * H; j < 3 * H; j++) g[j] = tanh_approx(pre[j]);      /* cell */
+    for (int j = 3 * H; j < 4 * H; j++) g[j] = sigmoid(pre[j]);          /* output */
+    for (int j = 0; j < H; j++) {
+        c[j] = g[H + j] * c_prev[j] + g[j] * g[2 * H + j];
+        h[j] = g[3 * H + j] * tanh_approx(c[j]);
+    }
+}
+
+/* A softmax of the policy's logits[A], then inverse-CDF sampling with the uniform u: the action
+ * is the number of cumulative probabilities (all but the last) that u exceeds, as in
+ * rollout.sample_actions. */
+static int32_t sample(int A, const float *logits, float u, float *probs) {
+    float top = -3.4e38f, total = 0.0f;
+    for (int a = 0; a < A; a++) top = logits[a] > top ? logits[a] : top;
+    for (int a = 0; a < A; a++) {
+        probs[a] = exp_approx(logits[a] - top);
+        total += probs[a];
+    }
+    int32_t action = 0;
+    float cdf = 0.0f;
+    for (int a = 0; a + 1 < A; a++) {
+        cdf += probs[a] / total;
+        action += u > cdf;
+    }
+    return action;
+}
+
+/* One trial of episode b's task, with the uniforms u[trial_draws] (dist_vpg/tasks.py's step). */
+static Outcome task_step(const TaskState *s, int64_t b, int A, int32_t action, const float *u) {
+    Outcome out = {0.0f, 0.0f, 0};
+    if (s->kind == TASK_BANDIT) {
+        const float chosen = s->arm_probs[b * A + action];
+        out.reward = u[0] < chosen ? 1.0f : 0.0f;
+        out.regret = s->best[b] - chosen;
+        return out;
+    }
+    /* Two-step: action a leads commonly to second-stage state a, which pays reward_high if it is
+     * the good state; the good state then swaps with probability swap_prob. */
+    const int64_t good = s->good[b];
+    const float good_first = good == 0 ? 1.0f : 0.0f;
+    const float p0 = good_first * s->reward_high + (1.0f - good_first) * s->reward_low;
+    const float p1 = (s->reward_high + s->reward_low) - p0;
+    const float c = s->common_prob;
+    const float v0 = c * p0 + (1.0f - c) * p1, v1 = c * p1 + (1.0f - c) * p0;
+    out.regret = (v0 > v1 ? v0 : v1) - (action == 0 ? v0 : v1);
+    out.reached = u[0] < s->common_prob ? action : 1 - action;
+    const float p = out.reached == good ? s->reward_high : s->reward_low;
+    out.reward = u[1] < p ? 1.0f : 0.0f;
+    if (u[2] < s->swap_prob) s->good[b] = 1 - good;
+    return out;
+}
+
+/* The next trial's input: observation, one-hot action, reward, [trial index t / T]. */
+static void next_input(float *x, const TaskState *s, int A, int trial_input, int32_t action,
+                       Outcome out, int t_next, int T) {
+    int i = 0;
+    if (s->kind == TASK_TWO_STEP) {
+        x[i++] = out.reached == 0 ? 1.0f : 0.0f;
+        x[i++] = out.reached == 1 ? 1.0f : 0.0f;
+    }
+    for (int a = 0; a < A; a++) x[i++] = a == action ? 1.0f : 0.0f;
+    x[i++] = out.reward;
+    if (trial_input) x[i++] = (float)t_next / (float)T;
+}
+
+/* Play T trials of B episodes from a zero state. Writes inputs x [T, B, I], actions [T, B],
+ * rewards and regrets [T, B], and h [T, B, H]; with `gates` and `c` non-null also the gates after
+ * their nonlinearities [T, B, 4H] and the cells [T, B, H] that the backward needs. `scratch` holds
+ * dv_act_scratch(B, I, H, A, Gp) floats. */
+int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap) {
+    return 5 * (int64_t)(I + H) + 6 * (int64_t)Gp + 4 * (int64_t)H + A + 5 * (int64_t)Ap + 2 * B * H;
+}
+
+int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, TaskState *s,
+               const float *trial_noise, const float *action_noise, float *x, int64_t *actions,
+               float *rewards, float *regrets, float *h, float *gates, float *c, float *scratch) {
+    const int H = w->hidden, G = 4 * H, Gp = w->gates_padded, I = w->inputs, A = w->actions;
+    const int K = I + H, D = s->trial_draws, Ap = w->actions_padded;
+    float *zeros = scratch, *z = zeros + K + Gp, *pre = z + TILE * K, *dummy = pre + TILE * Gp;
+    float *g_tmp = dummy + Gp, *probs = g_tmp + G, *logits = probs + A, *no_logits = logits + TILE * Ap;
+    float *cells = no_logits + Ap; /* [2, B, H]: the cells of the last two trials, in inference */
+    memset(zeros, 0, sizeof(float) * (K + Gp));
+    memset(x, 0, sizeof(float) * (size_t)T * B * I);
+    const float *z_rows[TILE], *h_rows[TILE];
+    float *pre_rows[TILE], *logit_rows[TILE];
+    for (int t = 0; t < T; t++) {
+        for (int64_t b0 = 0; b0 < B; b0 += TILE) {
+            for (int e = 0; e < TILE; e++) {
+                const int64_t b = b0 + e, tb = (int64_t)t * B + b;
+                z_rows[e] = b < B ? z + e * K : zeros;
+                pre_rows[e] = b < B ? pre + e * Gp : dummy;
+                h_rows[e] = b < B ? h + tb * H : zeros;
+                logit_rows[e] = b < B ? logits + e * Ap : no_logits;
+                if (b >= B) continue;
+                memcpy(z + e * K, x + tb * I, sizeof(float) * I);
+                memcpy(z + e * K + I, t > 0 ? h + (tb - B) * H : zeros, sizeof(float) * H);
+            }
+            matmul_tile(K, Gp, w->w_t, w->bias, z_rows, pre_rows);
+            for (int e = 0; e < TILE && b0 + e < B; e++) {
+                const int64_t b = b0 + e, tb = (int64_t)t * B + b;
+                const float *c_prev = t == 0 ? zeros : c ? c + (tb - B) * H : cells + ((t + 1) % 2 * B + b) * H;
+                float *c_now = c ? c + tb * H : cells + (t % 2 * B + b) * H;
+                cell_forward(H, pre + e * Gp, c_prev, gates ? gates + tb * G : g_tmp, h + tb * H, c_now);
+            }
+            matmul_tile(H, Ap, w->w_pol_t, w->b_pol, h_rows, logit_rows);
+            for (int e = 0; e < TILE && b0 + e < B; e++) {
+                const int64_t b = b0 + e, tb = (int64_t)t * B + b;
+                const int32_t action = sample(A, logits + e * Ap, action_noise[tb], probs);
+                const Outcome out = task_step(s, b, A, action, trial_noise + tb * D);
+                actions[tb] = action;
+                rewards[tb] = out.reward;
+                regrets[tb] = out.regret;
+                if (t + 1 < T) next_input(x + (tb + B) * I, s, A, trial_input, action, out, t + 1, T);
+            }
+        }
+    }
+    return 0;
+}
+
+/* One trial of one episode: dh (what reaches h_t) and dc (what reaches c_t from trial t+1) ->
+ * the gate gradients dg[4H]; dc becomes what reaches c_{t-1}. */
+static void cell_backward(int H, const float *restrict g, const float *restrict c_now,
+                          const float *restrict c_prev, const float *restrict dh,
+                          float *restrict dc, float *restrict dg) {
+    for (int k = 0; k < H; k++) {
+        const float i = g[k], f = g[H + k], gg = g[2 * H + k], o = g[3 * H + k];
+        const float tc = tanh_approx(c_now[k]);
+        const float dck = dh[k] * o * (1.0f - tc * tc) + dc[k];
+        dg[k] = dck * gg * i * (1.0f - i);
+        dg[H + k] = dck * c_prev[k] * f * (1.0f - f);
+        dg[2 * H + k] = dck * i * (1.0f - gg * gg);
+        dg[3 * H + k] = dh[k] * tc * o * (1.0f - o);
+        dc[k] = dck * f;
+    }
+}
+
+/* Back-propagation through time of the LSTM alone: from dL/dh [T, B, H] (what the heads sent back)
+ * to dL/d(gate pre-activations) [T, B, 4H]. The weight gradients are then two matrix products
+ * over all T*B rows (done by torch); only this recurrence is sequential. w_hh is [4H, Hp], H
+ * rounded up to VW with zero columns; scratch holds dv_backward_scratch(B, H, Hp) floats. */
+int64_t dv_backward_scratch(int64_t B, int32_t H, int32_t Hp) {
+    return B * (int64_t)(2 * H + Hp) + 5 * (int64_t)H + 2 * Hp;
+}
+
+int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t H, int32_t Hp, const float *w_hh,
+                         const float *gates, const float *c, const float *dh_out, float *dgates,
+                         float *scratch) {
+    const int G = 4 * H;
+    float *dc = scratch, *dh_next = dc + B * H, *dh = dh_next + B * Hp, *zeros = dh + B * H;
+    float *dummy = zeros + G;
+    memset(dc, 0, sizeof(float) * B * (H + Hp));
+    memset(zeros, 0, sizeof(float) * G);
+    const float *dg_rows[TILE];
+    float *out_rows[TILE];
+    for (int t = T - 1; t >= 0; t--) {
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t tb = (int64_t)t * B + b;
+            float *dhb = dh + b * H;
+            for (int k = 0; k < H; k++) dhb[k] = dh_out[tb * H + k] + dh_next[b * Hp + k];
+            const float *c_prev = t > 0 ? c + (tb - B) * H : zeros;
+            cell_backward(H, gates + tb * G, c + tb * H, c_prev, dhb, dc + b * H, dgates + tb * G);
+        }
+        if (t == 0) break;
+        for (int64_t b0 = 0; b0 < B; b0 += TILE) {
+            for (int e = 0; e < TILE; e++) {
+                const int64_t b = b0 + e;
+                dg_rows[e] = b < B ? dgates + ((int64_t)t * B + b) * G : zeros;
+                out_rows[e] = b < B ? dh_next + b * Hp : dummy;
+            }
+            matmul_tile(G, Hp, w_hh, NULL, dg_rows, out_rows);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,76 @@
+"""Counter-based random numbers: each draw is a pure function of where it sits.
+
+Episode i of update u must meet the same task, the same reward draws and the same action noise
+whichever rank rolls it out and however many ranks share the batch. A stateful generator cannot
+promise that; a hash of the draw's coordinates (seed, split, update, episode, trial, stream) can,
+and it vectorizes over the whole batch for free.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+# Splits: evaluation (EVAL) never sees a training episode, nor one that periodic evaluation during
+# training (VALID) may have steered a choice of checkpoint by.
+TRAIN, EVAL, VALID = 0, 1, 2
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S40 = (np.uint64(s) for s in (30, 27, 31, 40))
+
+# What each stream of draws is for; a new purpose takes a new number.
+_EPISODE, _TRIAL, _ACTION = 0, 1, 2
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a bijection of uint64 with full avalanche (arrays wrap silently)."""
+    x = (x ^ (x >> _S30)) * _M1
+    x = (x ^ (x >> _S27)) * _M2
+    return x ^ (x >> _S31)
+
+
+def _absorb(h: np.ndarray, value) -> np.ndarray:
+    return _mix(h ^ _mix(np.asarray(value, dtype=np.uint64) + _GOLDEN))
+
+
+def uniforms(key: tuple[int, ...], episodes: np.ndarray, rows: int, cols: int) -> torch.Tensor:
+    """Uniform floats in [0, 1), shape [rows, B, cols]; entry [r, b, c] depends only on
+    (key, episodes[b], r, c)."""
+    h = np.zeros(1, dtype=np.uint64)
+    for part in key:
+        h = _absorb(h, [part])
+    per_episode = _absorb(h, np.asarray(episodes, dtype=np.int64).astype(np.uint64))  # [B]
+    cells = np.arange(rows * cols, dtype=np.uint64).reshape(rows, 1, cols)
+    per_cell = _mix(cells + _GOLDEN)  # [rows, 1, cols]
+    bits = _mix(per_episode.reshape(1, -1, 1) ^ per_cell)  # [rows, B, cols]
+    # 24 bits make a float32 in [0, 1) exactly, never rounding up to 1.
+    return torch.from_numpy((bits >> _S40).astype(np.float32) * np.float32(2.0**-24))
+
+
+class Noise(NamedTuple):
+    """All the randomness of a batch of episodes, drawn before the first trial."""
+
+    episode: torch.Tensor  # [B, episode_draws]: task parameters
+    trial: torch.Tensor  # [T, B, trial_draws]: rewards, transitions
+    action: torch.Tensor  # [T, B]: inverse-CDF samples of the agent's action
+
+
+def draw(
+    seed: int,
+    split: int,
+    update: int,
+    episodes: np.ndarray,
+    trials: int,
+    episode_draws: int,
+    trial_draws: int,
+) -> Noise:
+    """The noise of episodes `episodes` (global indices) of `update`."""
+    key = (seed, split, update)
+    return Noise(
+        episode=uniforms((*key, _EPISODE), episodes, 1, episode_draws)[0],
+        trial=uniforms((*key, _TRIAL), episodes, trials, trial_draws),
+        action=uniforms((*key, _ACTION), episodes, trials, 1)[..., 0],
+    )

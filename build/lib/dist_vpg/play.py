@@ -1,0 +1,125 @@
+"""Play an episode yourself in the terminal, then compare with the agent on the very same episode.
+
+    python -m dist_vpg.play --task bandit        (or two_step; --checkpoint PATH for another agent)
+
+Type 1 or 2 and Enter to choose, q to stop. At the end the task's hidden parameters are revealed,
+with your expected regret beside the agent's: the agent meets the same arm probabilities, the same
+reward draws and the same transitions.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import torch
+
+from dist_vpg import checkpoint, cli, config, noise
+from dist_vpg.evaluate import load_agent
+from dist_vpg.rollout import act
+from dist_vpg.tasks import TwoStep, make_task
+
+EOF = -1  # ask's answer when standard input has ended
+NO_INPUT = (
+    "standard input ended before the first choice: play reads one choice a line, so run it in a "
+    "terminal, or pipe the choices in (printf '1\\n2\\n' | python -m dist_vpg.play)"
+)
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
+DEFAULT_CHECKPOINT = {"bandit": PRETRAINED / "bandit_independent.pt", "two_step": PRETRAINED / "two_step.pt"}
+
+
+def ask(t: int, trials: int, stdin: TextIO, stdout: TextIO) -> int | None:
+    """The player's choice (0 or 1), None to stop, or EOF when the input has ended."""
+    while True:
+        stdout.write(f"trial {t + 1}/{trials}: choose 1 or 2 (q to stop): ")
+        stdout.flush()
+        line = stdin.readline()
+        if not line:
+            return EOF
+        if line.strip().lower() == "q":
+            return None
+        if line.strip() in ("1", "2"):
+            return int(line.strip()) - 1
+        stdout.write("  type 1 or 2, then Enter\n")
+
+
+def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
+    """One episode for the person, then the agent on the same one; returns both regrets."""
+    agent, cfg = load_agent(path)
+    task = make_task(cfg.task)
+    draws = noise.draw(seed, noise.EVAL, 1, np.array([0]), task.trials, task.episode_draws, task.trial_draws)
+    state = task.reset(draws.episode)
+    regrets, rewards = [], []
+    stdout.write(f"{cfg.task.name}: {task.trials} trials, 2 choices. Find what pays.\n")
+    for t in range(task.trials):
+        choice = ask(t, task.trials, stdin, stdout)
+        if choice == EOF and t == 0:
+            stdout.write("\n")
+            return {"trials": 0, "input_ended": True}
+        if choice is None or choice == EOF:
+            break
+        step = task.step(state, torch.tensor([choice]), draws.trial[t])
+        state = step.state
+        regrets.append(step.regret.item())
+        rewards.append(step.reward.item())
+        where = ""
+        if isinstance(task, TwoStep):
+            reached = int(step.obs[0].argmax())
+            where = f"you reached state {'AB'[reached]} ({'common' if bool(step.state.common) else 'rare'}), "
+        stdout.write(f"  {where}reward {int(step.reward.item())}\n")
+    played = len(regrets)
+    if played == 0:
+        stdout.write("no trials played\n")
+        return {"trials": 0}
+    with torch.inference_mode():
+        agent_run = act(agent, task, draws, cfg.task.trial_input, with_values=False)
+    agent_regret = agent_run.regrets[:played, 0].sum().item()
+    if isinstance(task, TwoStep):
+        stdout.write(
+            "Choice 1 leads mostly to A, choice 2 mostly to B; the paying state swapped now and then.\n"
+        )
+    else:
+        probs = ", ".join(
+            f"arm {i + 1} paid with p = {p:.2f}" for i, p in enumerate(task.reset(draws.episode).probs[0])
+        )
+        stdout.write(f"Revealed: {probs}.\n")
+    result = {
+        "trials": played,
+        "your_reward": sum(rewards),
+        "your_regret": sum(regrets),
+        "agent_reward": agent_run.rewards[:played, 0].sum().item(),
+        "agent_regret": agent_regret,
+    }
+    stdout.write(
+        f"Over {played} trials: you earned {result['your_reward']:.0f}, expected regret "
+        f"{result['your_regret']:.2f}; the agent earned {result['agent_reward']:.0f}, expected regret "
+        f"{result['agent_regret']:.2f}.\n"
+    )
+    return result
+
+
+def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    parser = cli.Parser("dist_vpg.play", __doc__)
+    parser.add_argument("--task", choices=sorted(DEFAULT_CHECKPOINT), default="bandit")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="the agent to compare with (default: the pretrained one)"
+    )
+    parser.add_argument("--seed", type=cli.seed, help="which episode (default: a new one each time)")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else time.time_ns() % 2**31
+    if stdin is None or stdin.closed:
+        return cli.refuse(parser.name, NO_INPUT)
+    try:
+        result = play(args.checkpoint or DEFAULT_CHECKPOINT[args.task], seed, stdin, stdout)
+    except (checkpoint.CheckpointError, config.ConfigError) as e:
+        return cli.refuse(parser.name, str(e))
+    if result.get("input_ended"):
+        return cli.refuse(parser.name, NO_INPUT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

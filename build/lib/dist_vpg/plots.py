@@ -1,0 +1,95 @@
+"""Pictures of episodes, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+@contextmanager
+def saved_figure(path: Path, **subplots):
+    """(fig, axes) from plt.subplots(**subplots); on exit, laid out, saved to path as PNG, closed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(**subplots)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def episode_raster(actions: np.ndarray, rewards: np.ndarray, path: Path, title: str = "") -> Path:
+    """One row per episode, one cell per trial: colour = chosen action, dot = rewarded.
+
+    actions, rewards: [T, B].
+    """
+    actions, rewards = np.asarray(actions), np.asarray(rewards)
+    trials, episodes = actions.shape
+    with saved_figure(path, figsize=(8, max(2.5, min(12, 0.12 * episodes + 1)))) as (_, ax):
+        _draw_raster(
+            ax,
+            actions,
+            rewards,
+            title or f"{episodes} episodes, {trials} trials (colour: action; dot: rewarded)",
+        )
+    return path
+
+
+def _draw_raster(ax, actions: np.ndarray, rewards: np.ndarray, title: str) -> None:
+    ax.imshow(actions.T, aspect="auto", interpolation="nearest", cmap="tab10", vmin=0, vmax=9)
+    ep, tr = np.nonzero(rewards.T > 0)
+    ax.scatter(tr, ep, s=2, c="black", marker=".", linewidths=0)
+    ax.set(xlabel="trial", ylabel="episode", title=title)
+
+
+def curves(lines: dict[str, np.ndarray], ylabel: str, path: Path) -> Path:
+    """One line per player against the trial number."""
+    with saved_figure(path, figsize=(6, 4)) as (_, ax):
+        for name, y in lines.items():
+            ax.plot(np.arange(1, len(y) + 1), y, label=name, lw=2.5 if name == "agent" else 1.2)
+        ax.set(xlabel="trial", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return path
+
+
+def sorted_raster(actions: np.ndarray, rewards: np.ndarray, gap: np.ndarray | None, path: Path) -> Path:
+    """The episode raster with rows sorted by the arms' probability gap (bandits), at most 300 rows
+    taken evenly across the sorted episodes. actions, rewards: [T, N]; gap: [N] or None."""
+    episodes = actions.shape[1]
+    order = np.argsort(gap, kind="stable") if gap is not None else np.arange(episodes)
+    rows = order[np.linspace(0, episodes - 1, min(300, episodes)).round().astype(int)]
+    title = f"{len(rows)} of {episodes} episodes" + (
+        ", sorted by p0 - p1 (top: arm 1 better)" if gap is not None else ""
+    )
+    with saved_figure(path, figsize=(8, 7)) as (_, ax):
+        _draw_raster(ax, actions[:, rows], rewards[:, rows], title + "\ncolour: chosen action; dot: rewarded")
+    return path
+
+
+def stay_bars(found: dict[str, dict], paper: dict, path: Path) -> Path:
+    """Two-step stay probabilities by kind of previous trial, one bar group per kind: each player's
+    (found: {label: {kind: {"p", "sem"}}}, with 95% error bars) and the paper's."""
+    kinds = list(paper)
+    x = np.arange(len(kinds))
+    bars = len(found) + 1
+    width = 0.8 / bars
+    with saved_figure(path, figsize=(7, 4)) as (_, ax):
+        for i, (label, pattern) in enumerate(found.items()):
+            p = [pattern[k]["p"] for k in kinds]
+            err = [1.96 * pattern[k]["sem"] for k in kinds]
+            ax.bar(x + (i - (bars - 1) / 2) * width, p, width, yerr=err, capsize=3, label=label)
+        ax.bar(
+            x + (bars - 1) / 2 * width, [paper[k] for k in kinds], width, alpha=0.6, label="Wang et al. 2018"
+        )
+        ax.set_xticks(x, [k.replace("_", "\n") for k in kinds])
+        ax.set(ylabel="P(same first-stage choice)", ylim=(0, 1.05))
+        ax.legend(loc="upper center", fontsize=8)
+    return path

@@ -1,0 +1,124 @@
+"""Roll out a batch of episodes and return what the A2C loss needs, with gradients attached.
+
+`native` (dist_vpg/native) plays the whole batch in one C call and keeps what the backward needs, so
+nothing is replayed. `onepass` builds the gradient graph while acting, one LSTM cell step per trial.
+`twopass` acts under inference mode (no graph), then replays the recorded inputs through nn.LSTM's
+fused kernel. All three give the same gradients (tests/test_rollout.py, tests/test_native.py);
+onepass and twopass are the torch references, and twopass the fallback where native cannot build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from dist_vpg import native
+from dist_vpg.agent import Agent
+from dist_vpg.noise import Noise
+from dist_vpg.tasks import Task
+
+
+class Rollout(NamedTuple):
+    inputs: torch.Tensor  # [T, B, I] what the agent saw on each trial
+    actions: torch.Tensor  # [T, B] long
+    rewards: torch.Tensor  # [T, B]
+    regrets: torch.Tensor  # [T, B] expected regret of each choice
+    logits: torch.Tensor | None  # [T, B, A]
+    values: torch.Tensor | None  # [T, B]
+
+
+def input_size(task: Task, trial_input: bool) -> int:
+    """Observation, one-hot previous action, previous reward, and the trial index if fed."""
+    return task.obs_size + task.num_actions + 1 + int(trial_input)
+
+
+def sample_actions(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling: probs [B, A], u [B] uniform -> actions [B] long. The action is a pure
+    function of u, so the noise alone fixes it."""
+    return (u.unsqueeze(1) > probs.cumsum(dim=1)[:, :-1]).sum(dim=1)
+
+
+def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: bool = True) -> Rollout:
+    """Play T trials of B episodes in lockstep. Under grad mode, logits and values carry the graph."""
+    trials, batch = noise.action.shape
+    # Per-trial slices taken once: this loop runs T times per rollout, and every torch call in it
+    # costs microseconds of dispatch whatever the batch size.
+    action_noise, trial_noise = noise.action.unbind(0), noise.trial.unbind(0)
+    trial_index = (torch.arange(trials, dtype=torch.float32) / trials).view(trials, 1, 1).expand(-1, batch, 1)
+    trial_columns = trial_index.unbind(0) if trial_input else None
+    one_hot = torch.eye(task.num_actions)
+    policy_w, policy_b = agent.policy.weight, agent.policy.bias
+
+    # Everything is zero on the first trial: no observation, action or reward yet.
+    x = torch.zeros(batch, input_size(task, trial_input))
+    inputs, hs, logits, actions, rewards, regrets = [], [], [], [], [], []
+    task_state = task.reset(noise.episode)
+    lstm_state = agent.initial_state(batch)
+    for t in range(trials):
+        # A fresh x every trial rather than rows of one buffer written in place: autograd keeps
+        # each x for the backward pass, and views of one buffer share a version counter.
+        inputs.append(x)
+        lstm_state = agent.step(x, lstm_state)
+        if with_values:
+            hs.append(lstm_state.h)
+        logits.append(F.linear(lstm_state.h, policy_w, policy_b))
+        action = sample_actions(F.softmax(logits[-1].detach(), dim=-1), action_noise[t])
+        step = task.step(task_state, action, trial_noise[t])
+        task_state = step.state
+        actions.append(action)
+        rewards.append(step.reward)
+        regrets.append(step.regret)
+        if t + 1 < trials:
+            prev = [step.obs, one_hot[action], step.reward.unsqueeze(1)]
+            x = torch.cat(prev + [trial_columns[t + 1]] if trial_input else prev, dim=1)
+    values = agent.value(torch.stack(hs)).squeeze(-1) if with_values else None  # [T, B]
+    return Rollout(
+        torch.stack(inputs),
+        torch.stack(actions),
+        torch.stack(rewards),
+        torch.stack(regrets),
+        torch.stack(logits),
+        values,
+    )
+
+
+def usable_mode(mode: str, task: Task) -> tuple[str, str | None]:
+    """The mode this process can run, and a warning when it is not the one asked for: `native`
+    falls back to `twopass` where the native library cannot be built or loaded."""
+    reason = native.available(task) if mode == "native" else None
+    if reason is None:
+        return mode, None
+    return "twopass", (
+        f"train.rollout=native is unavailable: {reason}; training goes on with twopass (the same "
+        "gradients, about 2x slower). Install a C compiler (gcc) for native, or set "
+        "train.rollout=twopass to silence this"
+    )
+
+
+def rollout(
+    agent: Agent,
+    task: Task,
+    noise: Noise,
+    mode: str,
+    trial_input: bool,
+    replay: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> Rollout:
+    """One batch of episodes with gradients attached. `replay` is the module the twopass replay
+    goes through (a DDP wrapper, say); by default the agent itself."""
+    if mode == "onepass":
+        return act(agent, task, noise, trial_input)
+    if mode == "native":
+        played = native.act(agent, task, noise, trial_input)
+        logits, values = (replay or agent)(played.inputs, played)
+        return Rollout(played.inputs, played.actions, played.rewards, played.regrets, logits, values)
+    if mode != "twopass":
+        raise ValueError(f"unknown rollout mode {mode!r}")
+    with torch.inference_mode():
+        played = act(agent, task, noise, trial_input, with_values=False)
+    # Tensors made under inference mode cannot be saved for backward: leave it with copies.
+    inputs, actions, rewards, regrets = (x.clone() for x in played[:4])
+    logits, values = (replay or agent)(inputs)
+    return Rollout(inputs, actions, rewards, regrets, logits, values)

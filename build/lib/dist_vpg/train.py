@@ -1,0 +1,493 @@
+"""Train the meta-RL agent with A2C over ranks launched by torchrun (or in one plain process).
+
+torchrun --nproc_per_node N -m dist_vpg.train --config configs/FILE.yaml key=value ...
+python -m dist_vpg.train --config configs/smoke.yaml
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from dist_vpg import checkpoint, config, distributed, files, noise, pinning, resume, sync, tracker
+from dist_vpg.agent import Agent
+from dist_vpg.board import Board
+from dist_vpg.cli import Parser, refuse
+from dist_vpg.config import Config, ConfigError
+from dist_vpg.losses import a2c_loss
+from dist_vpg.metrics import Timings, Window
+from dist_vpg.plots import episode_raster
+from dist_vpg.rollout import input_size, rollout, usable_mode
+from dist_vpg.tasks import make_task
+from dist_vpg.validation import Validation
+
+PEEK_FILE = "PEEK"  # create it in a running job's run_dir for a picture of the next batch
+GIVE_UP_GRACE_S = 2.0  # after a collective fails: time for the other ranks' failures to be told
+STOP_POLL = 10  # updates between the ranks' agreement on whether a signal asked them to stop
+
+
+def main(cfg: Config) -> dict:
+    """Run one training job on this rank; returns the run summary (the same on every rank)."""
+    world = distributed.world_from_env()
+    config.check_world(cfg, world.world_size)
+    config.check_memory(cfg, world.world_size, world.local_world_size, psutil.virtual_memory().available)
+    plan = pinning.plan(world.local_rank, world.local_world_size, cfg.cpu.affinity, cfg.cpu.threads)
+    pinning.apply(plan)  # before the first torch operation
+    if cfg.cpu.retain_freed:
+        pinning.retain_freed_memory()
+    # The tracker's server is forked by rank 0 before gloo starts threads of its own.
+    server = start_tracker(cfg.tracker) if world.is_main and cfg.tracker.enabled else None
+    try:
+        distributed.init(world, cfg.sync.timeout_s)
+        with resume.StopRequest() as stop:
+            return train(cfg, world, plan, server, stop)
+    finally:
+        distributed.shutdown()
+        if isinstance(server, tuple):  # (manager, address, authkey); a string is a failed start
+            server[0].shutdown()
+
+
+def train(
+    cfg: Config, world: distributed.World, plan: pinning.Plan, server, stop: resume.StopRequest
+) -> dict:
+    # Rank 0 alone touches the run directory and reads the checkpoint to resume from; every rank
+    # learns the outcome (the checkpoint's state too: other nodes may not share rank 0's disk).
+    outcome = distributed.broadcast_object(prepare_run_dir(cfg) if world.is_main else None)
+    if isinstance(outcome, Exception):
+        raise outcome
+    run_dir, resumed, warnings, initial = Path(outcome[0]), outcome[1], outcome[2], outcome[3]
+    board = Board(run_dir, cfg.log, cfg.train.updates, enabled=world.is_main)
+    for line in gather_plans(plan, world) + [f"warning: {w}" for w in warnings]:
+        board.say(f"dist_vpg: {line}")
+    shared = connect_tracker(cfg.tracker, world, server, board.say)
+
+    torch.manual_seed(cfg.seed)
+    task = make_task(cfg.task)
+    mode = agreed_rollout_mode(cfg.train.rollout, task, world, board.say)
+    agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
+    optimizer = make_optimizer(cfg, agent)
+    start, train_s = 0, 0.0
+    if initial is not None and resumed is None:
+        agent.load_state_dict(initial)
+        board.say(f"dist_vpg: starting from the weights of {cfg.train.init_from}")
+    if resumed is not None:
+        # One rank restores the one tracker; the collectives below keep reports until it has.
+        restored_tracker = shared if world.is_main else None
+        start, train_s = (
+            resume.restore(resumed, agent, optimizer, restored_tracker),
+            resumed.get("train_s", 0.0),
+        )
+        board.say(f"dist_vpg: resuming from {resumed['path']} (update {start})")
+    strategy = sync.make_strategy(cfg.sync.strategy, agent, cfg.sync)
+    compared_optimizer = optimizer if strategy.owns_optimizer_everywhere else None
+    sync.broadcast_initial(agent, compared_optimizer)
+    model = strategy.wrap()
+
+    tr, accumulate = cfg.train, cfg.sync.accumulate
+    share = tr.batch_episodes // world.world_size  # episodes per rank per rollout
+    loss_args = dict(lam=tr.gae_lambda, beta_v=tr.beta_v, value_scale=tr.value_scale)
+    timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
+    zero_grads = ZeroGradTrap(board.say)
+    validation = Validation(cfg, task, world, run_dir, board)
+    validation.forget_after(start)
+    board.say(
+        f"dist_vpg: {world.world_size} rank(s), {mode} rollout, sync {strategy.name}, {tr.updates} "
+        f"updates of {tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
+    )
+    clock, stopped_by = time.perf_counter() - train_s, None
+
+    def checkpoint_now() -> None:  # rank 0, at the update `done` the loop has reached
+        save_checkpoint(
+            run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock
+        )
+
+    with collective_timeouts_named(shared, world, cfg.sync.timeout_s):
+        for update in range(start, tr.updates):
+            optimizer.zero_grad(set_to_none=False)
+            beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
+            gamma = linear_schedule(tr.gamma, tr.gamma_final, update, tr.updates)
+            lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            peek = world.is_main and (run_dir / PEEK_FILE).exists()
+            played_episodes, played_return = 0, 0.0
+            for k in range(accumulate):
+                with timings.phase("rollout"):
+                    ids = episode_ids(world.rank, k, accumulate, share)
+                    draws = noise.draw(
+                        cfg.seed, noise.TRAIN, update, ids, task.trials, task.episode_draws, task.trial_draws
+                    )
+                    batch = rollout(agent, task, draws, mode, cfg.task.trial_input, replay=model)
+                    loss = a2c_loss(
+                        batch.logits,
+                        batch.values,
+                        batch.actions,
+                        batch.rewards,
+                        **loss_args,
+                        gamma=gamma,
+                        beta_e=beta_e,
+                    )
+                # Only the last backward of an accumulation may start DDP's reduction.
+                with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
+                    (loss.total / accumulate).backward()
+                episodes, ret = window.add(batch, loss)
+                played_episodes, played_return = played_episodes + episodes, played_return + ret
+                if peek and k == 0:
+                    save_peek(run_dir, batch, update + 1, board.say)
+            if cfg.sync.measure_wait:
+                with timings.phase("sync_wait"):
+                    torch.distributed.barrier()
+            with timings.phase("step"):
+                result = strategy.step(optimizer, tr.max_grad_norm)
+            timings.add("sync", result.sync_s)
+            skips.record(result.applied)  # raises on every rank alike after too many in a row
+            done = update + 1
+            with timings.phase("tracker"):
+                shared.report(world.rank, done, played_episodes, played_return)
+
+            if cfg.sync.check_every and (done % cfg.sync.check_every == 0 or done == tr.updates):
+                strategy.agree()
+                sync.check_in_sync(agent, compared_optimizer)
+            logging_now = done % cfg.log.every == 0 or done == tr.updates
+            line, postfix = "", {}
+            if logging_now:
+                figures = window.report(task.trials)  # a collective: every rank takes part
+                snap = shared.snapshot() if world.is_main else None
+                phases = timings.window_medians()
+                ema = snap["ema_return"] if snap else figures["return"]
+                line = log_line(done, tr.updates, figures, ema, skips.total, window)
+                postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
+                board.scalars(
+                    done,
+                    scalar_groups(
+                        figures,
+                        snap,
+                        phases,
+                        result,
+                        tr,
+                        dict(lr=lr, beta_e=beta_e, gamma=gamma),
+                        strategy.name,
+                        skips.total,
+                        cfg.task.name == "bandit",
+                    ),
+                )
+                if world.is_main:
+                    zero_grads.check(agent, done)
+            if cfg.log.histograms_every and done % cfg.log.histograms_every == 0:
+                board.histograms(done, agent)
+            board.progress(done, line, postfix)
+            if validation.due(done):
+                strategy.agree()
+                eval_started = time.perf_counter()
+                validation.run(agent, done, eval_started - clock)
+                clock += time.perf_counter() - eval_started  # training time leaves evaluation out
+            if done % STOP_POLL == 0 and distributed.all_sum([float(stop.requested)])[0] > 0:
+                stopped_by = done
+            if done % cfg.checkpoint.every == 0 or done == tr.updates or stopped_by:
+                strategy.agree()
+                files.written_by_main(world, checkpoint_now)  # every rank stops alike if it fails
+            if stopped_by:
+                board.say(
+                    f"dist_vpg: stopped by a signal after update {done}; checkpoint saved, "
+                    "go on with train.resume=auto"
+                )
+                break
+
+    strategy.agree()
+    summary = window.summary()
+    summary.update(
+        run_dir=str(run_dir),
+        strategy=strategy.name,
+        world_size=world.world_size,
+        updates=tr.updates,
+        resumed_from=start,
+        last_update=stopped_by or tr.updates,
+        skipped_updates=skips.total,
+        phase_median_s=timings.medians(),
+        tracker=shared.snapshot() if world.is_main else None,
+        params_crc32=sync.checksum(agent, None),
+    )
+    if world.is_main:
+        files.atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run_dir}")
+    board.close()
+    return summary
+
+
+@contextmanager
+def collective_timeouts_named(shared, world: distributed.World, timeout_s: float):
+    """gloo's timeout error says only "Timed out waiting ...". Every rank whose collective fails
+    tells the tracker so; after a moment for the others to do the same, the ranks that never did are
+    the ones that hung, and the timeout names them."""
+    try:
+        yield
+    except RuntimeError as e:
+        shared.give_up(world.rank)
+        if "Timed out" not in str(e):
+            raise
+        time.sleep(GIVE_UP_GRACE_S)
+        message = tracker.explain_timeout(shared.snapshot(), world.world_size, timeout_s)
+        raise distributed.CollectiveTimeout(message) from None
+
+
+def episode_ids(rank: int, k: int, accumulate: int, share: int) -> np.ndarray:
+    """Global indices of the episodes rank `rank` plays in rollout k of an update. The update's
+    batch_episodes * accumulate episodes are split into contiguous blocks, one per rank, each cut into
+    `accumulate` rollouts: any world size and accumulation covers the same episodes."""
+    first = (rank * accumulate + k) * share
+    return np.arange(first, first + share)
+
+
+def make_optimizer(cfg: Config, agent: Agent) -> torch.optim.Optimizer:
+    if cfg.train.optimizer == "adam":
+        return torch.optim.Adam(agent.parameters(), lr=cfg.train.lr)
+    if cfg.train.optimizer == "sgd":  # plain SGD: the reference under which local_sgd is exact
+        return torch.optim.SGD(agent.parameters(), lr=cfg.train.lr)
+    return torch.optim.RMSprop(agent.parameters(), lr=cfg.train.lr, alpha=0.99, eps=1e-5)
+
+
+def linear_schedule(start: float, final: float, update: int, updates: int) -> float:
+    """start at the first update, final at the last, linear between; constant when final < 0."""
+    if final < 0 or updates <= 1:
+        return start
+    return start + update / (updates - 1) * (final - start)
+
+
+def agreed_rollout_mode(asked: str, task, world: distributed.World, say) -> str:
+    """The rollout mode every rank runs: native only if every rank can, else twopass on all (the
+    same gradients; mixing the two would break N ranks reproducing 1 by float rounding). Rank 0
+    says why once."""
+    mode, warning = usable_mode(asked, task)
+    warnings = [None] * world.world_size
+    torch.distributed.all_gather_object(warnings, warning)
+    found = [w for w in warnings if w]
+    if found:
+        say(
+            f"dist_vpg: warning: {found[0]}"
+            + (f" (on {len(found)} of {world.world_size} ranks)" if world.world_size > 1 else "")
+        )
+        return "twopass"
+    return mode
+
+
+def gather_plans(plan: pinning.Plan, world: distributed.World) -> list[str]:
+    """Every rank's thread plan, for rank 0 to log."""
+    plans = [None] * world.world_size
+    torch.distributed.all_gather_object(plans, (world.rank, plan.describe(), plan.warning))
+    lines = [f"rank {rank}: {text}" for rank, text, _ in plans]
+    lines += [f"warning: {warning}" for warning in dict.fromkeys(w for _, _, w in plans if w)]
+    return lines
+
+
+def start_tracker(cfg: config.TrackerConfig):
+    """Rank 0: (manager, address, authkey), or the error as a string to hand to every rank."""
+    host, port = tracker.resolve_address(cfg.host, cfg.port)
+    try:
+        return tracker.start_server(host, port, cfg.smoothing)
+    except tracker.TrackerError as e:
+        return str(e)
+
+
+def connect_tracker(cfg: config.TrackerConfig, world: distributed.World, server, say):
+    """Every rank's client. The address and the random authkey travel over the process group,
+    never through a log. A required tracker that any rank cannot reach stops every rank."""
+    if not cfg.enabled:
+        return tracker.NoTracker()
+    info = server if not world.is_main or isinstance(server, str) else (server[1], server[2])
+    info = distributed.broadcast_object(info)
+    client, error = tracker.NoTracker(), info if isinstance(info, str) else None
+    if error is None:
+        try:
+            client = tracker.TrackerClient(info[0], info[1], cfg.required, cfg.timeout_s, warn=print)
+            error = client.error
+        except tracker.TrackerError as e:
+            error = str(e)
+    reached = distributed.all_sum([0.0 if error else 1.0])[0]
+    if reached < world.world_size and cfg.required:
+        raise tracker.TrackerError(
+            error
+            or f"the tracker is unreachable from {world.world_size - reached:.0f} "
+            "other rank(s) (tracker.required=false runs without it)"
+        )
+    if error and world.is_main:
+        say(f"dist_vpg: warning: {error}; going on without the tracker")
+    return client
+
+
+def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str], dict | None] | Exception:
+    """Create the run directory and write the resolved config: (run_dir, the checkpoint state to
+    resume from or None, warnings, the weights of train.init_from or None). A run_dir that holds
+    checkpoints is refused unless train.resume=auto; a refused start changes nothing in it."""
+    run_dir = Path(cfg.run_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
+    state, warnings = None, []
+    try:
+        initial = resume.initial_weights(cfg)
+    except checkpoint.CheckpointError as e:
+        return e
+    if checkpoint.existing(run_dir):
+        if cfg.train.resume != "auto":
+            return ConfigError(
+                f"run_dir: {run_dir} already holds checkpoints; choose another run_dir, "
+                "or go on from them with train.resume=auto"
+            )
+        try:
+            state, warnings = resume.newest_valid(run_dir, cfg)
+        except checkpoint.CheckpointError as e:
+            return e
+        if state is None:
+            return checkpoint.CheckpointError(
+                f"{run_dir}: train.resume=auto, but none of its checkpoints loads ({'; '.join(warnings)})"
+            )
+    try:
+        files.writable_dir(run_dir, "run_dir")
+    except ConfigError as e:
+        return e
+    resolved = dataclasses.replace(cfg, run_dir=str(run_dir))
+    try:
+        files.atomic_write(run_dir / "config.yaml", config.to_yaml(resolved))
+    except files.WriteError as e:
+        return e
+    return str(run_dir), state, warnings, initial
+
+
+def save_checkpoint(
+    run_dir: Path,
+    cfg: Config,
+    update: int,
+    agent: Agent,
+    optimizer: torch.optim.Optimizer,
+    tracker_state: dict | None,
+    train_s: float = 0.0,
+) -> Path:
+    return checkpoint.save(
+        run_dir,
+        {
+            "update": update,
+            "model": agent.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "config": config.to_dict(cfg),
+            "rng": {"torch": torch.get_rng_state()},
+            "tracker": tracker_state,
+            "train_s": train_s,
+        },
+    )
+
+
+def save_peek(run_dir: Path, batch, update: int, say) -> None:
+    """Picture rank 0's share of this batch, then remove the PEEK file that asked for it."""
+    path = run_dir / f"peek-{update:08d}.png"
+    episode_raster(
+        batch.actions.numpy(),
+        batch.rewards.numpy(),
+        path,
+        title=f"update {update}: {batch.actions.shape[1]} episodes of rank 0 (colour: action; dot: rewarded)",
+    )
+    (run_dir / PEEK_FILE).unlink(missing_ok=True)
+    say(f"dist_vpg: peek saved to {path}")
+
+
+class ZeroGradTrap:
+    """Warns, once per parameter, when a parameter's whole gradient is zero: a sign of a broken graph
+    (a forward that bypassed a module, a detached input) rather than of small gradients."""
+
+    def __init__(self, say):
+        self.say = say
+        self.warned: set[str] = set()
+
+    def check(self, agent: torch.nn.Module, update: int) -> list[str]:
+        zero = [n for n, p in agent.named_parameters() if p.grad is not None and not p.grad.any()]
+        for name in zero:
+            if name not in self.warned:
+                self.warned.add(name)
+                self.say(f"dist_vpg: warning: the gradient of {name} is all zeros (update {update})")
+        return zero
+
+
+def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, window: Window) -> str:
+    return (
+        f"update {done}/{updates} | episodes {int(window.totals[0]):,} | return {figures['return']:.2f} "
+        f"(ema {ema:.2f}) | regret {figures['regret']:.2f} | entropy {figures['entropy_per_trial']:.3f} | "
+        f"{figures['steps_per_s']:,.0f} steps/s" + (f" | skipped {skipped}" if skipped else "")
+    )
+
+
+def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, bandit: bool) -> dict:
+    """TensorBoard scalars by group; see README, "TensorBoard". `schedule`: this update's scheduled
+    values (lr, beta_e, gamma)."""
+    norm = result.grad_norm
+    clipped = min(norm, tr.max_grad_norm) if tr.max_grad_norm > 0 else norm
+    charts = {
+        "episode_return": figures["return"],
+        "entropy_per_trial": figures["entropy_per_trial"],
+        **schedule,
+    }
+    if snap:
+        charts.update(
+            episode_return_ema=snap["ema_return"],
+            best_return=snap["best_return"],
+            episodes_total=snap["episodes_total"],
+        )
+    if bandit:  # on bandits regret is the yardstick; on the two-step task, return
+        charts["regret"] = figures["regret"]
+    ms = {name: 1e3 * s for name, s in phases.items()}
+    perf = {f"{name}_ms": v for name, v in ms.items() if name != "step"}
+    if "step" in ms:
+        perf["optimizer_ms"] = ms["step"] - ms.get("sync", 0.0)
+    perf["steps_per_s"] = figures["steps_per_s"]
+    return {
+        "charts": charts,
+        "losses": {
+            "policy": figures["policy_loss"],
+            "value": figures["value_loss"],
+            "entropy": figures["entropy"],
+            "total": figures["total_loss"],
+            "grad_norm": norm,
+            "grad_norm_clipped": clipped,
+        },
+        # No sync figure where no collective was timed (DDP's run inside backward; local_sgd
+        # between averages): a NaN scalar only draws a gap and a warning.
+        "comm": {"skipped_updates": skipped}
+        | ({f"{strategy}_sync_ms": ms["sync"]} if "sync" in ms else {})
+        | ({f"{strategy}_wait_ms": ms["sync_wait"]} if "sync_wait" in ms else {}),
+        "perf": perf,
+    }
+
+
+def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
+    parser = Parser("dist_vpg.train", __doc__)
+    parser.add_argument(
+        "--config",
+        help="YAML file in configs/ (default: the dataclass defaults, "
+        "which are configs/bandit_independent.yaml)",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.lr=0.001 seed=3")
+    args = parser.parse_intermixed_args(argv)
+    return args.config, args.overrides
+
+
+def cli(argv: list[str] | None = None) -> int:
+    path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = config.load(path, overrides)
+        main(cfg)
+    except (
+        ConfigError,
+        tracker.TrackerError,
+        checkpoint.CheckpointError,
+        distributed.CollectiveTimeout,
+        files.WriteError,
+    ) as e:
+        return refuse("dist_vpg.train", f"{'config error: ' if isinstance(e, ConfigError) else ''}{e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
