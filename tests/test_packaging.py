@@ -1,5 +1,6 @@
 """What `pip install .` gives: every subpackage, the native kernels' source, and the console commands."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,19 +14,13 @@ COMMANDS = ("dist-vpg-train", "dist-vpg-evaluate", "dist-vpg-play", "dist-vpg-in
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        str(out),
-        str(ROOT),
-    ]
+    """Built from a copy of the sources: setuptools leaves build/ behind where it builds."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    shutil.copytree(ROOT / "dist_vpg", source / "dist_vpg", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    cmd = [*pip, "-w", str(out), str(source)]
     built = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     (path,) = out.glob("dist_vpg-*.whl")
