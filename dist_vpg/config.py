@@ -21,6 +21,7 @@ TASKS = ("bandit", "two_step")
 BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
 ROLLOUT_MODES = ("native", "twopass", "onepass")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+SIGNALS = ("reward", "regret")
 PROGRESS = ("auto", "bar", "lines")
 RESUME = ("never", "auto")
 SYNC_STRATEGIES = (
@@ -97,6 +98,13 @@ class TrainConfig:
     beta_e: float = 0.05
     beta_e_final: float = -1.0
     max_grad_norm: float = 50.0  # 0 disables clipping
+    # What the loss is trained on: `reward`, the reward each trial paid; or `regret`, minus the
+    # trial's expected regret (the chosen action's expected reward minus the best one's). Both have
+    # the same best policy and the same policy gradient in expectation, for any gamma; `regret`
+    # drops the reward's sampling noise and the episode-to-episode spread of the task's payouts,
+    # which the agent can neither control nor foresee (losses.training_signal). It uses the task's
+    # hidden parameters, which only the trainer sees: the agent's inputs are the same either way.
+    signal: str = "reward"
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.
     resume: str = "never"
@@ -322,6 +330,7 @@ def check(cfg: Config) -> None:
     _require(tr.batch_episodes >= 1, "train.batch_episodes", "must be >= 1")
     _choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
     _choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
+    _choice(tr.signal, "train.signal", SIGNALS)
     _require(tr.lr > 0, "train.lr", "must be > 0")
     _require(tr.lr_final < 0 or tr.lr_final <= tr.lr, "train.lr_final", "must be <= train.lr (< 0: constant)")
     _require(0.0 <= tr.gamma <= 1.0, "train.gamma", "must lie in [0, 1]")

@@ -37,6 +37,25 @@ def horizons(length: int, gamma: float) -> torch.Tensor:
     return discounted_sum(torch.ones(length, 1, dtype=torch.float64), gamma)[:, 0]
 
 
+def training_signal(rewards: torch.Tensor, regrets: torch.Tensor, signal: str) -> torch.Tensor:
+    """What the loss learns from [T, B]: the rewards paid (`reward`) or minus the expected regrets.
+
+    -regret[t] = E[r_t | task, a_t] - max_a E[r | task, a]. The first term has the reward's
+    expectation given everything up to the action, so it leaves the policy gradient's expectation
+    unchanged (a reward r_k enters the gradient only through score terms of trials t <= k, which
+    are fixed before r_k is drawn); the second is a constant of the episode, which no policy can
+    change, so the best policy for any discount is the same (and as a baseline that does not depend
+    on the action it biases no gradient). What goes is noise: a 100-trial undiscounted return has a
+    standard deviation of about 24 between independent-arm episodes through the payouts alone,
+    while the regret it carries is a few trials' worth.
+    """
+    if signal == "reward":
+        return rewards
+    if signal == "regret":
+        return -regrets
+    raise ValueError(f"unknown training signal {signal!r}")
+
+
 def advantages(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """GAE(lambda) advantages [T, B]. Episodes end after T trials, so nothing is bootstrapped past
     the last one: V(s_T) = 0. With lam = 1 this is the discounted return minus V."""

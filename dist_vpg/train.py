@@ -22,7 +22,7 @@ from dist_vpg.agent import Agent
 from dist_vpg.board import Board
 from dist_vpg.cli import Parser, refuse
 from dist_vpg.config import Config, ConfigError
-from dist_vpg.losses import a2c_loss
+from dist_vpg.losses import a2c_loss, training_signal
 from dist_vpg.metrics import Timings, Window
 from dist_vpg.plots import episode_raster
 from dist_vpg.rollout import input_size, rollout, usable_mode
@@ -130,7 +130,7 @@ def train(
                         batch.logits,
                         batch.values,
                         batch.actions,
-                        batch.rewards,
+                        training_signal(batch.rewards, batch.regrets, tr.signal),
                         **loss_args,
                         gamma=gamma,
                         beta_e=beta_e,

@@ -1,7 +1,11 @@
+import itertools
+
 import numpy as np
+import pytest
 import torch
 
-from dist_vpg.losses import a2c_loss, advantages, discounted_sum, horizons
+from dist_vpg.agent import Agent
+from dist_vpg.losses import a2c_loss, advantages, discounted_sum, horizons, training_signal
 
 
 def _reference_gae(rewards, values, gamma, lam):
@@ -118,3 +122,83 @@ def test_uniform_policy_has_maximal_entropy():
         0.05,
     )
     assert torch.allclose(loss.entropy, torch.tensor(4 * np.log(2), dtype=torch.float32))
+
+
+def _every_episode(probs: tuple[float, float], trials: int):
+    """Every (actions, rewards) history of a 2-armed bandit with arm probabilities `probs`, as the
+    agent's inputs [T, N, 3] (one-hot previous action, previous reward), actions and rewards [T, N],
+    regrets [T, N] and the chance of the rewards given the actions [N]."""
+    histories = list(itertools.product(itertools.product((0, 1), repeat=2), repeat=trials))
+    n = len(histories)
+    actions = torch.tensor([[a for a, _ in h] for h in histories]).T  # [T, N]
+    rewards = torch.tensor([[float(r) for _, r in h] for h in histories], dtype=torch.float64).T
+    p = torch.tensor(probs, dtype=torch.float64)
+    chosen = p[actions]
+    inputs = torch.zeros(trials, n, 3, dtype=torch.float64)
+    inputs[1:, :, :2] = torch.nn.functional.one_hot(actions[:-1], 2).double()
+    inputs[1:, :, 2] = rewards[:-1]
+    reward_chance = torch.where(rewards > 0, chosen, 1 - chosen).prod(0)
+    return inputs, actions, rewards, p.max() - chosen, reward_chance
+
+
+def _flat_gradient(loss, agent):
+    grads = torch.autograd.grad(loss, list(agent.parameters()), allow_unused=True)
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).flatten() for g, p in zip(grads, agent.parameters())]
+    )
+
+
+def _expected_gradient(agent, inputs, actions, signal, reward_chance, gamma):
+    """The A2C policy gradient's exact expectation: each history's loss weighted by its chance."""
+    logits, values = agent(inputs)
+    with torch.no_grad():
+        chance = (
+            torch.softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1).prod(0) * reward_chance
+        )
+    expected_loss = sum(
+        chance[k]
+        * a2c_loss(
+            logits[:, k : k + 1],
+            values[:, k : k + 1],
+            actions[:, k : k + 1],
+            signal[:, k : k + 1],
+            gamma,
+            1.0,
+            0.0,
+            0.0,
+        ).total
+        for k in range(len(chance))
+    )
+    return _flat_gradient(expected_loss, agent), chance
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.9])
+def test_regret_signal_leaves_the_expected_policy_gradient_unchanged(gamma):
+    """Summed exactly over every history of a 3-trial bandit, the policy gradient is the same whether
+    the loss sees the rewards paid or minus the expected regrets; at gamma 1 both are the gradient
+    of the expected return itself, and + regret (the wrong sign) is not."""
+    torch.manual_seed(0)
+    agent = Agent(3, 2, hidden=5).double()
+    torch.nn.init.normal_(agent.policy.weight, std=0.5)
+    inputs, actions, rewards, regrets, reward_chance = _every_episode((0.3, 0.8), 3)
+    by_reward, weight = _expected_gradient(
+        agent, inputs, actions, training_signal(rewards, regrets, "reward"), reward_chance, gamma
+    )
+    by_regret, _ = _expected_gradient(
+        agent, inputs, actions, training_signal(rewards, regrets, "regret"), reward_chance, gamma
+    )
+    assert weight.sum().item() == pytest.approx(1.0)
+    assert by_reward.norm() > 1e-3
+    torch.testing.assert_close(by_regret, by_reward, rtol=1e-9, atol=1e-12)
+    wrong_sign, _ = _expected_gradient(agent, inputs, actions, regrets, reward_chance, gamma)
+    assert (wrong_sign - by_reward).norm() > 0.1 * by_reward.norm()
+    if gamma == 1.0:  # the score-function estimate is the exact gradient of -E[return]
+        logits, _ = agent(inputs)
+        chance = torch.softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1).prod(0)
+        expected_return = (chance * reward_chance * rewards.sum(0)).sum()
+        torch.testing.assert_close(by_reward, _flat_gradient(-expected_return, agent), rtol=1e-9, atol=1e-12)
+
+
+def test_training_signal_refuses_an_unknown_name():
+    with pytest.raises(ValueError, match="unknown training signal 'cost'"):
+        training_signal(torch.zeros(2, 1), torch.zeros(2, 1), "cost")
