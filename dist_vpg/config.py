@@ -83,20 +83,21 @@ class TrainConfig:
     init_from: str = ""
     optimizer: str = "rmsprop"
     # Schedules: each *_final is the value at the last update, reached linearly; < 0 keeps it
-    # constant. The defaults are the settings of configs/bandit_independent.yaml; the dependent and
-    # two-step configs add value_scale, GAE(0.95) and the lr and beta_e schedules, which there take
-    # the agent to the Bayes-optimal floor. README, "Learning": what each change bought where.
+    # constant. The defaults are the settings of configs/bandit_independent.yaml: learn from the
+    # regret (`signal`), with the discount rising from 0.9 to 1 (the objective the tasks are scored
+    # on), the entropy bonus falling from 0.05 and the lr from 1e-3. README, "Learning": what each
+    # change bought, and the settings of the dependent and two-step configs.
     lr: float = 1e-3
-    lr_final: float = -1.0
+    lr_final: float = 1e-4
     gamma: float = 0.9
-    gamma_final: float = -1.0
+    gamma_final: float = 1.0
     gae_lambda: float = 1.0
     beta_v: float = 0.05
-    # The value head predicts the return per (discounted) trial left, in [0, 1], rather than the
-    # return itself: the critic fits returns of any horizon with small weights.
-    value_scale: bool = False
+    # The value head predicts the return per (discounted) trial left rather than the return itself:
+    # the critic fits returns of any horizon with small weights.
+    value_scale: bool = True
     beta_e: float = 0.05
-    beta_e_final: float = -1.0
+    beta_e_final: float = 0.01
     max_grad_norm: float = 50.0  # 0 disables clipping
     # What the loss is trained on: `reward`, the reward each trial paid; or `regret`, minus the
     # trial's expected regret (the chosen action's expected reward minus the best one's). Both have
@@ -104,7 +105,12 @@ class TrainConfig:
     # drops the reward's sampling noise and the episode-to-episode spread of the task's payouts,
     # which the agent can neither control nor foresee (losses.training_signal). It uses the task's
     # hidden parameters, which only the trainer sees: the agent's inputs are the same either way.
-    signal: str = "reward"
+    signal: str = "regret"
+    # Episodes that play one task draw, side by side in a rollout. With K > 1 each episode's
+    # advantages are taken relative to the others' on its task (losses.a2c_loss): what the task's
+    # hidden parameters alone make the critic get wrong cancels. Rollouts of each rank must hold
+    # whole groups.
+    episodes_per_task: int = 1
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.
     resume: str = "never"
@@ -209,7 +215,13 @@ def from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
 # Keys added after checkpoints were already being written, with the value every run had before them.
 # A checkpoint's config that lacks one was trained with that value, not with today's default.
 ADDED_LATER = {
-    "train": {"gamma_final": -1.0, "value_scale": False, "init_from": ""},
+    "train": {
+        "gamma_final": -1.0,
+        "value_scale": False,
+        "init_from": "",
+        "signal": "reward",
+        "episodes_per_task": 1,
+    },
     "sync": {"measure_wait": False},
 }
 
@@ -331,8 +343,19 @@ def check(cfg: Config) -> None:
     _choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
     _choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
     _choice(tr.signal, "train.signal", SIGNALS)
+    _require(tr.episodes_per_task >= 1, "train.episodes_per_task", "must be >= 1")
+    _require(
+        tr.batch_episodes % tr.episodes_per_task == 0,
+        "train.episodes_per_task",
+        f"{tr.episodes_per_task} does not divide train.batch_episodes={tr.batch_episodes}",
+    )
     _require(tr.lr > 0, "train.lr", "must be > 0")
-    _require(tr.lr_final < 0 or tr.lr_final <= tr.lr, "train.lr_final", "must be <= train.lr (< 0: constant)")
+    _require(
+        tr.lr_final < 0 or tr.lr_final <= tr.lr,
+        "train.lr_final",
+        f"{tr.lr_final:g} is above train.lr={tr.lr:g}: the schedule only decays; set train.lr_final "
+        "as well (-1 keeps the lr constant)",
+    )
     _require(0.0 <= tr.gamma <= 1.0, "train.gamma", "must lie in [0, 1]")
     _require(tr.gamma_final <= 1.0, "train.gamma_final", "must lie in [0, 1] (< 0: constant gamma)")
     _require(0.0 <= tr.gae_lambda <= 1.0, "train.gae_lambda", "must lie in [0, 1]")
@@ -389,6 +412,13 @@ def check_world(cfg: Config, world_size: int) -> None:
         cfg.train.batch_episodes % world_size == 0,
         "train.batch_episodes",
         f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks",
+    )
+    share, k = cfg.train.batch_episodes // world_size, cfg.train.episodes_per_task
+    _require(
+        share % k == 0,
+        "train.episodes_per_task",
+        f"each of the {world_size} rank(s) plays {share} episodes a rollout, which groups of {k} "
+        "episodes per task do not fill evenly",
     )
 
 

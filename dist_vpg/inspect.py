@@ -19,7 +19,7 @@ import torch
 
 from dist_vpg import checkpoint, cli, config, noise
 from dist_vpg.agent import Agent
-from dist_vpg.losses import a2c_loss
+from dist_vpg.losses import a2c_loss, training_signal
 from dist_vpg.rollout import input_size, rollout, usable_mode
 from dist_vpg.tasks import make_task
 
@@ -42,20 +42,22 @@ def component_gradients(agent: Agent, cfg: config.Config, seed: int) -> dict[str
     """{component: {parameter name: gradient}} for policy, value, entropy and total, on one batch."""
     task = make_task(cfg.task)
     tr = cfg.train
+    ids = np.arange(tr.batch_episodes)
     draws = noise.draw(
-        seed, noise.EVAL, 0, np.arange(tr.batch_episodes), task.trials, task.episode_draws, task.trial_draws
+        seed, noise.EVAL, 0, ids, task.trials, task.episode_draws, task.trial_draws, tr.episodes_per_task
     )
     batch = rollout(agent, task, draws, usable_mode(tr.rollout, task)[0], cfg.task.trial_input)
     loss = a2c_loss(
         batch.logits,
         batch.values,
         batch.actions,
-        batch.rewards,
+        training_signal(batch.rewards, batch.regrets, tr.signal),
         tr.gamma,
         tr.gae_lambda,
         tr.beta_v,
         tr.beta_e,
         value_scale=tr.value_scale,
+        episodes_per_task=tr.episodes_per_task,
     )
     parts = {
         "policy": loss.policy,

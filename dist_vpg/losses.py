@@ -64,6 +64,13 @@ def advantages(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: f
     return discounted_sum(deltas, gamma * lam)
 
 
+def relative_to_task(adv: torch.Tensor, k: int) -> torch.Tensor:
+    """adv [T, B] with B in groups of k consecutive episodes -> each minus its group's others' mean:
+    a_i - (S - a_i) / (k - 1) = k / (k - 1) * (a_i - S / k)."""
+    grouped = adv.view(adv.shape[0], -1, k)
+    return ((grouped - grouped.mean(-1, keepdim=True)) * (k / (k - 1))).view_as(adv)
+
+
 def a2c_loss(
     logits: torch.Tensor,
     values: torch.Tensor,
@@ -74,6 +81,7 @@ def a2c_loss(
     beta_v: float,
     beta_e: float,
     value_scale: bool = False,
+    episodes_per_task: int = 1,
 ) -> LossTerms:
     """A2C loss of a batch of episodes: summed over the T trials, averaged over the B episodes.
 
@@ -83,13 +91,22 @@ def a2c_loss(
     With `value_scale`, the value head's output is a return per trial left: V = horizons * values,
     and the critic's error is measured in the same unit, (target - V) / horizon. Undiscounted returns
     run up to the number of trials (100); per trial left they stay in [0, 1] at every trial, so one
-    head of small weights fits them, and the value loss cannot swamp the policy's.
+    head of small weights fits them, and the value loss cannot swamp the policy's. (Per trial left
+    they lie in [0, 1] for rewards, in [-1, 0] for the regret signal.)
+
+    With `episodes_per_task` = K > 1, episodes K*g .. K*g + K - 1 of the batch play one task: each
+    episode's advantage becomes its own minus the mean of the K - 1 others' at the same trial. The
+    others' play does not depend on this episode's actions, so no gradient is biased; what they share
+    with it (how hard the task is, which the critic cannot see) cancels. The critic's target is
+    unchanged.
     """
     scale = horizons(values.shape[0], gamma).to(values.dtype).unsqueeze(1) if value_scale else None
     v = values * scale if value_scale else values
     with torch.no_grad():
         adv = advantages(rewards, v, gamma, lam)
         target = adv + v
+        if episodes_per_task > 1:
+            adv = relative_to_task(adv, episodes_per_task)
     log_probs = F.log_softmax(logits, dim=-1)  # [T, B, A]
     chosen = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [T, B]
     policy = -(chosen * adv).sum(0).mean()

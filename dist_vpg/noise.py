@@ -66,11 +66,15 @@ def draw(
     trials: int,
     episode_draws: int,
     trial_draws: int,
+    episodes_per_task: int = 1,
 ) -> Noise:
-    """The noise of episodes `episodes` (global indices) of `update`."""
+    """The noise of episodes `episodes` (global indices) of `update`. With episodes_per_task = K,
+    episodes K*g .. K*g + K - 1 meet the same task (its parameters are drawn for g), each with its
+    own rewards and action noise."""
     key = (seed, split, update)
+    tasks = np.asarray(episodes) // episodes_per_task
     return Noise(
-        episode=uniforms((*key, _EPISODE), episodes, 1, episode_draws)[0],
+        episode=uniforms((*key, _EPISODE), tasks, 1, episode_draws)[0],
         trial=uniforms((*key, _TRIAL), episodes, trials, trial_draws),
         action=uniforms((*key, _ACTION), episodes, trials, 1)[..., 0],
     )

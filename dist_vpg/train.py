@@ -93,7 +93,12 @@ def train(
 
     tr, accumulate = cfg.train, cfg.sync.accumulate
     share = tr.batch_episodes // world.world_size  # episodes per rank per rollout
-    loss_args = dict(lam=tr.gae_lambda, beta_v=tr.beta_v, value_scale=tr.value_scale)
+    loss_args = dict(
+        lam=tr.gae_lambda,
+        beta_v=tr.beta_v,
+        value_scale=tr.value_scale,
+        episodes_per_task=tr.episodes_per_task,
+    )
     timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
     zero_grads = ZeroGradTrap(board.say)
     validation = Validation(cfg, task, world, run_dir, board)
@@ -123,7 +128,14 @@ def train(
                 with timings.phase("rollout"):
                     ids = episode_ids(world.rank, k, accumulate, share)
                     draws = noise.draw(
-                        cfg.seed, noise.TRAIN, update, ids, task.trials, task.episode_draws, task.trial_draws
+                        cfg.seed,
+                        noise.TRAIN,
+                        update,
+                        ids,
+                        task.trials,
+                        task.episode_draws,
+                        task.trial_draws,
+                        tr.episodes_per_task,
                     )
                     batch = rollout(agent, task, draws, mode, cfg.task.trial_input, replay=model)
                     loss = a2c_loss(

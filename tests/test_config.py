@@ -44,6 +44,10 @@ def test_dotted_overrides_are_typed():
         ("train.lr=inf", "train.lr"),  # passes "> 0": finite is checked everywhere first
         ("train.gamma=nan", "train.gamma"),
         ("train.beta_e_final=-inf", "train.beta_e_final"),
+        ("train.lr=1e-5", "train.lr_final"),  # below the default schedule's end, 1e-4
+        ("train.signal=reward_to_go", "train.signal"),
+        ("train.episodes_per_task=0", "train.episodes_per_task"),
+        ("train.episodes_per_task=3", "train.episodes_per_task"),  # 128 episodes are not groups of 3
         ("tracker.timeout_s=.inf", "tracker.timeout_s"),
         ("seed=1180591620717411303424", "seed"),  # 2**70: beyond what torch and the noise take
         ("eval.episodes=99999999999999999999999", "eval.episodes"),
@@ -66,8 +70,13 @@ def test_impossible_combinations():
         config.load(None, ["task.arms=3", "task.distribution=hard"])
     with pytest.raises(ConfigError, match="^sync.strategy"):
         config.load(None, ["sync.strategy=ddp", "train.rollout=onepass"])
+    with pytest.raises(ConfigError, match=r"^train.lr_final: 0.0001 is above train.lr=1e-05: .* \(-1 keeps"):
+        config.load(None, ["train.lr=1e-5"])
+    assert config.load(None, ["train.lr=1e-5", "train.lr_final=-1"]).train.lr == 1e-5
     with pytest.raises(ConfigError, match="^train.batch_episodes"):
         config.check_world(config.load(None, ["train.batch_episodes=5"]), 2)
+    with pytest.raises(ConfigError, match="^train.episodes_per_task: each of the 4 rank.* plays 4 episodes"):
+        config.check_world(config.load(None, ["train.batch_episodes=16", "train.episodes_per_task=8"]), 4)
 
 
 def test_memory_is_estimated_before_anything_is_allocated():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dist_vpg.agent import Agent
-from dist_vpg.losses import a2c_loss, advantages, discounted_sum, horizons, training_signal
+from dist_vpg.losses import a2c_loss, advantages, discounted_sum, horizons, relative_to_task, training_signal
 
 
 def _reference_gae(rewards, values, gamma, lam):
@@ -202,3 +202,44 @@ def test_regret_signal_leaves_the_expected_policy_gradient_unchanged(gamma):
 def test_training_signal_refuses_an_unknown_name():
     with pytest.raises(ValueError, match="unknown training signal 'cost'"):
         training_signal(torch.zeros(2, 1), torch.zeros(2, 1), "cost")
+
+
+def test_relative_to_task_subtracts_the_other_episodes_mean():
+    adv = torch.tensor([[1.0, 3.0, 5.0, 0.0, 0.0, 6.0]])  # two tasks of 3 episodes
+    expected = [[1 - 4, 3 - 3, 5 - 2, 0 - 3, 0 - 3, 6 - 0]]
+    torch.testing.assert_close(relative_to_task(adv, 3), torch.tensor(expected, dtype=torch.float32))
+
+
+def test_episodes_sharing_a_task_leave_the_expected_policy_gradient_unchanged():
+    """Two episodes on one task, each advantage taken relative to the other's: summed exactly over
+    every pair of 2-trial histories, the expected gradient is that of independent episodes."""
+    torch.manual_seed(1)
+    agent = Agent(3, 2, hidden=4).double()
+    torch.nn.init.normal_(agent.policy.weight, std=0.5)
+    torch.nn.init.normal_(agent.value.weight, std=0.5)  # a critic that is wrong, as critics are
+    inputs, actions, rewards, regrets, reward_chance = _every_episode((0.2, 0.7), 2)
+    signal = training_signal(rewards, regrets, "regret")
+    alone, chance = _expected_gradient(agent, inputs, actions, signal, reward_chance, 1.0)
+    n = len(chance)
+    first, second = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)
+    pairs = torch.stack([first, second], 1).flatten()  # [2 n^2]: (i, j) side by side
+    logits, values = agent(inputs[:, pairs])
+    expected_loss = sum(
+        chance[i]
+        * chance[j]
+        * a2c_loss(
+            logits[:, 2 * k : 2 * k + 2],
+            values[:, 2 * k : 2 * k + 2],
+            actions[:, [i, j]],
+            signal[:, [i, j]],
+            1.0,
+            1.0,
+            0.0,
+            0.0,
+            episodes_per_task=2,
+        ).total
+        for k, (i, j) in enumerate(zip(first.tolist(), second.tolist()))
+    )
+    together = _flat_gradient(expected_loss, agent)
+    assert alone.norm() > 1e-3
+    torch.testing.assert_close(together, alone, rtol=1e-9, atol=1e-12)

@@ -40,3 +40,15 @@ def test_draw_splits_train_from_eval():
     evaluation = noise.draw(0, noise.EVAL, 0, **kw)
     assert train.episode.shape == (8, 2) and train.trial.shape == (5, 8, 1) and train.action.shape == (5, 8)
     assert not torch.equal(train.trial, evaluation.trial)
+
+
+def test_episodes_per_task_share_the_task_and_nothing_else():
+    ids = np.arange(8, 16)
+    alone = noise.draw(3, noise.TRAIN, 5, ids, 10, 2, 1)
+    grouped = noise.draw(3, noise.TRAIN, 5, ids, 10, 2, 1, episodes_per_task=4)
+    for g in range(2):  # episodes 8-11 play task 2, episodes 12-15 task 3
+        block = grouped.episode[4 * g : 4 * g + 4]
+        assert torch.equal(block, block[:1].expand(4, -1))
+        assert torch.equal(block[0], noise.draw(3, noise.TRAIN, 5, np.array([2 + g]), 10, 2, 1).episode[0])
+    assert not torch.equal(grouped.episode[0], grouped.episode[4])
+    assert torch.equal(grouped.trial, alone.trial) and torch.equal(grouped.action, alone.action)
