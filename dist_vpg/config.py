@@ -76,7 +76,7 @@ class TrainConfig:
     updates: int = 8000
     # Global episodes per rollout round, split evenly over the ranks. One update sees
     # batch_episodes * sync.accumulate episodes.
-    batch_episodes: int = 128
+    batch_episodes: int = 256
     rollout: str = "native"
     # A checkpoint whose weights this run starts from (not its optimizer, schedule or update
     # count): fine-tuning a trained agent under another objective. "" starts from random weights.
