@@ -1,0 +1,24 @@
+"""examples/quickstart.ipynb runs top to bottom in a real kernel and draws its figures inline."""
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_quickstart_notebook_executes_and_shows_its_figures(monkeypatch):
+    monkeypatch.setenv("QUICKSTART_EPISODES", "500")  # the kernel inherits it: a quicker run
+    nb = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
+    NotebookClient(
+        nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
+    ).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert len(images) == 3  # regret curves, raster, stay bars
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "bayes_optimal" in text and "agent" in text and "rewarded_rare" in text
+    table = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if "±" in line}
+    assert table["bayes_optimal"] < table["agent"] < table["thompson"] < table["random"]
