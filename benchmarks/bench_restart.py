@@ -51,7 +51,7 @@ def checkpoint_ms(saves: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         for update in range(1, saves + 1):
             started = time.perf_counter()
-            train.save_checkpoint(Path(tmp), cfg, update, agent, optimizer, None)
+            checkpoint.save_training_state(Path(tmp), cfg, update, agent, optimizer, None)
             times.append(time.perf_counter() - started)
     return 1e3 * statistics.median(times)
 

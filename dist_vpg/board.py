@@ -10,10 +10,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from dist_vpg.config import LogConfig
+
+if TYPE_CHECKING:
+    from dist_vpg.metrics import Window
 
 
 class Board:
@@ -118,3 +122,53 @@ class EventFile:
 
     def close(self) -> None:
         self.events.close()
+
+
+def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, window: Window) -> str:
+    return (
+        f"update {done}/{updates} | episodes {int(window.totals[0]):,} | return {figures['return']:.2f} "
+        f"(ema {ema:.2f}) | regret {figures['regret']:.2f} | entropy {figures['entropy_per_trial']:.3f} | "
+        f"{figures['steps_per_s']:,.0f} steps/s" + (f" | skipped {skipped}" if skipped else "")
+    )
+
+
+def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, bandit: bool) -> dict:
+    """TensorBoard scalars by group; see README, "TensorBoard". `schedule`: this update's scheduled
+    values (lr, beta_e, gamma)."""
+    norm = result.grad_norm
+    clipped = min(norm, tr.max_grad_norm) if tr.max_grad_norm > 0 else norm
+    charts = {
+        "episode_return": figures["return"],
+        "entropy_per_trial": figures["entropy_per_trial"],
+        **schedule,
+    }
+    if snap:
+        charts.update(
+            episode_return_ema=snap["ema_return"],
+            best_return=snap["best_return"],
+            episodes_total=snap["episodes_total"],
+        )
+    if bandit:  # on bandits regret is the yardstick; on the two-step task, return
+        charts["regret"] = figures["regret"]
+    ms = {name: 1e3 * s for name, s in phases.items()}
+    perf = {f"{name}_ms": v for name, v in ms.items() if name != "step"}
+    if "step" in ms:
+        perf["optimizer_ms"] = ms["step"] - ms.get("sync", 0.0)
+    perf["steps_per_s"] = figures["steps_per_s"]
+    return {
+        "charts": charts,
+        "losses": {
+            "policy": figures["policy_loss"],
+            "value": figures["value_loss"],
+            "entropy": figures["entropy"],
+            "total": figures["total_loss"],
+            "grad_norm": norm,
+            "grad_norm_clipped": clipped,
+        },
+        # No sync figure where no collective was timed (DDP's run inside backward; local_sgd
+        # between averages): a NaN scalar only draws a gap and a warning.
+        "comm": {"skipped_updates": skipped}
+        | ({f"{strategy}_sync_ms": ms["sync"]} if "sync" in ms else {})
+        | ({f"{strategy}_wait_ms": ms["sync_wait"]} if "sync_wait" in ms else {}),
+        "perf": perf,
+    }

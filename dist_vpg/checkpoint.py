@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dist_vpg import files
+from dist_vpg import config, files
 
 FORMAT = "dist_vpg/1"
 KEEP = 2  # newest checkpoints kept; older ones are deleted once a newer one is complete
@@ -85,3 +85,27 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def save_training_state(
+    run_dir: Path,
+    cfg: config.Config,
+    update: int,
+    agent: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tracker_state: dict | None,
+    train_s: float = 0.0,
+) -> Path:
+    """The state a run resumes from: weights, optimizer, config, RNG, tracker and training time."""
+    return save(
+        run_dir,
+        {
+            "update": update,
+            "model": agent.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "config": config.to_dict(cfg),
+            "rng": {"torch": torch.get_rng_state()},
+            "tracker": tracker_state,
+            "train_s": train_s,
+        },
+    )

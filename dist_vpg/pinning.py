@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import psutil
 import torch
 
+from dist_vpg import distributed
 from dist_vpg.config import ConfigError
 
 OPENMP_AFFINITY_VARS = ("GOMP_CPU_AFFINITY", "KMP_AFFINITY", "OMP_PROC_BIND")
@@ -107,3 +108,12 @@ def retain_freed_memory() -> bool:
     if mallopt is None:
         return False
     return all(mallopt(param, RETAIN_BYTES) == 1 for param in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD))
+
+
+def gather_plans(plan: Plan, world: distributed.World) -> list[str]:
+    """Every rank's thread plan, for rank 0 to log."""
+    plans = [None] * world.world_size
+    torch.distributed.all_gather_object(plans, (world.rank, plan.describe(), plan.warning))
+    lines = [f"rank {rank}: {text}" for rank, text, _ in plans]
+    lines += [f"warning: {warning}" for warning in dict.fromkeys(w for _, _, w in plans if w)]
+    return lines

@@ -93,3 +93,19 @@ def stay_bars(found: dict[str, dict], paper: dict, path: Path) -> Path:
         ax.set(ylabel="P(same first-stage choice)", ylim=(0, 1.05))
         ax.legend(loc="upper center", fontsize=8)
     return path
+
+
+PEEK_FILE = "PEEK"  # create it in a running job's run_dir for a picture of the next batch
+
+
+def save_peek(run_dir: Path, batch, update: int, say) -> None:
+    """Picture rank 0's share of this batch, then remove the PEEK file that asked for it."""
+    path = run_dir / f"peek-{update:08d}.png"
+    episode_raster(
+        batch.actions.numpy(),
+        batch.rewards.numpy(),
+        path,
+        title=f"update {update}: {batch.actions.shape[1]} episodes of rank 0 (colour: action; dot: rewarded)",
+    )
+    (run_dir / PEEK_FILE).unlink(missing_ok=True)
+    say(f"dist_vpg: peek saved to {path}")

@@ -8,14 +8,16 @@ its update with the same model, optimizer, RNG and tracker state. Episodes are a
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
+import time
 from pathlib import Path
 
 import torch
 
-from dist_vpg import checkpoint, config
-from dist_vpg.config import Config
+from dist_vpg import checkpoint, config, files
+from dist_vpg.config import Config, ConfigError
 
 # Keys that must agree between a checkpoint and the run resuming from it: the weights' shapes and
 # the episodes' meaning. Everything else (updates, logging, sync strategy) may change on resume.
@@ -107,3 +109,39 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal is not None
+
+
+def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str], dict | None] | Exception:
+    """Create the run directory and write the resolved config: (run_dir, the checkpoint state to
+    resume from or None, warnings, the weights of train.init_from or None). A run_dir that holds
+    checkpoints is refused unless train.resume=auto; a refused start changes nothing in it."""
+    run_dir = Path(cfg.run_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
+    state, warnings = None, []
+    try:
+        initial = initial_weights(cfg)
+    except checkpoint.CheckpointError as e:
+        return e
+    if checkpoint.existing(run_dir):
+        if cfg.train.resume != "auto":
+            return ConfigError(
+                f"run_dir: {run_dir} already holds checkpoints; choose another run_dir, "
+                "or go on from them with train.resume=auto"
+            )
+        try:
+            state, warnings = newest_valid(run_dir, cfg)
+        except checkpoint.CheckpointError as e:
+            return e
+        if state is None:
+            return checkpoint.CheckpointError(
+                f"{run_dir}: train.resume=auto, but none of its checkpoints loads ({'; '.join(warnings)})"
+            )
+    try:
+        files.writable_dir(run_dir, "run_dir")
+    except ConfigError as e:
+        return e
+    resolved = dataclasses.replace(cfg, run_dir=str(run_dir))
+    try:
+        files.atomic_write(run_dir / "config.yaml", config.to_yaml(resolved))
+    except files.WriteError as e:
+        return e
+    return str(run_dir), state, warnings, initial

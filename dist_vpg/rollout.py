@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from dist_vpg import native
+from dist_vpg import distributed, native
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.tasks import Task
@@ -122,3 +122,20 @@ def rollout(
     inputs, actions, rewards, regrets = (x.clone() for x in played[:4])
     logits, values = (replay or agent)(inputs)
     return Rollout(inputs, actions, rewards, regrets, logits, values)
+
+
+def agreed_mode(asked: str, task, world: distributed.World, say) -> str:
+    """The rollout mode every rank runs: native only if every rank can, else twopass on all (the
+    same gradients; mixing the two would break N ranks reproducing 1 by float rounding). Rank 0
+    says why once."""
+    mode, warning = usable_mode(asked, task)
+    warnings = [None] * world.world_size
+    torch.distributed.all_gather_object(warnings, warning)
+    found = [w for w in warnings if w]
+    if found:
+        say(
+            f"dist_vpg: warning: {found[0]}"
+            + (f" (on {len(found)} of {world.world_size} ranks)" if world.world_size > 1 else "")
+        )
+        return "twopass"
+    return mode

@@ -16,8 +16,12 @@ import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from multiprocessing.managers import BaseManager
 from typing import Any
+
+from dist_vpg import distributed
+from dist_vpg.config import TrackerConfig
 
 CONNECT_TIMEOUT_S = 10.0  # default for connecting and for each call that waits for an answer
 
@@ -289,3 +293,58 @@ def resolve_address(host: str, port: int) -> tuple[str, int]:
     host = host or env.get("DIST_VPG_TRACKER_HOST") or env.get("MASTER_ADDR") or "127.0.0.1"
     port = port or int(env.get("DIST_VPG_TRACKER_PORT", "0") or 0)
     return host, port
+
+
+# after a collective fails: time for the other ranks' failures to be told
+GIVE_UP_GRACE_S = 2.0
+
+
+def start_for_run(cfg: TrackerConfig):
+    """Rank 0: (manager, address, authkey), or the error as a string to hand to every rank."""
+    host, port = resolve_address(cfg.host, cfg.port)
+    try:
+        return start_server(host, port, cfg.smoothing)
+    except TrackerError as e:
+        return str(e)
+
+
+def connect(cfg: TrackerConfig, world: distributed.World, server, say):
+    """Every rank's client. The address and the random authkey travel over the process group,
+    never through a log. A required tracker that any rank cannot reach stops every rank."""
+    if not cfg.enabled:
+        return NoTracker()
+    info = server if not world.is_main or isinstance(server, str) else (server[1], server[2])
+    info = distributed.broadcast_object(info)
+    client, error = NoTracker(), info if isinstance(info, str) else None
+    if error is None:
+        try:
+            client = TrackerClient(info[0], info[1], cfg.required, cfg.timeout_s, warn=print)
+            error = client.error
+        except TrackerError as e:
+            error = str(e)
+    reached = distributed.all_sum([0.0 if error else 1.0])[0]
+    if reached < world.world_size and cfg.required:
+        raise TrackerError(
+            error
+            or f"the tracker is unreachable from {world.world_size - reached:.0f} "
+            "other rank(s) (tracker.required=false runs without it)"
+        )
+    if error and world.is_main:
+        say(f"dist_vpg: warning: {error}; going on without the tracker")
+    return client
+
+
+@contextmanager
+def timeouts_named(shared, world: distributed.World, timeout_s: float):
+    """gloo's timeout error says only "Timed out waiting ...". Every rank whose collective fails
+    tells the tracker so; after a moment for the others to do the same, the ranks that never did are
+    the ones that hung, and the timeout names them."""
+    try:
+        yield
+    except RuntimeError as e:
+        shared.give_up(world.rank)
+        if "Timed out" not in str(e):
+            raise
+        time.sleep(GIVE_UP_GRACE_S)
+        message = explain_timeout(shared.snapshot(), world.world_size, timeout_s)
+        raise distributed.CollectiveTimeout(message) from None

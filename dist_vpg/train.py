@@ -6,31 +6,27 @@ python -m dist_vpg.train --config configs/smoke.yaml
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import psutil
 import torch
 
-from dist_vpg import checkpoint, config, distributed, files, noise, pinning, resume, sync, tracker
+from dist_vpg import checkpoint, config, distributed, files, noise, pinning, plots, resume, sync, tracker
 from dist_vpg.agent import Agent
-from dist_vpg.board import Board
+from dist_vpg.board import Board, log_line, scalar_groups
 from dist_vpg.cli import Parser, refuse
 from dist_vpg.config import Config, ConfigError
 from dist_vpg.losses import a2c_loss, training_signal
 from dist_vpg.metrics import Timings, Window
-from dist_vpg.plots import episode_raster
-from dist_vpg.rollout import input_size, rollout, usable_mode
+from dist_vpg.rollout import agreed_mode, input_size, rollout
 from dist_vpg.tasks import make_task
 from dist_vpg.validation import Validation
 
-PEEK_FILE = "PEEK"  # create it in a running job's run_dir for a picture of the next batch
-GIVE_UP_GRACE_S = 2.0  # after a collective fails: time for the other ranks' failures to be told
 STOP_POLL = 10  # updates between the ranks' agreement on whether a signal asked them to stop
 
 
@@ -44,7 +40,7 @@ def main(cfg: Config) -> dict:
     if cfg.cpu.retain_freed:
         pinning.retain_freed_memory()
     # The tracker's server is forked by rank 0 before gloo starts threads of its own.
-    server = start_tracker(cfg.tracker) if world.is_main and cfg.tracker.enabled else None
+    server = tracker.start_for_run(cfg.tracker) if world.is_main and cfg.tracker.enabled else None
     try:
         distributed.init(world, cfg.sync.timeout_s)
         with resume.StopRequest() as stop:
@@ -60,18 +56,18 @@ def train(
 ) -> dict:
     # Rank 0 alone touches the run directory and reads the checkpoint to resume from; every rank
     # learns the outcome (the checkpoint's state too: other nodes may not share rank 0's disk).
-    outcome = distributed.broadcast_object(prepare_run_dir(cfg) if world.is_main else None)
+    outcome = distributed.broadcast_object(resume.prepare_run_dir(cfg) if world.is_main else None)
     if isinstance(outcome, Exception):
         raise outcome
     run_dir, resumed, warnings, initial = Path(outcome[0]), outcome[1], outcome[2], outcome[3]
     board = Board(run_dir, cfg.log, cfg.train.updates, enabled=world.is_main)
-    for line in gather_plans(plan, world) + [f"warning: {w}" for w in warnings]:
+    for line in pinning.gather_plans(plan, world) + [f"warning: {w}" for w in warnings]:
         board.say(f"dist_vpg: {line}")
-    shared = connect_tracker(cfg.tracker, world, server, board.say)
+    shared = tracker.connect(cfg.tracker, world, server, board.say)
 
     torch.manual_seed(cfg.seed)
     task = make_task(cfg.task)
-    mode = agreed_rollout_mode(cfg.train.rollout, task, world, board.say)
+    mode = agreed_mode(cfg.train.rollout, task, world, board.say)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
     optimizer = make_optimizer(cfg, agent)
     start, train_s = 0, 0.0
@@ -100,7 +96,7 @@ def train(
         episodes_per_task=tr.episodes_per_task,
     )
     timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
-    zero_grads = ZeroGradTrap(board.say)
+    zero_grads = sync.ZeroGradTrap(board.say)
     validation = Validation(cfg, task, world, run_dir, board)
     validation.forget_after(start)
     board.say(
@@ -110,11 +106,11 @@ def train(
     clock, stopped_by = time.perf_counter() - train_s, None
 
     def checkpoint_now() -> None:  # rank 0, at the update `done` the loop has reached
-        save_checkpoint(
+        checkpoint.save_training_state(
             run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock
         )
 
-    with collective_timeouts_named(shared, world, cfg.sync.timeout_s):
+    with tracker.timeouts_named(shared, world, cfg.sync.timeout_s):
         for update in range(start, tr.updates):
             optimizer.zero_grad(set_to_none=False)
             beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
@@ -122,7 +118,7 @@ def train(
             lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            peek = world.is_main and (run_dir / PEEK_FILE).exists()
+            peek = world.is_main and (run_dir / plots.PEEK_FILE).exists()
             played_episodes, played_return = 0, 0.0
             for k in range(accumulate):
                 with timings.phase("rollout"):
@@ -153,7 +149,7 @@ def train(
                 episodes, ret = window.add(batch, loss)
                 played_episodes, played_return = played_episodes + episodes, played_return + ret
                 if peek and k == 0:
-                    save_peek(run_dir, batch, update + 1, board.say)
+                    plots.save_peek(run_dir, batch, update + 1, board.say)
             if cfg.sync.measure_wait:
                 with timings.phase("sync_wait"):
                     torch.distributed.barrier()
@@ -234,22 +230,6 @@ def train(
     return summary
 
 
-@contextmanager
-def collective_timeouts_named(shared, world: distributed.World, timeout_s: float):
-    """gloo's timeout error says only "Timed out waiting ...". Every rank whose collective fails
-    tells the tracker so; after a moment for the others to do the same, the ranks that never did are
-    the ones that hung, and the timeout names them."""
-    try:
-        yield
-    except RuntimeError as e:
-        shared.give_up(world.rank)
-        if "Timed out" not in str(e):
-            raise
-        time.sleep(GIVE_UP_GRACE_S)
-        message = tracker.explain_timeout(shared.snapshot(), world.world_size, timeout_s)
-        raise distributed.CollectiveTimeout(message) from None
-
-
 def episode_ids(rank: int, k: int, accumulate: int, share: int) -> np.ndarray:
     """Global indices of the episodes rank `rank` plays in rollout k of an update. The update's
     batch_episodes * accumulate episodes are split into contiguous blocks, one per rank, each cut into
@@ -271,206 +251,6 @@ def linear_schedule(start: float, final: float, update: int, updates: int) -> fl
     if final < 0 or updates <= 1:
         return start
     return start + update / (updates - 1) * (final - start)
-
-
-def agreed_rollout_mode(asked: str, task, world: distributed.World, say) -> str:
-    """The rollout mode every rank runs: native only if every rank can, else twopass on all (the
-    same gradients; mixing the two would break N ranks reproducing 1 by float rounding). Rank 0
-    says why once."""
-    mode, warning = usable_mode(asked, task)
-    warnings = [None] * world.world_size
-    torch.distributed.all_gather_object(warnings, warning)
-    found = [w for w in warnings if w]
-    if found:
-        say(
-            f"dist_vpg: warning: {found[0]}"
-            + (f" (on {len(found)} of {world.world_size} ranks)" if world.world_size > 1 else "")
-        )
-        return "twopass"
-    return mode
-
-
-def gather_plans(plan: pinning.Plan, world: distributed.World) -> list[str]:
-    """Every rank's thread plan, for rank 0 to log."""
-    plans = [None] * world.world_size
-    torch.distributed.all_gather_object(plans, (world.rank, plan.describe(), plan.warning))
-    lines = [f"rank {rank}: {text}" for rank, text, _ in plans]
-    lines += [f"warning: {warning}" for warning in dict.fromkeys(w for _, _, w in plans if w)]
-    return lines
-
-
-def start_tracker(cfg: config.TrackerConfig):
-    """Rank 0: (manager, address, authkey), or the error as a string to hand to every rank."""
-    host, port = tracker.resolve_address(cfg.host, cfg.port)
-    try:
-        return tracker.start_server(host, port, cfg.smoothing)
-    except tracker.TrackerError as e:
-        return str(e)
-
-
-def connect_tracker(cfg: config.TrackerConfig, world: distributed.World, server, say):
-    """Every rank's client. The address and the random authkey travel over the process group,
-    never through a log. A required tracker that any rank cannot reach stops every rank."""
-    if not cfg.enabled:
-        return tracker.NoTracker()
-    info = server if not world.is_main or isinstance(server, str) else (server[1], server[2])
-    info = distributed.broadcast_object(info)
-    client, error = tracker.NoTracker(), info if isinstance(info, str) else None
-    if error is None:
-        try:
-            client = tracker.TrackerClient(info[0], info[1], cfg.required, cfg.timeout_s, warn=print)
-            error = client.error
-        except tracker.TrackerError as e:
-            error = str(e)
-    reached = distributed.all_sum([0.0 if error else 1.0])[0]
-    if reached < world.world_size and cfg.required:
-        raise tracker.TrackerError(
-            error
-            or f"the tracker is unreachable from {world.world_size - reached:.0f} "
-            "other rank(s) (tracker.required=false runs without it)"
-        )
-    if error and world.is_main:
-        say(f"dist_vpg: warning: {error}; going on without the tracker")
-    return client
-
-
-def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str], dict | None] | Exception:
-    """Create the run directory and write the resolved config: (run_dir, the checkpoint state to
-    resume from or None, warnings, the weights of train.init_from or None). A run_dir that holds
-    checkpoints is refused unless train.resume=auto; a refused start changes nothing in it."""
-    run_dir = Path(cfg.run_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
-    state, warnings = None, []
-    try:
-        initial = resume.initial_weights(cfg)
-    except checkpoint.CheckpointError as e:
-        return e
-    if checkpoint.existing(run_dir):
-        if cfg.train.resume != "auto":
-            return ConfigError(
-                f"run_dir: {run_dir} already holds checkpoints; choose another run_dir, "
-                "or go on from them with train.resume=auto"
-            )
-        try:
-            state, warnings = resume.newest_valid(run_dir, cfg)
-        except checkpoint.CheckpointError as e:
-            return e
-        if state is None:
-            return checkpoint.CheckpointError(
-                f"{run_dir}: train.resume=auto, but none of its checkpoints loads ({'; '.join(warnings)})"
-            )
-    try:
-        files.writable_dir(run_dir, "run_dir")
-    except ConfigError as e:
-        return e
-    resolved = dataclasses.replace(cfg, run_dir=str(run_dir))
-    try:
-        files.atomic_write(run_dir / "config.yaml", config.to_yaml(resolved))
-    except files.WriteError as e:
-        return e
-    return str(run_dir), state, warnings, initial
-
-
-def save_checkpoint(
-    run_dir: Path,
-    cfg: Config,
-    update: int,
-    agent: Agent,
-    optimizer: torch.optim.Optimizer,
-    tracker_state: dict | None,
-    train_s: float = 0.0,
-) -> Path:
-    return checkpoint.save(
-        run_dir,
-        {
-            "update": update,
-            "model": agent.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "config": config.to_dict(cfg),
-            "rng": {"torch": torch.get_rng_state()},
-            "tracker": tracker_state,
-            "train_s": train_s,
-        },
-    )
-
-
-def save_peek(run_dir: Path, batch, update: int, say) -> None:
-    """Picture rank 0's share of this batch, then remove the PEEK file that asked for it."""
-    path = run_dir / f"peek-{update:08d}.png"
-    episode_raster(
-        batch.actions.numpy(),
-        batch.rewards.numpy(),
-        path,
-        title=f"update {update}: {batch.actions.shape[1]} episodes of rank 0 (colour: action; dot: rewarded)",
-    )
-    (run_dir / PEEK_FILE).unlink(missing_ok=True)
-    say(f"dist_vpg: peek saved to {path}")
-
-
-class ZeroGradTrap:
-    """Warns, once per parameter, when a parameter's whole gradient is zero: a sign of a broken graph
-    (a forward that bypassed a module, a detached input) rather than of small gradients."""
-
-    def __init__(self, say):
-        self.say = say
-        self.warned: set[str] = set()
-
-    def check(self, agent: torch.nn.Module, update: int) -> list[str]:
-        zero = [n for n, p in agent.named_parameters() if p.grad is not None and not p.grad.any()]
-        for name in zero:
-            if name not in self.warned:
-                self.warned.add(name)
-                self.say(f"dist_vpg: warning: the gradient of {name} is all zeros (update {update})")
-        return zero
-
-
-def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, window: Window) -> str:
-    return (
-        f"update {done}/{updates} | episodes {int(window.totals[0]):,} | return {figures['return']:.2f} "
-        f"(ema {ema:.2f}) | regret {figures['regret']:.2f} | entropy {figures['entropy_per_trial']:.3f} | "
-        f"{figures['steps_per_s']:,.0f} steps/s" + (f" | skipped {skipped}" if skipped else "")
-    )
-
-
-def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, bandit: bool) -> dict:
-    """TensorBoard scalars by group; see README, "TensorBoard". `schedule`: this update's scheduled
-    values (lr, beta_e, gamma)."""
-    norm = result.grad_norm
-    clipped = min(norm, tr.max_grad_norm) if tr.max_grad_norm > 0 else norm
-    charts = {
-        "episode_return": figures["return"],
-        "entropy_per_trial": figures["entropy_per_trial"],
-        **schedule,
-    }
-    if snap:
-        charts.update(
-            episode_return_ema=snap["ema_return"],
-            best_return=snap["best_return"],
-            episodes_total=snap["episodes_total"],
-        )
-    if bandit:  # on bandits regret is the yardstick; on the two-step task, return
-        charts["regret"] = figures["regret"]
-    ms = {name: 1e3 * s for name, s in phases.items()}
-    perf = {f"{name}_ms": v for name, v in ms.items() if name != "step"}
-    if "step" in ms:
-        perf["optimizer_ms"] = ms["step"] - ms.get("sync", 0.0)
-    perf["steps_per_s"] = figures["steps_per_s"]
-    return {
-        "charts": charts,
-        "losses": {
-            "policy": figures["policy_loss"],
-            "value": figures["value_loss"],
-            "entropy": figures["entropy"],
-            "total": figures["total_loss"],
-            "grad_norm": norm,
-            "grad_norm_clipped": clipped,
-        },
-        # No sync figure where no collective was timed (DDP's run inside backward; local_sgd
-        # between averages): a NaN scalar only draws a gap and a warning.
-        "comm": {"skipped_updates": skipped}
-        | ({f"{strategy}_sync_ms": ms["sync"]} if "sync" in ms else {})
-        | ({f"{strategy}_wait_ms": ms["sync_wait"]} if "sync_wait" in ms else {}),
-        "perf": perf,
-    }
 
 
 def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:

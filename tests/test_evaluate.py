@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import config, distributed, evaluate, train
+from dist_vpg import checkpoint, config, distributed, evaluate, train
 from dist_vpg.agent import Agent
 from dist_vpg.rollout import input_size
 from dist_vpg.tasks import make_task
@@ -25,7 +25,7 @@ def make_checkpoint(directory, overrides) -> str:
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
     optimizer = train.make_optimizer(cfg, agent)
     directory.mkdir(parents=True)
-    return str(train.save_checkpoint(directory, cfg, 1, agent, optimizer, None))
+    return str(checkpoint.save_training_state(directory, cfg, 1, agent, optimizer, None))
 
 
 def test_bandit_outputs(tmp_path):

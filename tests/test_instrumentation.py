@@ -2,7 +2,7 @@
 
 import torch
 
-from dist_vpg import inspect, train
+from dist_vpg import inspect, plots, sync
 from dist_vpg.agent import Agent
 from tests.helpers import raised, run_ranks, train_worker
 
@@ -61,12 +61,12 @@ def test_tensorboard_tag_groups(tmp_path):
 def test_peek_file_makes_a_picture(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / train.PEEK_FILE).touch()  # asked for before the run starts: the first batch is drawn
+    (run_dir / plots.PEEK_FILE).touch()  # asked for before the run starts: the first batch is drawn
     (summary,) = run_ranks(1, train_worker, SMOKE, ["train.updates=2", f"run_dir={run_dir}"])
     assert raised(summary) is None, summary
     pictures = list(run_dir.glob("peek-*.png"))
     assert len(pictures) == 1 and pictures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not (run_dir / train.PEEK_FILE).exists()
+    assert not (run_dir / plots.PEEK_FILE).exists()
 
 
 def test_zero_gradient_trap_names_the_parameter():
@@ -76,7 +76,7 @@ def test_zero_gradient_trap_names_the_parameter():
     logits, _ = agent(torch.rand(3, 2, 4))
     (logits[..., 0] - logits[..., 1]).sum().backward()  # reaches the LSTM and the policy, not the value head
     said = []
-    trap = train.ZeroGradTrap(said.append)
+    trap = sync.ZeroGradTrap(said.append)
     for p in agent.value.parameters():
         p.grad = torch.zeros_like(p)
     assert trap.check(agent, 7) == ["value.weight", "value.bias"]

@@ -6,7 +6,7 @@ are equal, so the mean of the ranks' gradients is the gradient of the global mea
 sum, then divide. Clipping and the finiteness check act on the reduced gradient, so they decide
 alike on every rank. The sync code knows nothing of tasks or rollouts.
 
-    base          StepResult, the NaN guard, the Strategy base class
+    base          StepResult, the NaN guard, the all-zero gradient trap, the Strategy base class
     flat          allreduce, allreduce_per_param, allreduce_fp16, reduce_broadcast
     hierarchical  within each node, then among nodes
     ddp           torch's DDP and its fp16, bf16 and PowerSGD communication hooks
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from dist_vpg.sync.base import NonFiniteError, SkipGuard, StepResult, Strategy, clip_and_step
+from dist_vpg.sync.base import NonFiniteError, SkipGuard, StepResult, Strategy, ZeroGradTrap, clip_and_step
 from dist_vpg.sync.checks import DivergedError, broadcast_initial, check_in_sync, checksum
 from dist_vpg.sync.ddp import DDP, DDPBF16, DDPFP16, DDPPowerSGD
 from dist_vpg.sync.flat import AllReduce, AllReduceFP16, AllReducePerParam, ReduceBroadcast
@@ -58,6 +58,7 @@ __all__ = [
     "SkipGuard",
     "StepResult",
     "Strategy",
+    "ZeroGradTrap",
     "broadcast_initial",
     "check_in_sync",
     "checksum",

@@ -103,3 +103,20 @@ class Strategy:
         sync_s = time.perf_counter() - start
         applied, norm = clip_and_step(self.params, optimizer, max_norm)
         return StepResult(applied, norm, sync_s)
+
+
+class ZeroGradTrap:
+    """Warns, once per parameter, when a parameter's whole gradient is zero: a sign of a broken graph
+    (a forward that bypassed a module, a detached input) rather than of small gradients."""
+
+    def __init__(self, say):
+        self.say = say
+        self.warned: set[str] = set()
+
+    def check(self, agent: torch.nn.Module, update: int) -> list[str]:
+        zero = [n for n, p in agent.named_parameters() if p.grad is not None and not p.grad.any()]
+        for name in zero:
+            if name not in self.warned:
+                self.warned.add(name)
+                self.say(f"dist_vpg: warning: the gradient of {name} is all zeros (update {update})")
+        return zero

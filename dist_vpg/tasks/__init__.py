@@ -1,0 +1,26 @@
+"""Meta-RL tasks that step a batch of B episodes in lockstep: one call advances every episode.
+
+A task holds no randomness of its own: `reset` and `step` turn uniforms drawn elsewhere
+(dist_vpg.noise) into task parameters, rewards and transitions, so an episode is reproducible
+from its coordinates alone. Tasks know nothing of agents or of torch.distributed.
+
+One module per task; `base` holds the protocol every task meets. A new task: copy a neighbour,
+add its name to config.TASKS (and its keys to config.TaskConfig), and one line to `make_task`.
+"""
+
+from __future__ import annotations
+
+from dist_vpg.config import TaskConfig
+from dist_vpg.tasks.bandit import DEPENDENT_SETS, Bandit, BanditState
+from dist_vpg.tasks.base import Step, Task
+from dist_vpg.tasks.two_step import TwoStep, TwoStepState
+
+__all__ = ["DEPENDENT_SETS", "Bandit", "BanditState", "Step", "Task", "TwoStep", "TwoStepState", "make_task"]
+
+
+def make_task(cfg: TaskConfig) -> Task:
+    if cfg.name == "bandit":
+        return Bandit(cfg.arms, cfg.distribution, cfg.trials)
+    if cfg.name == "two_step":
+        return TwoStep(cfg.trials, cfg.common_prob, cfg.reward_high, cfg.reward_low, cfg.swap_prob)
+    raise ValueError(f"unknown task {cfg.name!r}")
