@@ -17,7 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-TASKS = ("bandit", "two_step")
+TASKS = ("bandit", "two_step", "informative_arms")
 BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
 ROLLOUT_MODES = ("native", "twopass", "onepass")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
@@ -56,7 +56,7 @@ class TaskConfig:
     name: str = "bandit"
     trials: int = 100
     trial_input: bool = True  # feed the normalized trial index t/T to the agent
-    # bandit
+    # bandit; informative_arms: the ordinary arms and then the informative one
     arms: int = 2
     distribution: str = "independent"
     # two_step
@@ -329,6 +329,11 @@ def check(cfg: Config) -> None:
     _choice(t.name, "task.name", TASKS)
     _require(t.trials >= 1, "task.trials", "must be >= 1")
     _require(t.arms >= 2, "task.arms", "must be >= 2")
+    _require(
+        t.name != "informative_arms" or t.arms >= 3,
+        "task.arms",
+        f"informative_arms needs 2 ordinary arms and the informative one, at least 3 (task.arms={t.arms})",
+    )
     _choice(t.distribution, "task.distribution", BANDIT_DISTRIBUTIONS)
     _require(
         t.distribution == "independent" or t.arms == 2,

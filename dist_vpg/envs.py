@@ -2,7 +2,7 @@
 episodes in lockstep, and importing this module registers them:
 
     import gymnasium as gym
-    import dist_vpg.envs  # registers dist_vpg/Bandit-v0, dist_vpg/DependentBandit-v0, dist_vpg/TwoStep-v0
+    import dist_vpg.envs  # registers dist_vpg/Bandit-v0, DependentBandit-v0, TwoStep-v0, InformativeArms-v0
 
     env = gym.make("dist_vpg/Bandit-v0")  # or gym.make("dist_vpg.envs:dist_vpg/Bandit-v0")
     envs = gym.make_vec("dist_vpg/Bandit-v0", num_envs=64, vectorization_mode="vector_entry_point")
@@ -39,6 +39,7 @@ IDS = {
     "dist_vpg/Bandit-v0": {"name": "bandit", "distribution": "independent"},
     "dist_vpg/DependentBandit-v0": {"name": "bandit", "distribution": "dependent"},
     "dist_vpg/TwoStep-v0": {"name": "two_step"},
+    "dist_vpg/InformativeArms-v0": {"name": "informative_arms", "arms": 11, "trials": 5},
 }
 
 
@@ -64,7 +65,9 @@ class TaskVectorEnv(VectorEnv):
         self.task = _task(task_settings)
         self.num_envs, self.split = int(num_envs), split
         size = input_size(self.task, True)
-        self.single_observation_space = spaces.Box(0.0, 1.0, (size,), np.float32)
+        high = np.ones(size, np.float32)
+        high[self.task.obs_size + self.task.num_actions] = self.task.max_reward  # the previous reward
+        self.single_observation_space = spaces.Box(np.zeros(size, np.float32), high, dtype=np.float32)
         self.single_action_space = spaces.Discrete(self.task.num_actions)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)

@@ -27,7 +27,8 @@ from dist_vpg import baselines, bayes, checkpoint, cli, config, distributed, fil
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.rollout import act, input_size
-from dist_vpg.tasks import Task, TwoStep, make_task
+from dist_vpg.tasks import InformativeArms, Task, TwoStep, make_task
+from dist_vpg.tasks.informative import TARGET_PAYS
 
 CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
 
@@ -154,6 +155,11 @@ def evaluate_baselines(
     """Each baseline on the very episodes the agent plays with the same seed. Bandits: random, UCB1,
     Thompson, Bayes-optimal and, given the agent's (gamma, beta_e), the best policy of that
     objective. Two-step: the Bayes-optimal player, where it is known."""
+    if isinstance(task, InformativeArms):
+        return {
+            name: evaluate(informative_player(task, name), task, episodes, seed, world=world)
+            for name in INFORMATIVE_PLAYERS
+        }
     if isinstance(task, TwoStep):
         if not bayes.TwoStepBayes.applies(task):
             return {}
@@ -197,6 +203,51 @@ def two_step_bayes_player(task: TwoStep) -> Callable[[Noise, int], Played]:
     return play
 
 
+# Informative arms: `optimal` pulls the informative arm, then the target it points to. `thompson`
+# and `ucb` know the prior (the target is one of the ordinary arms, each as likely) but not what the
+# informative arm means: Thompson pulls an ordinary arm drawn from those not yet ruled out, UCB the
+# first of them (every one of them may pay 5, more than any other arm's upper bound), so both search
+# and never pull the informative arm. `random` pulls any arm.
+INFORMATIVE_PLAYERS = ("optimal", "thompson", "ucb", "random")
+
+
+def informative_player(task: InformativeArms, name: str) -> Callable[[Noise, int], Played]:
+    def play(draws: Noise, _: int) -> Played:
+        state = task.reset(draws.episode)
+        batch, ordinary = draws.action.shape[1], task.ordinary
+        left = torch.ones(batch, ordinary, dtype=torch.bool)  # ordinary arms not yet ruled out
+        found = torch.full((batch,), -1, dtype=torch.long)  # the target, once known
+        regrets, rewards, actions = [], [], []
+        for t in range(task.trials):
+            u = draws.action[t]
+            if name == "random":
+                action = (u * task.num_actions).long().clamp(max=task.num_actions - 1)
+            elif name == "optimal" and t == 0:
+                action = torch.full((batch,), ordinary, dtype=torch.long)
+            else:
+                if name == "thompson":  # the k-th arm still left, k uniform
+                    k = (u * left.sum(1)).long()
+                    pick = (left.cumsum(1) > k.unsqueeze(1)).float().argmax(1)
+                else:  # ucb: the first arm still left (optimal: only the target is)
+                    pick = left.float().argmax(1)
+                action = torch.where(found >= 0, found, pick)
+            step = task.step(state, action, draws.trial[t])
+            if name == "optimal" and t == 0:  # the informative arm pays (target + 1) / ordinary
+                found = (step.reward * ordinary).round().long() - 1
+            else:
+                ordinary_pull = action < ordinary
+                hit = ordinary_pull & (step.reward == TARGET_PAYS)
+                found = torch.where(hit, action, found)
+                rows = torch.arange(batch)[ordinary_pull]
+                left[rows, action[ordinary_pull]] = False
+            regrets.append(step.regret)
+            rewards.append(step.reward)
+            actions.append(action.to(torch.int8))
+        return Played(torch.stack(regrets), torch.stack(rewards), torch.stack(actions), None)
+
+    return play
+
+
 def training_objective(cfg: config.Config) -> tuple[float, float]:
     """(gamma, beta_e) the agent was trained for last: its final discount and entropy coefficient."""
     tr = cfg.train
@@ -235,6 +286,14 @@ def report(agent: EvalResult, others: dict[str, EvalResult]) -> dict:
     return metrics
 
 
+def informative_pulls(result: EvalResult, task: InformativeArms) -> dict[str, list[float]]:
+    """By trial: the share of episodes that pulled the informative arm, and the target."""
+    return {
+        "informative": (result.actions == task.ordinary).mean(1).tolist(),
+        "target": (result.regrets <= 1e-9).mean(1).tolist(),
+    }
+
+
 def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> None:
     """metrics.json, per_trial.csv (one row per trial, columns player_curve) and the plots."""
     out.mkdir(parents=True, exist_ok=True)
@@ -253,6 +312,8 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> N
     plots.curves({n: c["p_best"] for n, c in curves.items()}, "P(best choice)", out / "p_best.png")
     agent = results["agent"]
     plots.sorted_raster(agent.actions, agent.rewards, agent.gap, out / "raster.png")
+    if "pull_pattern" in metrics:
+        plots.pull_pattern(metrics["pull_pattern"], out / "pulls.png")
     if "stay_probabilities" in metrics:
         patterns = {"agent (95% CI)": metrics["stay_probabilities"]}
         for name, m in metrics.get("baselines", {}).items():
@@ -330,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if cfg.task.name == "bandit":
         metrics["exact_regret_at_end"] = baselines.exact_regrets(task, objective)
+    if isinstance(task, InformativeArms):
+        players = {"agent": result, **others}
+        metrics["pull_pattern"] = {name: informative_pulls(r, task) for name, r in players.items()}
     print(json.dumps(metrics, indent=2))
     if args.out:
         write_outputs(args.out, metrics, {"agent": result, **others})

@@ -20,7 +20,8 @@ import torch
 from dist_vpg import checkpoint, cli, config, noise
 from dist_vpg.evaluate import load_agent
 from dist_vpg.rollout import act
-from dist_vpg.tasks import TwoStep, make_task
+from dist_vpg.tasks import InformativeArms, TwoStep, make_task
+from dist_vpg.tasks.informative import TARGET_PAYS
 
 EOF = -1  # ask's answer when standard input has ended
 NO_INPUT = (
@@ -28,22 +29,28 @@ NO_INPUT = (
     "terminal, or pipe the choices in (printf '1\\n2\\n' | python -m dist_vpg.play)"
 )
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_CHECKPOINT = {"bandit": PRETRAINED / "bandit_independent.pt", "two_step": PRETRAINED / "two_step.pt"}
+DEFAULT_CHECKPOINT = {
+    "bandit": PRETRAINED / "bandit_independent.pt",
+    "two_step": PRETRAINED / "two_step.pt",
+    "informative_arms": PRETRAINED / "informative_arms.pt",
+}
 
 
-def ask(t: int, trials: int, stdin: TextIO, stdout: TextIO) -> int | None:
-    """The player's choice (0 or 1), None to stop, or EOF when the input has ended."""
+def ask(t: int, trials: int, stdin: TextIO, stdout: TextIO, choices: int = 2) -> int | None:
+    """The player's choice (0 .. choices - 1), None to stop, or EOF when the input has ended."""
+    keys = [str(k) for k in range(1, choices + 1)]
+    wanted = "1 or 2" if choices == 2 else f"one of 1-{choices}"
     while True:
-        stdout.write(f"trial {t + 1}/{trials}: choose 1 or 2 (q to stop): ")
+        stdout.write(f"trial {t + 1}/{trials}: choose {wanted} (q to stop): ")
         stdout.flush()
         line = stdin.readline()
         if not line:
             return EOF
         if line.strip().lower() == "q":
             return None
-        if line.strip() in ("1", "2"):
+        if line.strip() in keys:
             return int(line.strip()) - 1
-        stdout.write("  type 1 or 2, then Enter\n")
+        stdout.write(f"  type {wanted}, then Enter\n")
 
 
 def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
@@ -53,9 +60,9 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
     draws = noise.draw(seed, noise.EVAL, 1, np.array([0]), task.trials, task.episode_draws, task.trial_draws)
     state = task.reset(draws.episode)
     regrets, rewards = [], []
-    stdout.write(f"{cfg.task.name}: {task.trials} trials, 2 choices. Find what pays.\n")
+    stdout.write(f"{cfg.task.name}: {task.trials} trials, {task.num_actions} choices. Find what pays.\n")
     for t in range(task.trials):
-        choice = ask(t, task.trials, stdin, stdout)
+        choice = ask(t, task.trials, stdin, stdout, task.num_actions)
         if choice == EOF and t == 0:
             stdout.write("\n")
             return {"trials": 0, "input_ended": True}
@@ -69,7 +76,7 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
         if isinstance(task, TwoStep):
             reached = int(step.obs[0].argmax())
             where = f"you reached state {'AB'[reached]} ({'common' if bool(step.state.common) else 'rare'}), "
-        stdout.write(f"  {where}reward {int(step.reward.item())}\n")
+        stdout.write(f"  {where}reward {step.reward.item():g}\n")
     played = len(regrets)
     if played == 0:
         stdout.write("no trials played\n")
@@ -80,6 +87,13 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
     if isinstance(task, TwoStep):
         stdout.write(
             "Choice 1 leads mostly to A, choice 2 mostly to B; the paying state swapped now and then.\n"
+        )
+    elif isinstance(task, InformativeArms):
+        target = int(task.reset(draws.episode).target[0])
+        stdout.write(
+            f"Revealed: arm {target + 1} paid {TARGET_PAYS:g}, the other ordinary arms 1, and arm "
+            f"{task.num_actions} told where the {TARGET_PAYS:g} was: it paid "
+            f"{(target + 1) / task.ordinary:g}, 1/{task.ordinary} of the target's number.\n"
         )
     else:
         probs = ", ".join(
@@ -94,8 +108,8 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
         "agent_regret": agent_regret,
     }
     stdout.write(
-        f"Over {played} trials: you earned {result['your_reward']:.0f}, expected regret "
-        f"{result['your_regret']:.2f}; the agent earned {result['agent_reward']:.0f}, expected regret "
+        f"Over {played} trials: you earned {result['your_reward']:g}, expected regret "
+        f"{result['your_regret']:.2f}; the agent earned {result['agent_reward']:g}, expected regret "
         f"{result['agent_regret']:.2f}.\n"
     )
     return result

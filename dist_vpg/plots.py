@@ -74,6 +74,20 @@ def sorted_raster(actions: np.ndarray, rewards: np.ndarray, gap: np.ndarray | No
     return path
 
 
+def pull_pattern(pulls: dict[str, dict[str, list[float]]], path: Path) -> Path:
+    """Informative arms: by trial, each player's share of pulls of the informative arm (left) and
+    of the target (right). pulls: {player: {"informative": [T], "target": [T]}}."""
+    with saved_figure(path, ncols=2, figsize=(10, 4)) as (_, axes):
+        for ax, kind in zip(axes, ("informative", "target")):
+            for name, p in pulls.items():
+                trials = np.arange(1, len(p[kind]) + 1)
+                ax.plot(trials, p[kind], marker="o", lw=2.5 if name == "agent" else 1.2, label=name)
+            ax.set(xlabel="trial", ylabel=f"P(pulls the {kind} arm)", ylim=(-0.02, 1.02), xticks=trials)
+            ax.grid(alpha=0.3)
+        axes[0].legend()
+    return path
+
+
 def stay_bars(found: dict[str, dict], paper: dict, path: Path) -> Path:
     """Two-step stay probabilities by kind of previous trial, one bar group per kind: each player's
     (found: {label: {kind: {"p", "sem"}}}, with 95% error bars) and the paper's."""

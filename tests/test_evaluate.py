@@ -160,3 +160,22 @@ def test_the_command_under_torchrun_writes_what_one_process_writes(tmp_path):
     assert (tmp_path / "two" / "per_trial.csv").read_text() == (
         tmp_path / "one" / "per_trial.csv"
     ).read_text()
+
+
+def test_informative_arms_baselines_score_their_exact_figures():
+    """Optimal: the informative arm, then the target: 5 * 4 + mean index / 10 = 20.55. Thompson and
+    UCB search the 10 ordinary arms: found on pull k (k = 1..5, each 1/10) earns (k - 1) + 5 (6 - k),
+    else 5: 11.0 on average. Random: 5 * (5 + 9 + 0.55) / 11 = 6.614."""
+    cfg = config.from_dict({}, ["task.name=informative_arms", "task.arms=11", "task.trials=5"])
+    task = make_task(cfg.task)
+    found = evaluate.evaluate_baselines(task, 20000, 5)
+    reward = {name: r.rewards.sum(0).mean() for name, r in found.items()}
+    assert reward["optimal"] == pytest.approx(20.55, abs=0.02)
+    # a search's episode reward has a standard deviation of 7.2: 0.05 standard error here
+    for search in ("thompson", "ucb"):
+        assert reward[search] == pytest.approx(11.0, abs=0.2), search
+    assert reward["random"] == pytest.approx(5 * 14.55 / 11, abs=0.1)
+    pulls = {name: evaluate.informative_pulls(r, task) for name, r in found.items()}
+    assert pulls["optimal"]["informative"] == [1, 0, 0, 0, 0]
+    assert pulls["optimal"]["target"] == [0, 1, 1, 1, 1]
+    assert max(pulls["thompson"]["informative"]) == 0 == max(pulls["ucb"]["informative"])

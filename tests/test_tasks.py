@@ -73,3 +73,41 @@ def test_step_advances_every_episode_in_one_call():
 def test_bad_bandit_is_refused():
     with pytest.raises(ValueError, match="2 arms"):
         Bandit(3, "easy")
+
+
+def _informative_reference(u_target: float, actions: list[int], arms: int = 11) -> list[tuple[float, float]]:
+    """Dependent arms II written out for one episode: (reward, regret) of each pull."""
+    ordinary = arms - 1
+    target = min(int(u_target * ordinary), ordinary - 1)
+    out = []
+    for a in actions:
+        pays = 5.0 if a == target else (target + 1) / ordinary if a == ordinary else 1.0
+        out.append((pays, 5.0 - pays))
+    return out
+
+
+def test_informative_arms_follow_the_rules_of_a_plain_loop():
+    task = make_task(TaskConfig(name="informative_arms", arms=11, trials=5))
+    assert (task.num_actions, task.trials, task.obs_size, task.max_reward) == (11, 5, 0, 5.0)
+    u = _u((400, 1), seed=3)
+    state = task.reset(u)
+    actions = torch.randint(0, 11, (5, 400), generator=torch.Generator().manual_seed(4))
+    got = []
+    for t in range(5):
+        step = task.step(state, actions[t], torch.zeros(400, 1))
+        state = step.state
+        got.append(torch.stack([step.reward, step.regret], 1))
+    got = torch.stack(got, 1)  # [400, 5, 2]
+    for b in range(400):
+        want = _informative_reference(u[b, 0].item(), actions[:, b].tolist())
+        np.testing.assert_allclose(got[b].numpy(), np.array(want), atol=1e-6)
+    targets = state.target.numpy()
+    assert set(targets.tolist()) == set(range(10))  # every ordinary arm is a target sometimes
+    assert state.payouts[np.arange(400), -1].mul(10).round().long().sub(1).tolist() == targets.tolist()
+
+
+def test_informative_arms_need_three_arms():
+    from dist_vpg import config
+
+    with pytest.raises(config.ConfigError, match="^task.arms: informative_arms needs"):
+        config.from_dict({}, ["task.name=informative_arms", "task.arms=2"])

@@ -4,8 +4,9 @@ A task holds no randomness of its own: `reset` and `step` turn uniforms drawn el
 (dist_vpg.noise) into task parameters, rewards and transitions, so an episode is reproducible
 from its coordinates alone. Tasks know nothing of agents or of torch.distributed.
 
-One module per task; `base` holds the protocol every task meets. A new task: copy a neighbour,
-add its name to config.TASKS (and its keys to config.TaskConfig), and one line to `make_task`.
+One module per task (`bandit`, `two_step`, `informative`); `base` holds the protocol every task
+meets. A new task: copy a neighbour, add its name to config.TASKS (and its keys to
+config.TaskConfig), one line to `make_task`, and its baselines to dist_vpg.evaluate.
 """
 
 from __future__ import annotations
@@ -13,9 +14,21 @@ from __future__ import annotations
 from dist_vpg.config import TaskConfig
 from dist_vpg.tasks.bandit import DEPENDENT_SETS, Bandit, BanditState
 from dist_vpg.tasks.base import Step, Task
+from dist_vpg.tasks.informative import InformativeArms, InformativeState
 from dist_vpg.tasks.two_step import TwoStep, TwoStepState
 
-__all__ = ["DEPENDENT_SETS", "Bandit", "BanditState", "Step", "Task", "TwoStep", "TwoStepState", "make_task"]
+__all__ = [
+    "DEPENDENT_SETS",
+    "Bandit",
+    "BanditState",
+    "InformativeArms",
+    "InformativeState",
+    "Step",
+    "Task",
+    "TwoStep",
+    "TwoStepState",
+    "make_task",
+]
 
 
 def make_task(cfg: TaskConfig) -> Task:
@@ -23,4 +36,6 @@ def make_task(cfg: TaskConfig) -> Task:
         return Bandit(cfg.arms, cfg.distribution, cfg.trials)
     if cfg.name == "two_step":
         return TwoStep(cfg.trials, cfg.common_prob, cfg.reward_high, cfg.reward_low, cfg.swap_prob)
+    if cfg.name == "informative_arms":
+        return InformativeArms(cfg.arms, cfg.trials)
     raise ValueError(f"unknown task {cfg.name!r}")

@@ -22,6 +22,7 @@ class Bandit:
 
     obs_size = 0
     trial_draws = 1
+    max_reward = 1.0
 
     def __init__(self, arms: int = 2, distribution: str = "independent", trials: int = 100):
         if distribution not in ("independent", *DEPENDENT_SETS):

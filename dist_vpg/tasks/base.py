@@ -20,6 +20,7 @@ class Task(Protocol):
     trials: int
     episode_draws: int  # uniforms per episode consumed by reset
     trial_draws: int  # uniforms per trial consumed by step
+    max_reward: float  # the most one trial pays (rewards lie in [0, max_reward])
 
     def reset(self, u: torch.Tensor) -> NamedTuple: ...  # u [B, episode_draws]
 

@@ -24,6 +24,7 @@ class TwoStep:
     """
 
     obs_size = 2
+    max_reward = 1.0
     num_actions = 2
     episode_draws = 1
     trial_draws = 3  # transition, reward, swap
