@@ -1,6 +1,6 @@
 """Play an episode yourself in the terminal, then compare with the agent on the very same episode.
 
-    python -m dist_vpg.play --task bandit        (or two_step; --checkpoint PATH for another agent)
+    python -m dist_vpg.play --task bandit        (or two_step, informative_arms; --checkpoint PATH: another agent)
 
 Type 1 or 2 and Enter to choose, q to stop. At the end the task's hidden parameters are revealed,
 with your expected regret beside the agent's: the agent meets the same arm probabilities, the same

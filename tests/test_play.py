@@ -3,6 +3,7 @@
 import io
 
 import numpy as np
+import pytest
 import torch
 
 from dist_vpg import noise, play
@@ -44,3 +45,16 @@ def test_two_step_stops_on_q_and_compares_over_the_trials_played():
 def test_a_bad_checkpoint_is_one_line(tmp_path, capsys):
     assert play.main(["--checkpoint", str(tmp_path / "missing.pt")], io.StringIO(""), io.StringIO()) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_informative_arms_take_any_of_eleven_keys_and_reveal_the_target():
+    path = play.DEFAULT_CHECKPOINT["informative_arms"]
+    _, _, task, draws = episode(path, 3)
+    target = int(task.reset(draws.episode).target[0]) + 1
+    keys = io.StringIO("12\n11\n" + f"{target}\n" * 4)  # 12 is no arm: asked again
+    out = io.StringIO()
+    result = play.play(path, 3, keys, out)
+    assert out.getvalue().count("type one of 1-11") == 1
+    assert result["your_reward"] == pytest.approx(target / 10 + 4 * 5)
+    assert result["your_regret"] == pytest.approx(5 - target / 10)
+    assert f"Revealed: arm {target} paid 5" in out.getvalue()
