@@ -1,13 +1,16 @@
 """Evaluate a trained agent with frozen weights on fresh episodes, beside the baselines.
 
-    python -m dist_vpg.evaluate --checkpoint PATH [--episodes N] [--seed S] [--out DIR] [task.key=value]
+    python -m dist_vpg.evaluate --checkpoint PATH [--episodes N] [--seed S] [--split eval|valid]
+                                [--out DIR] [task.key=value]
     torchrun --nproc_per_node 2 -m dist_vpg.evaluate --checkpoint PATH ...   (episodes split over ranks)
 
 Evaluation episodes come from their own noise split (dist_vpg.noise.EVAL), so no evaluation episode
-is ever a training episode, whatever the seeds. Episodes are played in chunks handed to the ranks in
-turn, so the figures are the same for any number of ranks. With --out, DIR gets metrics.json,
-per_trial.csv and PNG plots. task.key=value overrides play the agent on another task variant, say a
-dependent-bandit agent on task.distribution=hard.
+is ever a training episode, whatever the seeds. `--split valid` plays the validation split instead:
+the episodes to compare settings on, so that the evaluation split stays unseen until the settings are
+chosen (the periodic evaluation during training uses it with the run's seed). Episodes are played in
+chunks handed to the ranks in turn, so the figures are the same for any number of ranks. With --out,
+DIR gets metrics.json, per_trial.csv and PNG plots. task.key=value overrides play the agent on
+another task variant, say a dependent-bandit agent on task.distribution=hard.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dist_vpg.tasks import InformativeArms, Task, TwoStep, make_task
 from dist_vpg.tasks.informative import TARGET_PAYS
 
 CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
+SPLITS = {"eval": noise.EVAL, "valid": noise.VALID}  # --split
 
 
 class Played(NamedTuple):
@@ -151,19 +155,20 @@ def evaluate_baselines(
     seed: int,
     world: distributed.World | None = None,
     objective: tuple[float, float] | None = None,
+    split: int = noise.EVAL,
 ) -> dict[str, EvalResult]:
     """Each baseline on the very episodes the agent plays with the same seed. Bandits: random, UCB1,
     Thompson, Bayes-optimal and, given the agent's (gamma, beta_e), the best policy of that
     objective. Two-step: the Bayes-optimal player, where it is known."""
     if isinstance(task, InformativeArms):
         return {
-            name: evaluate(informative_player(task, name), task, episodes, seed, world=world)
+            name: evaluate(informative_player(task, name), task, episodes, seed, split, world)
             for name in INFORMATIVE_PLAYERS
         }
     if isinstance(task, TwoStep):
         if not bayes.TwoStepBayes.applies(task):
             return {}
-        return {"bayes_optimal": evaluate(two_step_bayes_player(task), task, episodes, seed, world=world)}
+        return {"bayes_optimal": evaluate(two_step_bayes_player(task), task, episodes, seed, split, world)}
 
     def player(policy):
         def play(draws: Noise, chunk_seed: int) -> Played:
@@ -173,7 +178,7 @@ def evaluate_baselines(
         return play
 
     return {
-        name: evaluate(player(policy), task, episodes, seed, world=world)
+        name: evaluate(player(policy), task, episodes, seed, split, world)
         for name, policy in baselines.for_task(task, objective).items()
     }
 
@@ -353,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--episodes", type=cli.at_least(2), default=2000)
     parser.add_argument("--seed", type=cli.seed, default=12345)
+    parser.add_argument(
+        "--split", choices=sorted(SPLITS), default="eval", help="valid: the episodes to choose settings on"
+    )
     parser.add_argument("--out", type=Path, help="directory for metrics.json, per_trial.csv and plots")
     parser.add_argument("overrides", nargs="*", metavar="task.key=value", help="play another task variant")
     args = parser.parse_intermixed_args(argv)
@@ -373,9 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         problem = distributed.broadcast_object(problem)
         if problem:
             return cli.refuse(parser.name, problem)
-        result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed, world=world)
+        split = SPLITS[args.split]
+        result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed, split, world)
         objective = training_objective(cfg)
-        others = evaluate_baselines(task, args.episodes, args.seed, world, objective)
+        others = evaluate_baselines(task, args.episodes, args.seed, world, objective, split)
     finally:
         distributed.shutdown()
     if not world.is_main:
@@ -384,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": str(args.checkpoint),
         "task": config.to_dict(cfg)["task"],
         "seed": args.seed,
+        "split": args.split,
         "episodes": args.episodes,
         "ranks": world.world_size,
         "training_objective": {"gamma": objective[0], "beta_e": objective[1]},

@@ -1,10 +1,10 @@
 """Play an episode yourself in the terminal, then compare with the agent on the very same episode.
 
-    python -m dist_vpg.play --task bandit        (or two_step, informative_arms; --checkpoint PATH: another agent)
+    python -m dist_vpg.play --task bandit   (or two_step, informative_arms; --checkpoint PATH: another agent)
 
-Type 1 or 2 and Enter to choose, q to stop. At the end the task's hidden parameters are revealed,
-with your expected regret beside the agent's: the agent meets the same arm probabilities, the same
-reward draws and the same transitions.
+Type a choice's number (1 or 2; 1-11 for informative arms) and Enter, q to stop. At the end the
+task's hidden parameters are revealed, with your expected regret beside the agent's: the agent meets
+the same arm probabilities, the same reward draws and the same transitions.
 """
 
 from __future__ import annotations

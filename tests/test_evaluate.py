@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import checkpoint, config, distributed, evaluate, train
+from dist_vpg import checkpoint, config, distributed, evaluate, noise, train
 from dist_vpg.agent import Agent
 from dist_vpg.rollout import input_size
 from dist_vpg.tasks import make_task
@@ -179,3 +179,18 @@ def test_informative_arms_baselines_score_their_exact_figures():
     assert pulls["optimal"]["informative"] == [1, 0, 0, 0, 0]
     assert pulls["optimal"]["target"] == [0, 1, 1, 1, 1]
     assert max(pulls["thompson"]["informative"]) == 0 == max(pulls["ucb"]["informative"])
+
+
+def test_the_validation_split_plays_other_episodes_and_says_so(tmp_path, capsys):
+    path = make_checkpoint(tmp_path / "run", ["task.trials=20", "agent.hidden=8"])
+    found = {}
+    for split in ("eval", "valid"):
+        assert evaluate.main(["--checkpoint", path, "--episodes", "50", "--split", split]) == 0
+        found[split] = json.loads(capsys.readouterr().out)
+        assert found[split]["split"] == split
+    regrets = [found[s]["baselines"]["random"]["regret_at_end"] for s in ("eval", "valid")]
+    assert regrets[0] != regrets[1]  # other arm probabilities, other draws
+    agent, cfg = evaluate.load_agent(path)
+    task = make_task(cfg.task)
+    direct = evaluate.evaluate_agent(agent, task, True, 50, 12345, noise.VALID)
+    assert found["valid"]["agent"]["regret_at_end"] == pytest.approx(float(direct.regret.mean()))
