@@ -81,6 +81,8 @@ class TaskVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
+            if int(seed) < 0 or int(seed) >= 2**63:
+                raise ValueError(f"seed must lie in 0..2**63 - 1, not {seed}")
             self._seed, self._next_episode = int(seed), 0
         elif self._seed is None:  # never seeded: a seed from fresh entropy
             self._seed = int(np.random.SeedSequence().generate_state(1)[0])

@@ -83,6 +83,8 @@ def test_single_env_plays_the_vector_envs_episodes_one_after_another():
 
 def test_bad_actions_and_steps_past_the_end_are_refused_in_one_sentence():
     envs = TaskVectorEnv(3, name="bandit", trials=2)
+    with pytest.raises(ValueError, match=r"seed must lie in 0..2\*\*63 - 1, not -1"):
+        envs.reset(seed=-1)
     envs.reset(seed=0)
     with pytest.raises(ValueError, match="actions must be 3 integers"):
         envs.step(np.array([0, 1]))
