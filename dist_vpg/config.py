@@ -64,6 +64,9 @@ class TaskConfig:
     reward_high: float = 0.9
     reward_low: float = 0.1
     swap_prob: float = 0.025
+    # informative_arms: the informative arm pays informative_scale * (target + 1) / (arms - 1); 1 is
+    # the paper's task, larger values make its payout easier to read (a curriculum's first stage)
+    informative_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,7 @@ def check(cfg: Config) -> None:
         "task.distribution",
         f"{t.distribution!r} is defined for 2 arms only (task.arms={t.arms})",
     )
+    _require(t.informative_scale > 0, "task.informative_scale", "must be > 0")
     for key in ("common_prob", "reward_high", "reward_low", "swap_prob"):
         _require(0.0 <= getattr(t, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
     _require(a.hidden >= 1, "agent.hidden", "must be >= 1")

@@ -237,8 +237,8 @@ def informative_player(task: InformativeArms, name: str) -> Callable[[Noise, int
                     pick = left.float().argmax(1)
                 action = torch.where(found >= 0, found, pick)
             step = task.step(state, action, draws.trial[t])
-            if name == "optimal" and t == 0:  # the informative arm pays (target + 1) / ordinary
-                found = (step.reward * ordinary).round().long() - 1
+            if name == "optimal" and t == 0:  # the informative arm pays scale * (target + 1) / ordinary
+                found = (step.reward / task.scale * ordinary).round().long() - 1
             else:
                 ordinary_pull = action < ordinary
                 hit = ordinary_pull & (step.reward == TARGET_PAYS)

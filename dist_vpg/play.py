@@ -93,7 +93,8 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
         stdout.write(
             f"Revealed: arm {target + 1} paid {TARGET_PAYS:g}, the other ordinary arms 1, and arm "
             f"{task.num_actions} told where the {TARGET_PAYS:g} was: it paid "
-            f"{(target + 1) / task.ordinary:g}, 1/{task.ordinary} of the target's number.\n"
+            f"{task.scale * (target + 1) / task.ordinary:g}, {task.scale:g}/{task.ordinary} of the "
+            "target's number.\n"
         )
     else:
         probs = ", ".join(

@@ -47,6 +47,7 @@ def test_dotted_overrides_are_typed():
         ("train.lr=1e-5", "train.lr_final"),  # below the default schedule's end, 1e-4
         ("train.signal=reward_to_go", "train.signal"),
         ("train.episodes_per_task=0", "train.episodes_per_task"),
+        ("task.informative_scale=0", "task.informative_scale"),
         ("train.episodes_per_task=3", "train.episodes_per_task"),  # 128 episodes are not groups of 3
         ("tracker.timeout_s=.inf", "tracker.timeout_s"),
         ("seed=1180591620717411303424", "seed"),  # 2**70: beyond what torch and the noise take

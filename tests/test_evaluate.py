@@ -179,6 +179,12 @@ def test_informative_arms_baselines_score_their_exact_figures():
     assert pulls["optimal"]["informative"] == [1, 0, 0, 0, 0]
     assert pulls["optimal"]["target"] == [0, 1, 1, 1, 1]
     assert max(pulls["thompson"]["informative"]) == 0 == max(pulls["ucb"]["informative"])
+    # a louder informative arm (the curriculum's first stage): the optimal player still reads it
+    loud = ["task.name=informative_arms", "task.arms=11", "task.trials=5", "task.informative_scale=5"]
+    loud = make_task(config.from_dict({}, loud).task)
+    optimal = evaluate.evaluate_baselines(loud, 2000, 5)["optimal"]
+    assert optimal.rewards.sum(0).mean() == pytest.approx(20 + 5 * 0.55, abs=0.05)
+    assert (optimal.regrets[1:] == 0).all()
 
 
 def test_the_validation_split_plays_other_episodes_and_says_so(tmp_path, capsys):

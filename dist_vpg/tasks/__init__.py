@@ -37,5 +37,5 @@ def make_task(cfg: TaskConfig) -> Task:
     if cfg.name == "two_step":
         return TwoStep(cfg.trials, cfg.common_prob, cfg.reward_high, cfg.reward_low, cfg.swap_prob)
     if cfg.name == "informative_arms":
-        return InformativeArms(cfg.arms, cfg.trials)
+        return InformativeArms(cfg.arms, cfg.trials, cfg.informative_scale)
     raise ValueError(f"unknown task {cfg.name!r}")
