@@ -295,7 +295,7 @@ def informative_pulls(result: EvalResult, task: InformativeArms) -> dict[str, li
     """By trial: the share of episodes that pulled the informative arm, and the target."""
     return {
         "informative": (result.actions == task.ordinary).mean(1).tolist(),
-        "target": (result.regrets <= 1e-9).mean(1).tolist(),
+        "target": result.by_trial()["p_best"].tolist(),  # the target is the best choice
     }
 
 

@@ -90,9 +90,9 @@ def a2c_loss(
 
     With `value_scale`, the value head's output is a return per trial left: V = horizons * values,
     and the critic's error is measured in the same unit, (target - V) / horizon. Undiscounted returns
-    run up to the number of trials (100); per trial left they stay in [0, 1] at every trial, so one
-    head of small weights fits them, and the value loss cannot swamp the policy's. (Per trial left
-    they lie in [0, 1] for rewards, in [-1, 0] for the regret signal.)
+    run up to the number of trials (100); per trial left they stay within one trial's range at every
+    trial ([0, 1] for bandit rewards, [-1, 0] for their regret signal), so one head of small weights
+    fits them, and the value loss cannot swamp the policy's.
 
     With `episodes_per_task` = K > 1, episodes K*g .. K*g + K - 1 of the batch play one task: each
     episode's advantage becomes its own minus the mean of the K - 1 others' at the same trial. The
