@@ -17,7 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-TASKS = ("bandit", "two_step", "informative_arms")
+TASKS = ("bandit", "two_step", "informative_arms", "restless", "harlow")
 BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
 ROLLOUT_MODES = ("native", "twopass", "onepass")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
@@ -67,6 +67,14 @@ class TaskConfig:
     # informative_arms: the informative arm pays informative_scale * (target + 1) / (arms - 1); 1 is
     # the paper's task, larger values make its payout easier to read (a curriculum's first stage)
     informative_scale: float = 1.0
+    # restless: arm 0 pays p, arm 1 pays 1 - p; p takes a Gaussian step of s.d. drift_low after each
+    # trial of a stable episode, drift_high in a volatile one (a share volatile_share of episodes)
+    drift_low: float = 0.02
+    drift_high: float = 0.2
+    volatile_share: float = 0.5
+    # harlow: a fixed pool of `objects` objects, each `features` numbers in [0, 1]
+    objects: int = 1000
+    features: int = 8
 
 
 @dataclass(frozen=True)
@@ -344,6 +352,16 @@ def check(cfg: Config) -> None:
         f"{t.distribution!r} is defined for 2 arms only (task.arms={t.arms})",
     )
     _require(t.informative_scale > 0, "task.informative_scale", "must be > 0")
+    for key in ("drift_low", "drift_high"):
+        _require(0.0 <= getattr(t, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
+    _require(0.0 <= t.volatile_share <= 1.0, "task.volatile_share", "must lie in [0, 1]")
+    _require(t.objects >= 2, "task.objects", "must be >= 2 (Harlow shows two objects an episode)")
+    _require(t.features >= 1, "task.features", "must be >= 1")
+    _require(
+        t.name not in ("restless", "harlow") or t.arms == 2,
+        "task.arms",
+        f"{t.name} has 2 choices (task.arms={t.arms})",
+    )
     for key in ("common_prob", "reward_high", "reward_low", "swap_prob"):
         _require(0.0 <= getattr(t, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
     _require(a.hidden >= 1, "agent.hidden", "must be >= 1")

@@ -2,14 +2,16 @@
 episodes in lockstep, and importing this module registers them:
 
     import gymnasium as gym
-    import dist_vpg.envs  # registers dist_vpg/Bandit-v0, DependentBandit-v0, TwoStep-v0, InformativeArms-v0
+    import dist_vpg.envs  # registers dist_vpg/Bandit-v0, DependentBandit-v0, TwoStep-v0, InformativeArms-v0,
+                          # RestlessBandit-v0, Harlow-v0
 
     env = gym.make("dist_vpg/Bandit-v0")  # or gym.make("dist_vpg.envs:dist_vpg/Bandit-v0")
     envs = gym.make_vec("dist_vpg/Bandit-v0", num_envs=64, vectorization_mode="vector_entry_point")
     env = gym.make("dist_vpg/Bandit-v0", arms=5, trials=50)  # any task.* key of dist_vpg's config
 
 The observation is what a dist_vpg agent sees on each trial: the task's own observation, the
-previous action one-hot and the previous reward (zeros on the first trial), and the trial index t/T.
+previous action one-hot and the previous reward (zeros on the first trial, as is the observation but
+for Harlow's objects), and the trial index t/T.
 The reward is the reward the trial paid; an episode terminates after its T trials (nothing is
 truncated); `info["regret"]` is the trial's expected regret (the best action's expected reward minus
 the chosen one's), which no agent should read while acting.
@@ -40,6 +42,8 @@ IDS = {
     "dist_vpg/DependentBandit-v0": {"name": "bandit", "distribution": "dependent"},
     "dist_vpg/TwoStep-v0": {"name": "two_step"},
     "dist_vpg/InformativeArms-v0": {"name": "informative_arms", "arms": 11, "trials": 5},
+    "dist_vpg/RestlessBandit-v0": {"name": "restless"},
+    "dist_vpg/Harlow-v0": {"name": "harlow", "trials": 6},
 }
 
 
@@ -93,8 +97,11 @@ class TaskVectorEnv(VectorEnv):
         )
         self._state = task.reset(self._noise.episode)
         self._t, self._ended = 0, False
-        # the first trial: no observation, action or reward yet, and a trial index of 0
-        return np.zeros((self.num_envs, *self.single_observation_space.shape), np.float32), {}
+        # the first trial: the task's first observation (zeros but for Harlow's objects), no action
+        # or reward yet, and a trial index of 0
+        obs = np.zeros((self.num_envs, *self.single_observation_space.shape), np.float32)
+        obs[:, : task.obs_size] = task.first_obs(self._state).numpy()
+        return obs, {}
 
     def step(self, actions):
         if self._ended:  # next-step autoreset: all episodes ended on the previous step

@@ -26,11 +26,24 @@ import numpy as np
 import psutil
 import torch
 
-from dist_vpg import baselines, bayes, checkpoint, cli, config, distributed, files, native, noise, plots, stay
+from dist_vpg import (
+    baselines,
+    bayes,
+    checkpoint,
+    cli,
+    config,
+    distributed,
+    files,
+    native,
+    noise,
+    plots,
+    restless,
+    stay,
+)
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.rollout import act, input_size
-from dist_vpg.tasks import InformativeArms, Task, TwoStep, make_task
+from dist_vpg.tasks import Harlow, InformativeArms, RestlessBandit, Task, TwoStep, make_task
 from dist_vpg.tasks.informative import TARGET_PAYS
 
 CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
@@ -159,7 +172,18 @@ def evaluate_baselines(
 ) -> dict[str, EvalResult]:
     """Each baseline on the very episodes the agent plays with the same seed. Bandits: random, UCB1,
     Thompson, Bayes-optimal and, given the agent's (gamma, beta_e), the best policy of that
-    objective. Two-step: the Bayes-optimal player, where it is known."""
+    objective. Two-step: the Bayes-optimal player, where it is known. Informative arms and restless
+    bandits, Harlow: their own players (INFORMATIVE_PLAYERS, dist_vpg.restless.PLAYERS, HARLOW_PLAYERS)."""
+    if isinstance(task, Harlow):
+        return {
+            name: evaluate(harlow_player(task, name), task, episodes, seed, split, world)
+            for name in HARLOW_PLAYERS
+        }
+    if isinstance(task, RestlessBandit):
+        return {
+            name: evaluate(restless_player(task, name), task, episodes, seed, split, world)
+            for name in restless.PLAYERS
+        }
     if isinstance(task, InformativeArms):
         return {
             name: evaluate(informative_player(task, name), task, episodes, seed, split, world)
@@ -253,6 +277,83 @@ def informative_player(task: InformativeArms, name: str) -> Callable[[Noise, int
     return play
 
 
+# Harlow: `optimal` guesses a side on trial 1 and then chooses the object that paid (or the other one,
+# if the guess did not pay) wherever it stands. `by_side` learns sides instead of objects: it keeps
+# the side that paid and leaves the one that did not (win-stay, lose-shift), right half the time
+# after trial 1 as the objects swap sides at random. `random` guesses every trial.
+HARLOW_PLAYERS = ("optimal", "by_side", "random")
+
+
+def harlow_player(task: Harlow, name: str) -> Callable[[Noise, int], Played]:
+    def play(draws: Noise, _: int) -> Played:
+        state = task.reset(draws.episode)
+        regrets, rewards, actions = [], [], []
+        for t in range(task.trials):
+            if t == 0 or name == "random":
+                action = (draws.action[t] >= 0.5).long()
+            elif name == "optimal":  # the rewarded object's side
+                action = (~state.left).long()
+            else:  # by_side: stay after a reward, shift after none
+                action = torch.where(rewards[-1] > 0, action, 1 - action)
+            step = task.step(state, action, draws.trial[t])
+            state = step.state
+            regrets.append(step.regret)
+            rewards.append(step.reward)
+            actions.append(action.to(torch.int8))
+        return Played(torch.stack(regrets), torch.stack(rewards), torch.stack(actions), None)
+
+    return play
+
+
+def harlow_sides(task: Harlow, episodes: int, seed: int, split: int) -> np.ndarray:
+    """[T, episodes] bool: whether the rewarded object stands on the side it stood on in trial 1."""
+    draws = noise.draw(seed, split, 0, np.arange(episodes), task.trials, task.episode_draws, task.trial_draws)
+    left = torch.cat([draws.episode[:, 2:3].T, draws.trial[:-1, :, 0]]) < 0.5  # [T, N] as reset/step draw it
+    return (left == left[0]).numpy()
+
+
+def harlow_report(results: dict[str, EvalResult], task: Harlow, seed: int, split: int) -> dict:
+    """By trial, each player's chance of choosing the rewarded object when it stands on the side
+    of trial 1 and when it has swapped: a learner of objects is right on both, one of sides not."""
+    same = harlow_sides(task, next(iter(results.values())).episodes, seed, split)
+    right = lambda r, where: [
+        float(r.rewards[t][where[t]].mean()) if where[t].any() else None for t in range(task.trials)
+    ]
+    return {
+        "p_correct_by_side": {
+            name: {"same_side": right(r, same), "swapped": right(r, ~same)} for name, r in results.items()
+        }
+    }
+
+
+def restless_player(task: RestlessBandit, name: str) -> Callable[[Noise, int], Played]:
+    play = restless.player(task, name)
+
+    def played(draws: Noise, _: int) -> Played:
+        regrets, rewards, actions = play(draws)
+        return Played(regrets, rewards, actions.to(torch.int8), None)
+
+    return played
+
+
+def restless_report(results: dict[str, EvalResult], task: RestlessBandit, seed: int, split: int) -> dict:
+    """Each player's regret in stable and volatile episodes, and the Rescorla-Wagner learning rates
+    fitted to its choices per block of episodes (not the random player's: its choices follow no q)."""
+    volatile = restless.volatile_episodes(task, next(iter(results.values())).episodes, seed, split)
+    return {
+        "regret_by_volatility": {
+            name: {"low": float(r.regret[~volatile].mean()), "high": float(r.regret[volatile].mean())}
+            for name, r in results.items()
+        },
+        "learning_rates": {
+            name: restless.learning_rates(r.actions, r.rewards, volatile)
+            for name, r in results.items()
+            if name != "random"
+        },
+        "rw_player_alphas": restless.tuned_alphas(task),
+    }
+
+
 def training_objective(cfg: config.Config) -> tuple[float, float]:
     """(gamma, beta_e) the agent was trained for last: its final discount and entropy coefficient."""
     tr = cfg.train
@@ -319,6 +420,10 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> N
     plots.sorted_raster(agent.actions, agent.rewards, agent.gap, out / "raster.png")
     if "pull_pattern" in metrics:
         plots.pull_pattern(metrics["pull_pattern"], out / "pulls.png")
+    if "learning_rates" in metrics:
+        plots.learning_rates(metrics["learning_rates"], out / "learning_rates.png")
+    if "p_correct_by_side" in metrics:
+        plots.harlow_sides(metrics["p_correct_by_side"], out / "harlow.png")
     if "stay_probabilities" in metrics:
         patterns = {"agent (95% CI)": metrics["stay_probabilities"]}
         for name, m in metrics.get("baselines", {}).items():
@@ -404,6 +509,10 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(task, InformativeArms):
         players = {"agent": result, **others}
         metrics["pull_pattern"] = {name: informative_pulls(r, task) for name, r in players.items()}
+    if isinstance(task, RestlessBandit):
+        metrics.update(restless_report({"agent": result, **others}, task, args.seed, SPLITS[args.split]))
+    if isinstance(task, Harlow):
+        metrics.update(harlow_report({"agent": result, **others}, task, args.seed, SPLITS[args.split]))
     print(json.dumps(metrics, indent=2))
     if args.out:
         write_outputs(args.out, metrics, {"agent": result, **others})

@@ -1,6 +1,7 @@
 """Play an episode yourself in the terminal, then compare with the agent on the very same episode.
 
-    python -m dist_vpg.play --task bandit   (or two_step, informative_arms; --checkpoint PATH: another agent)
+    python -m dist_vpg.play --task bandit   (or two_step, informative_arms, restless, harlow;
+                                             --checkpoint PATH: another agent)
 
 Type a choice's number (1 or 2; 1-11 for informative arms) and Enter, q to stop. At the end the
 task's hidden parameters are revealed, with your expected regret beside the agent's: the agent meets
@@ -20,7 +21,7 @@ import torch
 from dist_vpg import checkpoint, cli, config, noise
 from dist_vpg.evaluate import load_agent
 from dist_vpg.rollout import act
-from dist_vpg.tasks import InformativeArms, TwoStep, make_task
+from dist_vpg.tasks import Harlow, InformativeArms, RestlessBandit, TwoStep, make_task
 from dist_vpg.tasks.informative import TARGET_PAYS
 
 EOF = -1  # ask's answer when standard input has ended
@@ -33,7 +34,20 @@ DEFAULT_CHECKPOINT = {
     "bandit": PRETRAINED / "bandit_independent.pt",
     "two_step": PRETRAINED / "two_step.pt",
     "informative_arms": PRETRAINED / "informative_arms.pt",
+    "restless": PRETRAINED / "restless.pt",
+    "harlow": PRETRAINED / "harlow.pt",
 }
+
+
+def object_name(features: torch.Tensor) -> str:
+    """A Harlow object as a word a person can hold in mind: consonant-vowel pairs from its first
+    features (two objects of the pool share a name with a chance of about 1 in 10,000)."""
+    consonants, vowels = "bdfgklmnprstvz", "aeiou"
+    letters = [
+        (consonants if i % 2 == 0 else vowels)[int(f * (14 if i % 2 == 0 else 5))]
+        for i, f in enumerate(features[:4].tolist())
+    ]
+    return "".join(letters).upper()
 
 
 def ask(t: int, trials: int, stdin: TextIO, stdout: TextIO, choices: int = 2) -> int | None:
@@ -59,17 +73,22 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
     task = make_task(cfg.task)
     draws = noise.draw(seed, noise.EVAL, 1, np.array([0]), task.trials, task.episode_draws, task.trial_draws)
     state = task.reset(draws.episode)
-    regrets, rewards = [], []
+    regrets, rewards, states = [], [], []
     stdout.write(f"{cfg.task.name}: {task.trials} trials, {task.num_actions} choices. Find what pays.\n")
+    obs = task.first_obs(state)
     for t in range(task.trials):
+        if isinstance(task, Harlow):
+            left, right = obs[0].view(2, task.features)
+            stdout.write(f"  left: {object_name(left)}   right: {object_name(right)}   (1: left, 2: right)\n")
         choice = ask(t, task.trials, stdin, stdout, task.num_actions)
         if choice == EOF and t == 0:
             stdout.write("\n")
             return {"trials": 0, "input_ended": True}
         if choice is None or choice == EOF:
             break
+        states.append(state)
         step = task.step(state, torch.tensor([choice]), draws.trial[t])
-        state = step.state
+        state, obs = step.state, step.obs
         regrets.append(step.regret.item())
         rewards.append(step.reward.item())
         where = ""
@@ -95,6 +114,16 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
             f"{task.num_actions} told where the {TARGET_PAYS:g} was: it paid "
             f"{task.scale * (target + 1) / task.ordinary:g}, {task.scale:g}/{task.ordinary} of the "
             "target's number.\n"
+        )
+    elif isinstance(task, Harlow):
+        rewarded, other = object_name(state.rewarded[0]), object_name(state.other[0])
+        stdout.write(f"Revealed: {rewarded} paid every time, wherever it stood; {other} never did.\n")
+    elif isinstance(task, RestlessBandit):
+        kind = "a volatile" if bool(state.volatile[0]) else "a stable"
+        path = " ".join(f"{float(s.p[0]):.2f}" for s in states)
+        stdout.write(
+            f"Revealed: {kind} episode (p stepped by s.d. {float(state.drift[0]):g} a trial). Arm 1 paid "
+            f"with p, arm 2 with 1 - p; p on your trials: {path}.\n"
         )
     else:
         probs = ", ".join(

@@ -88,6 +88,46 @@ def pull_pattern(pulls: dict[str, dict[str, list[float]]], path: Path) -> Path:
     return path
 
 
+def learning_rates(fits: dict[str, dict], path: Path) -> Path:
+    """Restless bandits: each player's Rescorla-Wagner learning rate in stable and volatile
+    episodes, one dot per block of episodes and a bar at their mean (dist_vpg.restless)."""
+    kinds = (("low", "stable"), ("high", "volatile"))
+    x = np.arange(len(fits))
+    with saved_figure(path, figsize=(max(6, 1.3 * len(fits)), 4)) as (_, ax):
+        for k, (kind, label) in enumerate(kinds):
+            where = x + (k - 0.5) * 0.38
+            ax.bar(where, [f[kind]["mean"] for f in fits.values()], 0.36, alpha=0.5, label=label)
+            for w, f in zip(where, fits.values()):
+                ax.scatter(np.full(len(f[kind]["alpha"]), w), f[kind]["alpha"], s=8, c="black", zorder=3)
+        ax.set_xticks(x, [name.replace("_", "\n") for name in fits])
+        ax.set(ylabel="fitted learning rate (one dot per block)", yscale="log")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(title="episodes")
+    return path
+
+
+def harlow_sides(found: dict[str, dict[str, list]], path: Path) -> Path:
+    """Harlow: by trial, each player's chance of choosing the rewarded object, when it stands on the
+    side it stood on in trial 1 (left) and when it has swapped sides (right)."""
+    panels = (
+        ("same_side", "rewarded object on trial 1's side"),
+        ("swapped", "rewarded object swapped sides"),
+    )
+    with saved_figure(path, ncols=2, figsize=(10, 4)) as (_, axes):
+        for ax, (kind, title) in zip(axes, panels):
+            for name, p in found.items():
+                y = np.array([np.nan if v is None else v for v in p[kind]], dtype=float)
+                trials = np.arange(1, len(y) + 1)
+                ax.plot(
+                    trials, y, marker="o", lw=2.5 if name == "agent" else 1.2, label=name.replace("_", " ")
+                )
+            ax.set(xlabel="trial", ylabel="P(chooses the rewarded object)", ylim=(-0.02, 1.02), xticks=trials)
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[0].legend()
+    return path
+
+
 def stay_bars(found: dict[str, dict], paper: dict, path: Path) -> Path:
     """Two-step stay probabilities by kind of previous trial, one bar group per kind: each player's
     (found: {label: {kind: {"p", "sem"}}}, with 95% error bars) and the paper's."""

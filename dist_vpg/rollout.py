@@ -52,10 +52,13 @@ def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: 
     one_hot = torch.eye(task.num_actions)
     policy_w, policy_b = agent.policy.weight, agent.policy.bias
 
-    # Everything is zero on the first trial: no observation, action or reward yet.
-    x = torch.zeros(batch, input_size(task, trial_input))
-    inputs, hs, logits, actions, rewards, regrets = [], [], [], [], [], []
+    # The first trial shows the task's first observation (zeros but for Harlow's objects), and no
+    # previous action or reward.
     task_state = task.reset(noise.episode)
+    x = torch.cat(
+        [task.first_obs(task_state), torch.zeros(batch, input_size(task, trial_input) - task.obs_size)], 1
+    )
+    inputs, hs, logits, actions, rewards, regrets = [], [], [], [], [], []
     lstm_state = agent.initial_state(batch)
     for t in range(trials):
         # A fresh x every trial rather than rows of one buffer written in place: autograd keeps

@@ -48,6 +48,8 @@ def test_dotted_overrides_are_typed():
         ("train.signal=reward_to_go", "train.signal"),
         ("train.episodes_per_task=0", "train.episodes_per_task"),
         ("task.informative_scale=0", "task.informative_scale"),
+        ("task.drift_high=1.5", "task.drift_high"),
+        ("task.volatile_share=-0.1", "task.volatile_share"),
         ("train.episodes_per_task=3", "train.episodes_per_task"),  # 128 episodes are not groups of 3
         ("tracker.timeout_s=.inf", "tracker.timeout_s"),
         ("seed=1180591620717411303424", "seed"),  # 2**70: beyond what torch and the noise take

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from dist_vpg.tasks.base import Step
+from dist_vpg.tasks.base import StartsBlank, Step
 
 # Dependent-arm bandits draw p for arm 0 from these sets (arm 1 pays 1 - p); None is U(0, 1).
 DEPENDENT_SETS = {"dependent": None, "easy": (0.1, 0.9), "medium": (0.25, 0.75), "hard": (0.4, 0.6)}
@@ -17,7 +17,7 @@ class BanditState(NamedTuple):
     best: torch.Tensor  # [B] the best arm's probability
 
 
-class Bandit:
+class Bandit(StartsBlank):
     """N Bernoulli arms whose probabilities are drawn anew for every episode."""
 
     obs_size = 0

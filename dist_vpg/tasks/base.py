@@ -24,4 +24,16 @@ class Task(Protocol):
 
     def reset(self, u: torch.Tensor) -> NamedTuple: ...  # u [B, episode_draws]
 
+    def first_obs(self, state: NamedTuple) -> torch.Tensor: ...  # [B, obs_size] seen on trial 1
+
     def step(self, state: NamedTuple, action: torch.Tensor, u: torch.Tensor) -> Step: ...
+
+
+class StartsBlank:
+    """For tasks that show nothing before the first choice (all but Harlow): a first observation
+    of zeros. The first field of the task's state must have the batch as its first dimension."""
+
+    obs_size: int
+
+    def first_obs(self, state: NamedTuple) -> torch.Tensor:
+        return torch.zeros(len(state[0]), self.obs_size)

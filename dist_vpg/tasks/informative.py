@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from dist_vpg.tasks.base import Step
+from dist_vpg.tasks.base import StartsBlank, Step
 
 TARGET_PAYS, OTHERS_PAY = 5.0, 1.0
 
@@ -25,7 +25,7 @@ class InformativeState(NamedTuple):
     payouts: torch.Tensor  # [B, arms] what each arm pays
 
 
-class InformativeArms:
+class InformativeArms(StartsBlank):
     obs_size = 0
     episode_draws = 1  # the target
     trial_draws = 1  # unused: payouts are deterministic (kept so that every task draws per trial)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from dist_vpg.tasks.base import Step
+from dist_vpg.tasks.base import StartsBlank, Step
 
 
 class TwoStepState(NamedTuple):
@@ -14,7 +14,7 @@ class TwoStepState(NamedTuple):
     common: torch.Tensor  # [B] bool: whether the last transition was the common one
 
 
-class TwoStep:
+class TwoStep(StartsBlank):
     """The two-step task of Daw et al. (2011) as used by Wang et al. (2018), one step per trial.
 
     The first-stage action a leads to second-stage state a with probability common_prob (else to
