@@ -227,10 +227,18 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def fit_learning_rate(actions: np.ndarray, rewards: np.ndarray) -> tuple[float, float]:
-    """The maximum-likelihood (alpha, beta) of the RW model for these episodes (alpha on ALPHAS)."""
-    betas, log_likelihoods = rw_fits(actions, rewards)
-    best = int(log_likelihoods.argmax())
-    return float(ALPHAS[best]), float(betas[best])
+    """The maximum-likelihood (alpha, beta) of the RW model for these episodes: the best alpha of
+    ALPHAS, moved to the top of the parabola through its neighbours' log-likelihoods (in log alpha)
+    where they bracket a maximum; beta is the best one of that grid alpha."""
+    betas, ll = rw_fits(actions, rewards)
+    best = int(ll.argmax())
+    alpha = math.log(ALPHAS[best])
+    if 0 < best < len(ALPHAS) - 1:
+        bend = ll[best - 1] - 2 * ll[best] + ll[best + 1]
+        if bend < 0:
+            shift = 0.5 * (ll[best - 1] - ll[best + 1]) / bend  # in grid steps, within (-1/2, 1/2]
+            alpha += float(np.clip(shift, -0.5, 0.5)) * math.log(ALPHAS[1] / ALPHAS[0])
+    return math.exp(alpha), float(betas[best])
 
 
 def learning_rates(

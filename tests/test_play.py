@@ -58,3 +58,14 @@ def test_informative_arms_take_any_of_eleven_keys_and_reveal_the_target():
     assert result["your_reward"] == pytest.approx(target / 10 + 4 * 5)
     assert result["your_regret"] == pytest.approx(5 - target / 10)
     assert f"Revealed: arm {target} paid 5" in out.getvalue()
+
+
+def test_restless_reveals_the_drift_and_the_path_of_p():
+    out = io.StringIO()
+    result = play.play(play.DEFAULT_CHECKPOINT["restless"], 8, io.StringIO("1\n2\n1\nq\n"), out)
+    assert result["trials"] == 3
+    revealed = out.getvalue().split("Revealed: ")[1]
+    assert revealed.startswith(
+        ("a volatile episode (p stepped by s.d. 0.2", "a stable episode (p stepped by s.d. 0.02")
+    )
+    assert len(revealed.split("p on your trials: ")[1].split(".\n")[0].split()) == 3

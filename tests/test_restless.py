@@ -153,8 +153,7 @@ def test_the_fit_recovers_a_rescorla_wagner_learners_learning_rate(alpha, beta):
     task = RestlessBandit()
     actions, rewards = _softmax_rw(task, _draws(task, 500), alpha, beta)
     found_alpha, found_beta = restless.fit_learning_rate(actions, rewards)
-    step = restless.ALPHAS[1] / restless.ALPHAS[0]
-    assert abs(math.log(found_alpha / alpha)) <= 2 * math.log(step)
+    assert found_alpha == pytest.approx(alpha, rel=0.15)
     assert found_beta == pytest.approx(beta, rel=0.25)
 
 
@@ -169,5 +168,19 @@ def test_learning_rates_are_fitted_per_block_of_each_volatility():
     for kind in ("low", "high"):
         assert len(fits[kind]["alpha"]) == fits[kind]["episodes"] // 200
         # greedy RW with a known alpha: every block's fit finds that alpha
-        assert fits[kind]["alpha"] == pytest.approx([told[kind]] * len(fits[kind]["alpha"]))
+        assert fits[kind]["alpha"] == pytest.approx([told[kind]] * len(fits[kind]["alpha"]), rel=0.07)
     assert told["low"] < told["all"] < told["high"]
+
+
+def test_the_pretrained_agent_learns_faster_in_volatile_episodes():
+    """The paper's point on the shipped agent, weights frozen: the Rescorla-Wagner learning rate
+    fitted to its choices is about twice as high in volatile episodes as in stable ones."""
+    from dist_vpg import evaluate, play
+
+    agent, cfg = evaluate.load_agent(play.DEFAULT_CHECKPOINT["restless"])
+    task = make_task(cfg.task)
+    result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)
+    volatile = restless.volatile_episodes(task, 1000, 7, noise.EVAL)
+    fits = restless.learning_rates(result.actions, result.rewards, volatile)
+    assert fits["high"]["mean"] > 1.5 * fits["low"]["mean"]
+    assert result.regret.mean() < 7.5  # greedy Rescorla-Wagner with the best single alpha: about 7.1
