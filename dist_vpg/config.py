@@ -72,9 +72,11 @@ class TaskConfig:
     drift_low: float = 0.02
     drift_high: float = 0.2
     volatile_share: float = 0.5
-    # harlow: a fixed pool of `objects` objects, each `features` numbers in [0, 1]
+    # harlow: a fixed pool of `objects` objects, each `features` numbers in [0, 1]; with fixation,
+    # each trial starts with a step that shows nothing (2 * trials agent steps an episode)
     objects: int = 1000
     features: int = 8
+    fixation: bool = False
 
 
 @dataclass(frozen=True)

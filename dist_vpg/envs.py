@@ -43,7 +43,7 @@ IDS = {
     "dist_vpg/TwoStep-v0": {"name": "two_step"},
     "dist_vpg/InformativeArms-v0": {"name": "informative_arms", "arms": 11, "trials": 5},
     "dist_vpg/RestlessBandit-v0": {"name": "restless"},
-    "dist_vpg/Harlow-v0": {"name": "harlow", "trials": 6},
+    "dist_vpg/Harlow-v0": {"name": "harlow", "trials": 6, "fixation": True},
 }
 
 

@@ -280,7 +280,8 @@ def informative_player(task: InformativeArms, name: str) -> Callable[[Noise, int
 # Harlow: `optimal` guesses a side on trial 1 and then chooses the object that paid (or the other one,
 # if the guess did not pay) wherever it stands. `by_side` learns sides instead of objects: it keeps
 # the side that paid and leaves the one that did not (win-stay, lose-shift), right half the time
-# after trial 1 as the objects swap sides at random. `random` guesses every trial.
+# after trial 1 as the objects swap sides at random. `random` guesses every trial. On fixation steps
+# (task.fixation) every player's action is 0, which the task ignores.
 HARLOW_PLAYERS = ("optimal", "by_side", "random")
 
 
@@ -288,37 +289,43 @@ def harlow_player(task: Harlow, name: str) -> Callable[[Noise, int], Played]:
     def play(draws: Noise, _: int) -> Played:
         state = task.reset(draws.episode)
         regrets, rewards, actions = [], [], []
+        action = last_reward = None  # at the previous choice
         for t in range(task.trials):
-            if t == 0 or name == "random":
-                action = (draws.action[t] >= 0.5).long()
+            if not state.choosing:
+                chosen = torch.zeros(draws.action.shape[1], dtype=torch.long)
+            elif last_reward is None or name == "random":
+                chosen = (draws.action[t] >= 0.5).long()
             elif name == "optimal":  # the rewarded object's side
-                action = (~state.left).long()
+                chosen = (~state.left).long()
             else:  # by_side: stay after a reward, shift after none
-                action = torch.where(rewards[-1] > 0, action, 1 - action)
-            step = task.step(state, action, draws.trial[t])
+                chosen = torch.where(last_reward > 0, action, 1 - action)
+            choosing = state.choosing
+            step = task.step(state, chosen, draws.trial[t])
             state = step.state
+            if choosing:
+                action, last_reward = chosen, step.reward
             regrets.append(step.regret)
             rewards.append(step.reward)
-            actions.append(action.to(torch.int8))
+            actions.append(chosen.to(torch.int8))
         return Played(torch.stack(regrets), torch.stack(rewards), torch.stack(actions), None)
 
     return play
 
 
-def harlow_sides(task: Harlow, episodes: int, seed: int, split: int) -> np.ndarray:
-    """[T, episodes] bool: whether the rewarded object stands on the side it stood on in trial 1."""
-    draws = noise.draw(seed, split, 0, np.arange(episodes), task.trials, task.episode_draws, task.trial_draws)
-    left = torch.cat([draws.episode[:, 2:3].T, draws.trial[:-1, :, 0]]) < 0.5  # [T, N] as reset/step draw it
-    return (left == left[0]).numpy()
-
-
 def harlow_report(results: dict[str, EvalResult], task: Harlow, seed: int, split: int) -> dict:
-    """By trial, each player's chance of choosing the rewarded object when it stands on the side
-    of trial 1 and when it has swapped: a learner of objects is right on both, one of sides not."""
-    same = harlow_sides(task, next(iter(results.values())).episodes, seed, split)
-    right = lambda r, where: [
-        float(r.rewards[t][where[t]].mean()) if where[t].any() else None for t in range(task.trials)
-    ]
+    """By trial (choices only), each player's chance of choosing the rewarded object when it stands
+    on the side it stood on in trial 1 and when it has swapped: a learner of objects is right on
+    both, a learner of sides not."""
+    episodes = next(iter(results.values())).episodes
+    draws = noise.draw(seed, split, 0, np.arange(episodes), task.trials, task.episode_draws, task.trial_draws)
+    left = task.rewarded_left(draws.episode, draws.trial).numpy()  # [choices, N]
+    same = left == left[0]
+    steps = task.choice_steps
+
+    def right(r: EvalResult, where: np.ndarray) -> list:
+        paid = r.rewards[steps]  # [choices, N]
+        return [float(paid[k][where[k]].mean()) if where[k].any() else None for k in range(len(steps))]
+
     return {
         "p_correct_by_side": {
             name: {"same_side": right(r, same), "swapped": right(r, ~same)} for name, r in results.items()

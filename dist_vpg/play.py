@@ -74,21 +74,26 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
     draws = noise.draw(seed, noise.EVAL, 1, np.array([0]), task.trials, task.episode_draws, task.trial_draws)
     state = task.reset(draws.episode)
     regrets, rewards, states = [], [], []
-    stdout.write(f"{cfg.task.name}: {task.trials} trials, {task.num_actions} choices. Find what pays.\n")
-    obs = task.first_obs(state)
+    trials = getattr(task, "choices", task.trials)  # Harlow with fixation: 2 agent steps a trial
+    stdout.write(f"{cfg.task.name}: {trials} trials, {task.num_actions} choices. Find what pays.\n")
+    obs, steps = task.first_obs(state), 0  # steps: the agent steps played
     for t in range(task.trials):
+        if isinstance(task, Harlow) and not state.choosing:  # a fixation step: nothing to choose
+            state = task.step(state, torch.tensor([0]), draws.trial[t]).state
+            obs, steps = task.observe(state), t + 1
+            continue
         if isinstance(task, Harlow):
             left, right = obs[0].view(2, task.features)
             stdout.write(f"  left: {object_name(left)}   right: {object_name(right)}   (1: left, 2: right)\n")
-        choice = ask(t, task.trials, stdin, stdout, task.num_actions)
-        if choice == EOF and t == 0:
+        choice = ask(len(regrets), trials, stdin, stdout, task.num_actions)
+        if choice == EOF and not regrets:
             stdout.write("\n")
             return {"trials": 0, "input_ended": True}
         if choice is None or choice == EOF:
             break
         states.append(state)
         step = task.step(state, torch.tensor([choice]), draws.trial[t])
-        state, obs = step.state, step.obs
+        state, obs, steps = step.state, step.obs, t + 1
         regrets.append(step.regret.item())
         rewards.append(step.reward.item())
         where = ""
@@ -102,7 +107,7 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
         return {"trials": 0}
     with torch.inference_mode():
         agent_run = act(agent, task, draws, cfg.task.trial_input, with_values=False)
-    agent_regret = agent_run.regrets[:played, 0].sum().item()
+    agent_regret = agent_run.regrets[:steps, 0].sum().item()
     if isinstance(task, TwoStep):
         stdout.write(
             "Choice 1 leads mostly to A, choice 2 mostly to B; the paying state swapped now and then.\n"
@@ -134,7 +139,7 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
         "trials": played,
         "your_reward": sum(rewards),
         "your_regret": sum(regrets),
-        "agent_reward": agent_run.rewards[:played, 0].sum().item(),
+        "agent_reward": agent_run.rewards[:steps, 0].sum().item(),
         "agent_regret": agent_regret,
     }
     stdout.write(

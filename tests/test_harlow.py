@@ -35,33 +35,44 @@ def _reference(pool, u_episode, u_trials, actions):
     return np.array(shown), rewards
 
 
-def test_harlow_follows_the_rules_of_a_plain_loop():
-    task = make_task(config.TaskConfig(name="harlow", trials=6, objects=50, features=3))
-    assert (task.num_actions, task.obs_size, task.trials) == (2, 6, 6)
+@pytest.mark.parametrize("fixation", [False, True])
+def test_harlow_follows_the_rules_of_a_plain_loop(fixation):
+    cfg = config.TaskConfig(name="harlow", trials=6, objects=50, features=3, fixation=fixation)
+    task = make_task(cfg)
+    steps = 12 if fixation else 6
+    assert (task.num_actions, task.obs_size, task.trials, task.choices) == (2, 6, steps, 6)
+    assert task.choice_steps == (list(range(1, 12, 2)) if fixation else list(range(6)))
     pool = task.pool.numpy()
     draws = _draws(task, 300)
-    actions = torch.randint(0, 2, (6, 300), generator=torch.Generator().manual_seed(0))
+    actions = torch.randint(0, 2, (steps, 300), generator=torch.Generator().manual_seed(0))
     state = task.reset(draws.episode)
-    shown, rewards = [task.first_obs(state)], []
-    for t in range(6):
+    shown, rewards, regrets = [task.first_obs(state)], [], []
+    for t in range(steps):
         step = task.step(state, actions[t], draws.trial[t])
         state = step.state
         shown.append(step.obs)
         rewards.append(step.reward)
-        assert torch.equal(step.regret, 1.0 - step.reward)
-    shown, rewards = torch.stack(shown[:-1], 1), torch.stack(rewards, 1)  # [300, 6, 6], [300, 6]
+        regrets.append(step.regret)
+    shown, rewards, regrets = torch.stack(shown[:-1], 1), torch.stack(rewards, 1), torch.stack(regrets, 1)
+    choices = task.choice_steps
+    fixations = [t for t in range(steps) if t not in choices]
+    # fixation steps show nothing and pay nothing, whatever the action
+    assert torch.all(shown[:, fixations] == 0) and torch.all(rewards[:, fixations] == 0)
+    assert torch.all(regrets[:, fixations] == 0)
+    assert torch.equal(regrets[:, choices], 1.0 - rewards[:, choices])
     for b in range(300):
         want_shown, want_rewards = _reference(
-            pool, draws.episode[b].tolist(), draws.trial[:, b].tolist(), actions[:, b].tolist()
+            pool, draws.episode[b].tolist(), draws.trial[choices, b].tolist(), actions[choices, b].tolist()
         )
-        np.testing.assert_array_equal(shown[b].numpy(), want_shown)
-        assert rewards[b].tolist() == want_rewards
+        np.testing.assert_array_equal(shown[b, choices].numpy(), want_shown)
+        assert rewards[b, choices].tolist() == want_rewards
     # two different objects every episode, the sides at random
-    left, right = shown[:, 0, :3], shown[:, 0, 3:]
+    left, right = shown[:, choices[0], :3], shown[:, choices[0], 3:]
     assert not (left == right).all(1).any()
-    assert (
-        0.4 < (shown[:, :, :3] == task.reset(draws.episode).rewarded.unsqueeze(1)).all(2).float().mean() < 0.6
-    )
+    rewarded = task.reset(draws.episode).rewarded.unsqueeze(1)
+    on_left = (shown[:, choices, :3] == rewarded).all(2)  # [300, 6]
+    assert 0.4 < on_left.float().mean() < 0.6
+    assert torch.equal(task.rewarded_left(draws.episode, draws.trial), on_left.T)
 
 
 def test_the_pool_is_part_of_the_task_and_every_object_is_drawn():
@@ -83,13 +94,15 @@ def test_the_agent_sees_the_objects_before_its_first_choice():
     assert torch.all(first[:, task.obs_size :] == 0)  # no previous action, reward, trial index 0
 
 
-def test_harlow_players_score_their_exact_figures():
+@pytest.mark.parametrize("fixation", [False, True])
+def test_harlow_players_score_their_exact_figures(fixation):
     """Optimal: a guess, then right: 0.5 regret. By side and random: right half the time after trial 1."""
-    task = make_task(config.from_dict({}, ["task.name=harlow", "task.trials=6"]).task)
+    overrides = ["task.name=harlow", "task.trials=6", f"task.fixation={fixation}"]
+    task = make_task(config.from_dict({}, overrides).task)
     found = evaluate.evaluate_baselines(task, 4000, 5)
     regret = {name: r.regret.mean() for name, r in found.items()}
     assert regret["optimal"] == pytest.approx(0.5, abs=0.03)
-    assert (found["optimal"].regrets[1:] == 0).all()
+    assert (found["optimal"].regrets[task.choice_steps[1] :] == 0).all()
     assert regret["random"] == pytest.approx(3.0, abs=0.1)
     assert regret["by_side"] == pytest.approx(3.0, abs=0.1)
     report = evaluate.harlow_report(found, task, 5, noise.EVAL)["p_correct_by_side"]
@@ -114,3 +127,15 @@ def test_play_shows_the_objects_and_reveals_the_one_that_paid(tmp_path):
     assert revealed and revealed[1] != revealed[2]
     # both were shown on the first trial, one on each side
     assert re.search(rf"left: ({revealed[1]}|{revealed[2]})   right: ({revealed[1]}|{revealed[2]})", text)
+
+
+def test_play_skips_fixation_steps_and_counts_trials(tmp_path):
+    from tests.test_evaluate import make_checkpoint
+
+    overrides = ["task.name=harlow", "task.trials=6", "task.fixation=true", "agent.hidden=8"]
+    path = make_checkpoint(tmp_path / "run", overrides + ["train.rollout=twopass"])
+    out = io.StringIO()
+    result = play.play(path, 3, io.StringIO("2\n" * 6), out)
+    text = out.getvalue()
+    assert text.startswith("harlow: 6 trials") and "trial 6/6" in text and "trial 7" not in text
+    assert result["trials"] == 6 and text.count("left: ") == 6

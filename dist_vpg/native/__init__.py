@@ -118,6 +118,8 @@ def _task_state(task, noise: Noise, keep: list) -> _TaskState:
     raise NativeUnavailable(_no_task(task))
 
 
+# kernels.c steps bandits and two-step, whose first trial shows nothing: it starts every episode from
+# a zero input rather than the task's first_obs.
 def _no_task(task) -> str:
     return f"the native rollout has no {type(task).__name__} task (kernels.c steps bandits and two-step)"
 

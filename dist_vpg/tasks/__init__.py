@@ -48,5 +48,5 @@ def make_task(cfg: TaskConfig) -> Task:
     if cfg.name == "restless":
         return RestlessBandit(cfg.trials, cfg.drift_low, cfg.drift_high, cfg.volatile_share)
     if cfg.name == "harlow":
-        return Harlow(cfg.trials, cfg.objects, cfg.features)
+        return Harlow(cfg.trials, cfg.objects, cfg.features, cfg.fixation)
     raise ValueError(f"unknown task {cfg.name!r}")
