@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +32,14 @@ from dist_vpg import checkpoint, validation  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
 
 JOB_TIMEOUT_S = 3 * 3600
+START_S = 60  # a node that dies this soon after the start died starting up
 
 
-def train(cluster: EmulatedCluster, spec: str, seed: int, args, run_dir: Path, port: int) -> None:
-    """One training job over the emulated nodes (eval.csv and the final checkpoint in run_dir)."""
+def train(cluster: EmulatedCluster, spec: str, seed: int, args, run_dir: Path, port: int) -> int:
+    """One training job over the emulated nodes (eval.csv and the final checkpoint in run_dir).
+    Returns how often it was started again: a node that dies within START_S of the start, before
+    any work (gloo's start-up inside a namespace has aborted so, rarely), costs one more attempt on
+    another port; any other failure, or a second one, stops the benchmark with that node's log."""
     overrides = [
         "--config",
         args.config,
@@ -51,20 +57,65 @@ def train(cluster: EmulatedCluster, spec: str, seed: int, args, run_dir: Path, p
         "cpu.affinity=none",
         "cpu.threads=1",
     ]
-    procs = []
+    for attempt in range(2):
+        failure = _run_nodes(cluster, overrides, run_dir, port + 1000 * attempt)
+        if failure is None:
+            return attempt
+        node, code, seconds, log = failure
+        what = f"{spec} seed {seed}: node {node} failed (exit {code}) {seconds:.0f} s after the start"
+        if attempt == 0 and seconds < START_S:
+            print(f"{what}, during start-up: starting the job again on another port", flush=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            continue
+        raise RuntimeError(f"{what}:\n{log[-3000:]}")
+    raise AssertionError("unreachable")
+
+
+def _run_nodes(cluster: EmulatedCluster, overrides: list[str], run_dir: Path, port: int):
+    """Both nodes' launch.sh, watched together: None when both finish well; else (node, exit code,
+    seconds since the start, its log) of the first to fail, the other node stopped at once rather
+    than left waiting for a peer that is gone."""
+    procs, logs = [], []
+    start = time.monotonic()
     for i, node in enumerate(cluster.nodes):
         env = dict(os.environ, NNODES="2", NODE_RANK=str(i), MASTER_ADDR=cluster.nodes[0].address)
         env.update(MASTER_PORT=str(port), NPROC="1", GLOO_SOCKET_IFNAME=node.device)
         cmd = cluster.command(i, [str(ROOT / "launch.sh"), *overrides])
+        logs.append(tempfile.TemporaryFile("w+"))
         procs.append(
-            subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
+            subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT, text=True)
         )
-    logs = [p.communicate(timeout=JOB_TIMEOUT_S)[0] for p in procs]
-    for i, (p, log) in enumerate(zip(procs, logs)):
-        if p.returncode != 0:
-            raise RuntimeError(f"{spec} seed {seed}: node {i} failed (exit {p.returncode}):\n{log[-3000:]}")
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
+            late = time.monotonic() - start > JOB_TIMEOUT_S
+            if all(code == 0 for code in codes):
+                return None
+            if failed or late:
+                node = failed[0] if failed else codes.index(None)
+                seconds = time.monotonic() - start
+                _stop(procs)
+                logs[node].seek(0)
+                text = logs[node].read() + ("" if failed else f"\n(no end after {JOB_TIMEOUT_S} s)")
+                return node, procs[node].returncode, seconds, text
+            time.sleep(0.5)
+    finally:
+        _stop(procs)
+        for log in logs:
+            log.close()
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()  # launch.sh execs torchrun, which stops its workers on SIGTERM
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def evaluate(run_dir: Path, episodes: int) -> dict:
@@ -104,11 +155,12 @@ def main(argv: list[str] | None = None) -> int:
                 for seed in args.seeds:
                     print(f"{spec}, seed {seed} ...", flush=True)
                     run_dir = Path(tmp) / f"{spec.replace(' ', '_')}-{seed}"
-                    train(cluster, spec, seed, args, run_dir, port)
+                    restarts = train(cluster, spec, seed, args, run_dir, port)
                     port += 1
                     final = evaluate(run_dir, args.final_episodes)
                     curve = validation.read(run_dir / validation.FILE)
-                    rows.append({"strategy": spec, "seed": seed, "final": final, "curve": curve})
+                    row = {"strategy": spec, "seed": seed, "final": final, "curve": curve}
+                    rows.append({**row, "restarts": restarts})
     except Unavailable as e:
         skipped = f"skipped: {e}"
         print(f"bench_link_learning: {skipped}", file=sys.stderr)

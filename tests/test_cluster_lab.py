@@ -124,3 +124,27 @@ def test_quick_learning_over_a_shaped_link(tmp_path):
     assert [r["strategy"] for r in rows] == ["allreduce", "local_sgd sync.period=8"]
     for r in rows:
         assert r["final"]["episodes"] == 200 and r["curve"][-1]["update"] == 40
+
+
+class _ScriptedNodes:
+    """Stands in for EmulatedCluster: node i runs scripts[i] in a shell instead of launch.sh."""
+
+    def __init__(self, scripts):
+        self.scripts = scripts
+        self.nodes = [type("Node", (), {"address": "127.0.0.1", "device": "lo"})() for _ in scripts]
+
+    def command(self, index, cmd):
+        return ["sh", "-c", self.scripts[index]]
+
+
+def test_a_dead_node_stops_the_job_at_once_and_a_start_up_death_is_retried_once(tmp_path, capsys):
+    from benchmarks import bench_link_learning as bench
+
+    # node 1 dies at once while node 0 would wait 10 minutes for it: both attempts fail fast
+    nodes = _ScriptedNodes(["sleep 600", "echo gloo abort; exit 134"])
+    args = type("Args", (), {"config": "c.yaml", "updates": 1, "eval_every": 1, "eval_episodes": 1})()
+    with pytest.raises(RuntimeError, match=r"node 1 failed \(exit 134\) \d+ s after the start:\ngloo abort"):
+        bench.train(nodes, "allreduce", 0, args, tmp_path / "run", 29900)
+    assert "during start-up: starting the job again on another port" in capsys.readouterr().out
+    # both nodes finish well: no restart
+    assert bench.train(_ScriptedNodes(["true", "true"]), "allreduce", 0, args, tmp_path / "run", 29900) == 0
