@@ -118,9 +118,14 @@ def harlow_sides(found: dict[str, dict[str, list]], path: Path) -> Path:
             for name, p in found.items():
                 y = np.array([np.nan if v is None else v for v in p[kind]], dtype=float)
                 trials = np.arange(1, len(y) + 1)
-                ax.plot(
-                    trials, y, marker="o", lw=2.5 if name == "agent" else 1.2, label=name.replace("_", " ")
+                # the agent drawn over the optimal player (dashed), whose line it may cover
+                agent = name == "agent"
+                style = (
+                    {"lw": 2.5, "zorder": 3}
+                    if agent
+                    else {"lw": 1.2, "ls": "--" if name == "optimal" else "-"}
                 )
+                ax.plot(trials, y, marker="o", label=name.replace("_", " "), **style)
             ax.set(xlabel="trial", ylabel="P(chooses the rewarded object)", ylim=(-0.02, 1.02), xticks=trials)
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)

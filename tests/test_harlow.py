@@ -139,3 +139,17 @@ def test_play_skips_fixation_steps_and_counts_trials(tmp_path):
     text = out.getvalue()
     assert text.startswith("harlow: 6 trials") and "trial 6/6" in text and "trial 7" not in text
     assert result["trials"] == 6 and text.count("left: ") == 6
+
+
+def test_the_pretrained_agent_follows_the_object_that_paid_on_either_side():
+    """The paper's point on the shipped agent, weights frozen: after one trial it chooses the object
+    that paid, whether or not the objects swapped sides (a learner of sides is right half the time)."""
+    agent, cfg = evaluate.load_agent(play.DEFAULT_CHECKPOINT["harlow"])
+    task = make_task(cfg.task)
+    assert task.fixation and task.choices == 6
+    result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)
+    by_side = evaluate.harlow_report({"agent": result}, task, 7, noise.EVAL)["p_correct_by_side"]["agent"]
+    assert by_side["same_side"][0] == pytest.approx(0.5, abs=0.06)  # trial 1: a guess
+    for kind in ("same_side", "swapped"):
+        assert min(by_side[kind][1:]) > 0.95, kind
+    assert result.regret.mean() < 0.6  # optimal: 0.5
