@@ -11,10 +11,11 @@ episodes in lockstep, and importing this module registers them:
 
 The observation is what a dist_vpg agent sees on each trial: the task's own observation, the
 previous action one-hot and the previous reward (zeros on the first trial, as is the observation but
-for Harlow's objects), and the trial index t/T.
-The reward is the reward the trial paid; an episode terminates after its T trials (nothing is
-truncated); `info["regret"]` is the trial's expected regret (the best action's expected reward minus
-the chosen one's), which no agent should read while acting.
+for Harlow's objects), and the trial index t/T. The reward is the reward the trial paid; an episode
+terminates after its T trials (nothing is truncated); `info["regret"]` is the trial's expected regret
+(the best action's expected reward minus the chosen one's), which no agent should read while acting.
+Harlow-v0 opens each trial with a fixation step (task.fixation): 12 steps an episode, of which the
+odd ones are the 6 choices.
 
 Episodes come from dist_vpg.noise, as in training: `reset(seed=s)` starts at episode 0 of seed s and
 every later reset moves to the next episodes, so a seed fixes every episode played after it, in one
