@@ -295,8 +295,8 @@ def harlow_player(task: Harlow, name: str) -> Callable[[Noise, int], Played]:
                 chosen = torch.zeros(draws.action.shape[1], dtype=torch.long)
             elif last_reward is None or name == "random":
                 chosen = (draws.action[t] >= 0.5).long()
-            elif name == "optimal":  # the rewarded object's side
-                chosen = (~state.left).long()
+            elif name == "optimal":  # the rewarded object's side: known from trial 1's outcome
+                chosen = (~state.left).long()  # (read off the state, where it is the same)
             else:  # by_side: stay after a reward, shift after none
                 chosen = torch.where(last_reward > 0, action, 1 - action)
             choosing = state.choosing

@@ -139,7 +139,8 @@ def rw_player(task: RestlessBandit, alpha_low: float, alpha_high: float | None =
 
     def play(draws: Noise):
         volatile = task.reset(draws.episode).volatile
-        alpha = volatile.double() * (alpha_high or alpha_low) + (~volatile).double() * alpha_low
+        high = alpha_low if alpha_high is None else alpha_high
+        alpha = volatile.double() * high + (~volatile).double() * alpha_low
         choose = lambda q, t, u: _choose(q, 1.0 - q, u)
         learn = lambda q, a, o: q + alpha * (o.double() - q)
         return play_episodes(task, draws, choose, learn, lambda b: torch.full((b,), 0.5, dtype=torch.float64))
