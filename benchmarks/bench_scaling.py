@@ -116,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rollouts", nargs="+", default=["native", "twopass"], help="train.rollout modes, side by side"
     )
-    parser.add_argument("--quick", action="store_true", help="1 and 2 ranks, 15 updates")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 and 2 ranks, 15 updates, the first rollout mode only"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
-    if args.quick:
-        args.ranks, args.updates = [1, 2], 15
+    if args.quick:  # every kind of job once: the rollout modes differ by an override alone
+        args.ranks, args.updates, args.rollouts = [1, 2], 15, args.rollouts[:1]
     plan = [("weak", n) for n in args.ranks] + [("strong", n) for n in args.ranks]
     plan += [("independent", n) for n in args.ranks if n > 1]
     plan = [(rollout, mode, n) for rollout in args.rollouts for mode, n in plan]
