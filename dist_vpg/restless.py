@@ -133,6 +133,13 @@ def filter_player(task: RestlessBandit, name: str):
     return lambda draws: play_episodes(task, draws, choose, learn, f.start)
 
 
+def _rw_play(task: RestlessBandit, draws: Noise, alpha: torch.Tensor):
+    """Greedy RW players, episode b learning at rate alpha [B]: regrets, rewards, actions [T, B]."""
+    choose = lambda q, t, u: _choose(q, 1.0 - q, u)
+    learn = lambda q, a, o: q + alpha * (o.double() - q)
+    return play_episodes(task, draws, choose, learn, lambda b: torch.full((b,), 0.5, dtype=torch.float64))
+
+
 def rw_player(task: RestlessBandit, alpha_low: float, alpha_high: float | None = None):
     """Greedy on q with learning rate alpha_low, or, given alpha_high too, the one of each episode's
     volatility (the player is told it)."""
@@ -140,10 +147,7 @@ def rw_player(task: RestlessBandit, alpha_low: float, alpha_high: float | None =
     def play(draws: Noise):
         volatile = task.reset(draws.episode).volatile
         high = alpha_low if alpha_high is None else alpha_high
-        alpha = volatile.double() * high + (~volatile).double() * alpha_low
-        choose = lambda q, t, u: _choose(q, 1.0 - q, u)
-        learn = lambda q, a, o: q + alpha * (o.double() - q)
-        return play_episodes(task, draws, choose, learn, lambda b: torch.full((b,), 0.5, dtype=torch.float64))
+        return _rw_play(task, draws, volatile.double() * high + (~volatile).double() * alpha_low)
 
     return play
 
@@ -154,21 +158,13 @@ def random_player(task: RestlessBandit):
 
 
 def rw_regrets(task: RestlessBandit, draws: Noise, alphas: np.ndarray) -> torch.Tensor:
-    """[len(alphas), B] each greedy RW player's regret over the episodes of `draws`, all at once."""
-    batch = draws.action.shape[1]
-    alpha = torch.as_tensor(alphas, dtype=torch.float64).view(-1, 1)
-    state = task.reset(draws.episode)
-    q = torch.full((len(alphas), batch), 0.5, dtype=torch.float64)
-    total = torch.zeros(len(alphas), batch, dtype=torch.float64)
-    for t in range(task.trials):
-        action = _choose(q, 1.0 - q, draws.action[t].expand(len(alphas), batch))
-        p = state.p.expand(len(alphas), batch)
-        chosen = torch.where(action == 0, p, 1.0 - p)
-        total += (torch.maximum(p, 1.0 - p) - chosen).double()
-        reward = (draws.trial[t, :, 0] < chosen).float()
-        q = q + alpha * (outcome(action, reward).double() - q)
-        state = task.step(state, torch.zeros(batch, dtype=torch.long), draws.trial[t]).state
-    return total
+    """[len(alphas), B] each greedy RW player's regret over the episodes of `draws`, all at once: the
+    episodes played len(alphas) times over side by side, once at each learning rate."""
+    n = len(alphas)
+    tiled = Noise(draws.episode.repeat(n, 1), draws.trial.repeat(1, n, 1), draws.action.repeat(1, n))
+    alpha = torch.as_tensor(alphas, dtype=torch.float64).repeat_interleave(draws.action.shape[1])
+    regrets = _rw_play(task, tiled, alpha)[0]  # [T, n * B]
+    return regrets.double().sum(0).view(n, -1)
 
 
 @functools.lru_cache(maxsize=8)

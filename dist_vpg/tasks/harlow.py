@@ -68,8 +68,7 @@ class Harlow:
         """The objects where a choice comes next, else nothing (a fixation step)."""
         return self.sides(state) if state.choosing else torch.zeros(len(state.left), self.obs_size)
 
-    def first_obs(self, state: HarlowState) -> torch.Tensor:
-        return self.observe(state)
+    first_obs = observe  # the first trial shows what every trial shows
 
     def step(self, state: HarlowState, action: torch.Tensor, u: torch.Tensor) -> Step:
         if not state.choosing:  # fixation: nothing to choose; the objects appear next
