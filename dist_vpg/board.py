@@ -132,7 +132,7 @@ def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, w
     )
 
 
-def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, bandit: bool) -> dict:
+def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, regret: bool) -> dict:
     """TensorBoard scalars by group; see README, "TensorBoard". `schedule`: this update's scheduled
     values (lr, beta_e, gamma)."""
     norm = result.grad_norm
@@ -148,7 +148,7 @@ def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped
             best_return=snap["best_return"],
             episodes_total=snap["episodes_total"],
         )
-    if bandit:  # on bandits regret is the yardstick; on the two-step task, return
+    if regret:  # the task's yardstick (TaskUnit.regret_chart: bandits); on the others, return
         charts["regret"] = figures["regret"]
     ms = {name: 1e3 * s for name, s in phases.items()}
     perf = {f"{name}_ms": v for name, v in ms.items() if name != "step"}

@@ -1,7 +1,9 @@
 """One frozen, typed configuration: dataclass defaults, then a YAML file, then dotted overrides.
 
 OmegaConf does the merging and refuses unknown keys and wrong types; `check` refuses impossible
-values. Every refusal is a `ConfigError` whose message is one line naming the key.
+values. Every refusal is a `ConfigError` whose message is one line naming the key. The task section
+is the settings of the task that task.name names (dist_vpg.tasks): its own keys and defaults, merged
+apart from the rest once the name is known.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-TASKS = ("bandit", "two_step", "informative_arms", "restless", "harlow")
-BANDIT_DISTRIBUTIONS = ("independent", "dependent", "easy", "medium", "hard")
+from dist_vpg import tasks
+from dist_vpg.settings import ConfigError, TaskSettings, choice, printable, require
+
+__all__ = ["Config", "ConfigError", "TaskSettings", "printable"]  # the last two re-exported
+
+DEFAULT_TASK = "bandit"
 ROLLOUT_MODES = ("native", "twopass", "onepass")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SIGNALS = ("reward", "regret")
@@ -36,47 +42,6 @@ SYNC_STRATEGIES = (
     "ddp_powersgd",
     "local_sgd",
 )
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message is one line that names the key. Characters that
-    do not print (a key typed with a control character) are shown escaped, so that the line stays one."""
-
-    def __init__(self, message: str):
-        super().__init__(printable(message))
-
-
-def printable(text: str) -> str:
-    """`text` with every character that does not print escaped (a record separator as \\x1e)."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    name: str = "bandit"
-    trials: int = 100
-    trial_input: bool = True  # feed the normalized trial index t/T to the agent
-    # bandit; informative_arms: the ordinary arms and then the informative one
-    arms: int = 2
-    distribution: str = "independent"
-    # two_step
-    common_prob: float = 0.8
-    reward_high: float = 0.9
-    reward_low: float = 0.1
-    swap_prob: float = 0.025
-    # informative_arms: the informative arm pays informative_scale * (target + 1) / (arms - 1); 1 is
-    # the paper's task, larger values make its payout easier to read (a curriculum's first stage)
-    informative_scale: float = 1.0
-    # restless: arm 0 pays p, arm 1 pays 1 - p; p takes a Gaussian step of s.d. drift_low after each
-    # trial of a stable episode, drift_high in a volatile one (a share volatile_share of episodes)
-    drift_low: float = 0.02
-    drift_high: float = 0.2
-    volatile_share: float = 0.5
-    # harlow: a fixed pool of `objects` objects, each `features` numbers in [0, 1]; with fixation,
-    # each trial starts with a step that shows nothing (2 * trials agent steps an episode)
-    objects: int = 1000
-    features: int = 8
-    fixation: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,7 +153,7 @@ class EvalConfig:
 class Config:
     seed: int = 0
     run_dir: str = ""  # empty: runs/<timestamp>
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: TaskSettings = field(default_factory=lambda: tasks.settings(DEFAULT_TASK))
     agent: AgentConfig = field(default_factory=AgentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
@@ -201,28 +166,54 @@ class Config:
 
 def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults, then the YAML file at `path`, then `key=value` overrides; checked."""
-    layers = [OmegaConf.structured(Config)]
-    if path is not None:
-        layers.append(_read_yaml(Path(path)))
-    layers.append(_parse_overrides(overrides))
-    try:
-        merged = OmegaConf.merge(*layers)
-        cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        raise _merge_error(e, overrides) from None
-    check(cfg)
-    return cfg
+    layers = [_read_yaml(Path(path))] if path is not None else []
+    return _build(layers + [_parse_overrides(overrides)], overrides)
 
 
 def from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
     """A config from a plain nested dict (as stored in a checkpoint), then overrides; checked."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), data, _parse_overrides(overrides))
-        cfg = OmegaConf.to_object(merged)
+        layer = OmegaConf.create(data)
     except OmegaConfBaseException as e:
         raise _merge_error(e, overrides) from None
+    return _build([layer, _parse_overrides(overrides)], overrides)
+
+
+def _build(layers: list[DictConfig], overrides: Sequence[str]) -> Config:
+    """The layers merged over the defaults: every section but the task onto the schema, the task's
+    layers onto the settings of the task they name; checked."""
+    task_layers = [layer.pop("task") for layer in layers if "task" in layer]
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), *layers))
+    except OmegaConfBaseException as e:
+        raise _merge_error(e, overrides) from None
+    cfg = dataclasses.replace(cfg, task=_task_settings(task_layers, overrides))
     check(cfg)
     return cfg
+
+
+def _task_settings(layers: list, overrides: Sequence[str]) -> TaskSettings:
+    """The task's settings: its unit's defaults, then each layer's task.* keys, which must be its."""
+    for layer in layers:
+        if not isinstance(layer, DictConfig):
+            raise ConfigError(f"task: must be a mapping of task.* keys (got {layer!r})")
+    names = [layer.name for layer in layers if "name" in layer]
+    name = names[-1] if names else DEFAULT_TASK
+    require(isinstance(name, str) and bool(name), "task.name", f"must be a task's name (got {name!r})")
+    unit = tasks.lookup(name)
+    keys = [f.name for f in dataclasses.fields(unit.Settings)]
+    for layer in layers:
+        for key in layer:
+            require(
+                key in keys,
+                f"task.{key}",
+                f"the {name} task has no such key; its keys: {', '.join(keys)}",
+            )
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(unit.Settings), *layers, {"name": name})
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"task.{getattr(e, 'full_key', '') or 'name'}: {_first_line(e)}") from None
 
 
 # Keys added after checkpoints were already being written, with the value every run had before them.
@@ -236,16 +227,28 @@ ADDED_LATER = {
         "episodes_per_task": 1,
     },
     "sync": {"measure_wait": False},
+    "task": {"fixation": False},
 }
+
+# The task section of checkpoints written before each task had its own settings: every task's keys,
+# of which a task read only its own. Loading one keeps the keys of its task and drops the rest.
+FLAT_TASK_KEYS = (
+    "arms", "distribution", "common_prob", "reward_high", "reward_low", "swap_prob", "informative_scale",
+    "drift_low", "drift_high", "volatile_share", "objects", "features", "fixation",
+)  # fmt: skip
 
 
 def from_checkpoint(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
     """The config a checkpoint was trained with (see ADDED_LATER), then overrides; checked."""
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    task = data.setdefault("task", {})
+    own = {f.name for f in dataclasses.fields(tasks.lookup(task.get("name", DEFAULT_TASK)).Settings)}
     for section, keys in ADDED_LATER.items():
         stored = data.setdefault(section, {})
         for key, value in keys.items():
-            stored.setdefault(key, value)
+            if section != "task" or key in own:
+                stored.setdefault(key, value)
+    data["task"] = {key: value for key, value in task.items() if key in own or key not in FLAT_TASK_KEYS}
     return from_dict(data, overrides)
 
 
@@ -307,15 +310,6 @@ def _first_line(e: Exception) -> str:
     return str(getattr(e, "msg", None) or e).split("\n")[0]  # not splitlines: it also splits at \x1c-\x1e
 
 
-def _require(ok: bool, key: str, why: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {why}")
-
-
-def _choice(value: str, key: str, choices: Sequence[str]) -> None:
-    _require(value in choices, key, f"must be one of {', '.join(choices)} (got {value!r})")
-
-
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week: beyond it, the clocks that timeouts are added to overflow
 TIMEOUT_RANGE = "must lie in [0.001, 604800] seconds (a millisecond to a week)"
 INT64_MAX = 2**63 - 1  # integers travel as int64 or uint64 (torch seeds, noise counters, tensors)
@@ -329,99 +323,73 @@ def _check_numbers(node: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             _check_numbers(value, f"{key}.")
         elif isinstance(value, float):
-            _require(math.isfinite(value), key, f"must be a finite number (got {value})")
+            require(math.isfinite(value), key, f"must be a finite number (got {value})")
         elif isinstance(value, int) and not isinstance(value, bool):
-            _require(abs(value) <= INT64_MAX, key, f"must lie within +-{INT64_MAX} (got {value})")
+            require(abs(value) <= INT64_MAX, key, f"must lie within +-{INT64_MAX} (got {value})")
 
 
 def check(cfg: Config) -> None:
     """Refuse values no run can use. World-size constraints are checked by `check_world`."""
     t, a, tr, s = cfg.task, cfg.agent, cfg.train, cfg.sync
     _check_numbers(cfg)
-    _require(cfg.seed >= 0, "seed", "must be >= 0")
-    _choice(t.name, "task.name", TASKS)
-    _require(t.trials >= 1, "task.trials", "must be >= 1")
-    _require(t.arms >= 2, "task.arms", "must be >= 2")
-    _require(
-        t.name != "informative_arms" or t.arms >= 3,
-        "task.arms",
-        f"informative_arms needs 2 ordinary arms and the informative one, at least 3 (task.arms={t.arms})",
-    )
-    _choice(t.distribution, "task.distribution", BANDIT_DISTRIBUTIONS)
-    _require(
-        t.distribution == "independent" or t.arms == 2,
-        "task.distribution",
-        f"{t.distribution!r} is defined for 2 arms only (task.arms={t.arms})",
-    )
-    _require(t.informative_scale > 0, "task.informative_scale", "must be > 0")
-    for key in ("drift_low", "drift_high"):
-        _require(0.0 <= getattr(t, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
-    _require(0.0 <= t.volatile_share <= 1.0, "task.volatile_share", "must lie in [0, 1]")
-    _require(t.objects >= 2, "task.objects", "must be >= 2 (Harlow shows two objects an episode)")
-    _require(t.features >= 1, "task.features", "must be >= 1")
-    _require(
-        t.name not in ("restless", "harlow") or t.arms == 2,
-        "task.arms",
-        f"{t.name} has 2 choices (task.arms={t.arms})",
-    )
-    for key in ("common_prob", "reward_high", "reward_low", "swap_prob"):
-        _require(0.0 <= getattr(t, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
-    _require(a.hidden >= 1, "agent.hidden", "must be >= 1")
-    _require(tr.updates >= 1, "train.updates", "must be >= 1")
-    _require(tr.batch_episodes >= 1, "train.batch_episodes", "must be >= 1")
-    _choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
-    _choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
-    _choice(tr.signal, "train.signal", SIGNALS)
-    _require(tr.episodes_per_task >= 1, "train.episodes_per_task", "must be >= 1")
-    _require(
+    require(cfg.seed >= 0, "seed", "must be >= 0")
+    t.check()
+    require(a.hidden >= 1, "agent.hidden", "must be >= 1")
+    require(tr.updates >= 1, "train.updates", "must be >= 1")
+    require(tr.batch_episodes >= 1, "train.batch_episodes", "must be >= 1")
+    choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
+    choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
+    choice(tr.signal, "train.signal", SIGNALS)
+    require(tr.episodes_per_task >= 1, "train.episodes_per_task", "must be >= 1")
+    require(
         tr.batch_episodes % tr.episodes_per_task == 0,
         "train.episodes_per_task",
         f"{tr.episodes_per_task} does not divide train.batch_episodes={tr.batch_episodes}",
     )
-    _require(tr.lr > 0, "train.lr", "must be > 0")
-    _require(
+    require(tr.lr > 0, "train.lr", "must be > 0")
+    require(
         tr.lr_final < 0 or tr.lr_final <= tr.lr,
         "train.lr_final",
         f"{tr.lr_final:g} is above train.lr={tr.lr:g}: the schedule only decays; set train.lr_final "
         "as well (-1 keeps the lr constant)",
     )
-    _require(0.0 <= tr.gamma <= 1.0, "train.gamma", "must lie in [0, 1]")
-    _require(tr.gamma_final <= 1.0, "train.gamma_final", "must lie in [0, 1] (< 0: constant gamma)")
-    _require(0.0 <= tr.gae_lambda <= 1.0, "train.gae_lambda", "must lie in [0, 1]")
-    _require(tr.beta_v >= 0, "train.beta_v", "must be >= 0")
-    _require(tr.beta_e >= 0, "train.beta_e", "must be >= 0")
-    _require(tr.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0 (0 disables clipping)")
-    _choice(tr.resume, "train.resume", RESUME)
-    _choice(s.strategy, "sync.strategy", SYNC_STRATEGIES)
-    _require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")
-    _require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
-    _require(s.max_skipped >= 1, "sync.max_skipped", "must be >= 1")
-    _require(0.001 <= s.timeout_s <= MAX_TIMEOUT_S, "sync.timeout_s", TIMEOUT_RANGE)
-    _require(s.node_size >= 0, "sync.node_size", "must be >= 0 (0: the nodes torchrun laid out)")
-    _require(s.period >= 1, "sync.period", "must be >= 1")
-    _require(s.powersgd_rank >= 1, "sync.powersgd_rank", "must be >= 1")
-    _require(
+    require(0.0 <= tr.gamma <= 1.0, "train.gamma", "must lie in [0, 1]")
+    require(tr.gamma_final <= 1.0, "train.gamma_final", "must lie in [0, 1] (< 0: constant gamma)")
+    require(0.0 <= tr.gae_lambda <= 1.0, "train.gae_lambda", "must lie in [0, 1]")
+    require(tr.beta_v >= 0, "train.beta_v", "must be >= 0")
+    require(tr.beta_e >= 0, "train.beta_e", "must be >= 0")
+    require(tr.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0 (0 disables clipping)")
+    choice(tr.resume, "train.resume", RESUME)
+    choice(s.strategy, "sync.strategy", SYNC_STRATEGIES)
+    require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")
+    require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
+    require(s.max_skipped >= 1, "sync.max_skipped", "must be >= 1")
+    require(0.001 <= s.timeout_s <= MAX_TIMEOUT_S, "sync.timeout_s", TIMEOUT_RANGE)
+    require(s.node_size >= 0, "sync.node_size", "must be >= 0 (0: the nodes torchrun laid out)")
+    require(s.period >= 1, "sync.period", "must be >= 1")
+    require(s.powersgd_rank >= 1, "sync.powersgd_rank", "must be >= 1")
+    require(
         s.powersgd_start >= 2,
         "sync.powersgd_start",
         "must be >= 2 (torch's PowerSGD with error feedback needs two plain updates)",
     )
-    _require(
+    require(
         not (s.strategy.startswith("ddp") and tr.rollout == "onepass"),
         "sync.strategy",
         f"{s.strategy} needs train.rollout=native or twopass: DDP reduces once per forward, "
         "onepass steps many",
     )
     _check_affinity(cfg.cpu.affinity)
-    _require(cfg.cpu.threads >= 0, "cpu.threads", "must be >= 0 (0: one per core of the rank's block)")
-    _require(0 <= cfg.tracker.port <= 65535, "tracker.port", "must lie in [0, 65535]")
-    _require(0 < cfg.tracker.smoothing <= 1, "tracker.smoothing", "must lie in (0, 1]")
-    _require(0.001 <= cfg.tracker.timeout_s <= MAX_TIMEOUT_S, "tracker.timeout_s", TIMEOUT_RANGE)
-    _require(cfg.checkpoint.every >= 1, "checkpoint.every", "must be >= 1")
-    _require(cfg.log.every >= 1, "log.every", "must be >= 1")
-    _require(cfg.log.histograms_every >= 0, "log.histograms_every", "must be >= 0 (0: never)")
-    _choice(cfg.log.progress, "log.progress", PROGRESS)
-    _require(cfg.eval.every >= 0, "eval.every", "must be >= 0 (0: never)")
-    _require(cfg.eval.episodes >= 2, "eval.episodes", "must be >= 2")
+    require(cfg.cpu.threads >= 0, "cpu.threads", "must be >= 0 (0: one per core of the rank's block)")
+    require(0 <= cfg.tracker.port <= 65535, "tracker.port", "must lie in [0, 65535]")
+    require(0 < cfg.tracker.smoothing <= 1, "tracker.smoothing", "must lie in (0, 1]")
+    require(0.001 <= cfg.tracker.timeout_s <= MAX_TIMEOUT_S, "tracker.timeout_s", TIMEOUT_RANGE)
+    require(cfg.checkpoint.every >= 1, "checkpoint.every", "must be >= 1")
+    require(cfg.log.every >= 1, "log.every", "must be >= 1")
+    require(cfg.log.histograms_every >= 0, "log.histograms_every", "must be >= 0 (0: never)")
+    choice(cfg.log.progress, "log.progress", PROGRESS)
+    require(cfg.eval.every >= 0, "eval.every", "must be >= 0 (0: never)")
+    require(cfg.eval.episodes >= 2, "eval.episodes", "must be >= 2")
 
 
 def _check_affinity(affinity: Any) -> None:
@@ -432,18 +400,18 @@ def _check_affinity(affinity: Any) -> None:
         and affinity
         and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in affinity)
     )
-    _require(bool(ok), "cpu.affinity", f"must be auto, none or a list of core numbers (got {affinity!r})")
+    require(bool(ok), "cpu.affinity", f"must be auto, none or a list of core numbers (got {affinity!r})")
 
 
 def check_world(cfg: Config, world_size: int) -> None:
     """Each rank rolls out an equal share of every rollout round."""
-    _require(
+    require(
         cfg.train.batch_episodes % world_size == 0,
         "train.batch_episodes",
         f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks",
     )
     share, k = cfg.train.batch_episodes // world_size, cfg.train.episodes_per_task
-    _require(
+    require(
         share % k == 0,
         "train.episodes_per_task",
         f"each of the {world_size} rank(s) plays {share} episodes a rollout, which groups of {k} "
@@ -463,12 +431,14 @@ BASE_BYTES = 400 * 2**20  # a rank's own footprint before any rollout: torch, gl
 
 def rollout_bytes(cfg: Config, world_size: int) -> int:
     """Estimated peak memory of one rank's update (rollout, replay and backward), in bytes."""
-    hidden, actions = cfg.agent.hidden, cfg.task.arms
-    inputs = actions + 4  # observation (at most 2), previous action, reward, trial index
+    task = tasks.make_task(cfg.task)
+    hidden, actions = cfg.agent.hidden, task.num_actions
+    # observation (counted as at least 2), previous action, reward, trial index
+    inputs = max(task.obs_size, 2) + actions + 2
     weights = 4 * hidden * (hidden + inputs + 2) + (actions + 1) * (hidden + 1)
     share = cfg.train.batch_episodes // world_size
     per_step = STEP_BYTES_PER_UNIT * hidden + STEP_BYTES_PER_ACTION * actions + STEP_BYTES_FIXED
-    return BASE_BYTES + 5 * 4 * weights + share * cfg.task.trials * per_step
+    return BASE_BYTES + 5 * 4 * weights + share * task.trials * per_step
 
 
 def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int) -> None:
@@ -476,10 +446,10 @@ def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int)
     memory together than the node has available."""
     need = rollout_bytes(cfg, world_size)
     gib = lambda n: f"{n / 2**30:.1f} GiB"
-    _require(
+    require(
         need * local_ranks <= available,
         "train.batch_episodes",
-        f"{cfg.train.batch_episodes} episodes of {cfg.task.trials} trials over {world_size} rank(s) "
+        f"{cfg.train.batch_episodes} episodes of {tasks.make_task(cfg.task).trials} steps over {world_size} rank(s) "
         f"need about {gib(need)} per rank ({gib(need * local_ranks)} for the {local_ranks} on this "
         f"node), but {gib(available)} is available; use fewer episodes per rollout "
         "(sync.accumulate keeps the update's size) or more ranks on more nodes",

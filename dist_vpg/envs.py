@@ -7,7 +7,8 @@ episodes in lockstep, and importing this module registers them:
 
     env = gym.make("dist_vpg/Bandit-v0")  # or gym.make("dist_vpg.envs:dist_vpg/Bandit-v0")
     envs = gym.make_vec("dist_vpg/Bandit-v0", num_envs=64, vectorization_mode="vector_entry_point")
-    env = gym.make("dist_vpg/Bandit-v0", arms=5, trials=50)  # any task.* key of dist_vpg's config
+    env = gym.make("dist_vpg/Bandit-v0", arms=5, trials=50)  # any task.* key of the task
+    env = gym.make("dist_vpg/Task-v0", name="mymodule:Coin")  # any task, by its task.name
 
 The observation is what a dist_vpg agent sees on each trial: the task's own observation, the
 previous action one-hot and the previous reward (zeros on the first trial, as is the observation but
@@ -33,19 +34,21 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dist_vpg import config, noise
+from dist_vpg import config, noise, tasks
 from dist_vpg.rollout import input_size
-from dist_vpg.tasks import make_task
 
-# id -> task.* settings; any other task.* key can be passed to gymnasium.make as a keyword
-IDS = {
-    "dist_vpg/Bandit-v0": {"name": "bandit", "distribution": "independent"},
-    "dist_vpg/DependentBandit-v0": {"name": "bandit", "distribution": "dependent"},
-    "dist_vpg/TwoStep-v0": {"name": "two_step"},
-    "dist_vpg/InformativeArms-v0": {"name": "informative_arms", "arms": 11, "trials": 5},
-    "dist_vpg/RestlessBandit-v0": {"name": "restless"},
-    "dist_vpg/Harlow-v0": {"name": "harlow", "trials": 6, "fixation": True},
-}
+
+def ids() -> dict[str, dict[str, Any]]:
+    """Every registered task's Gymnasium ids (TaskUnit.gym_ids) -> their task.* settings; any other
+    key of the task can be passed to gymnasium.make as a keyword."""
+    return {
+        env_id: {"name": name, **settings}
+        for name, unit in tasks.TASKS.items()
+        for env_id, settings in unit.gym_ids.items()
+    }
+
+
+IDS = ids()  # the ids of dist_vpg's own tasks
 
 
 def _task(settings: dict[str, Any]):
@@ -54,7 +57,7 @@ def _task(settings: dict[str, Any]):
     cfg = config.from_dict({}, overrides)
     if not cfg.task.trial_input:
         raise config.ConfigError("task.trial_input: the Gymnasium observation always carries the trial index")
-    return make_task(cfg.task)
+    return tasks.make_task(cfg.task)
 
 
 class TaskVectorEnv(VectorEnv):
@@ -160,8 +163,8 @@ class TaskEnv(gymnasium.Env):
 
 
 def register() -> None:
-    """Register every id (again importing this module is harmless)."""
-    for env_id, settings in IDS.items():
+    """Register every id, of tasks registered since too (again importing this module is harmless)."""
+    for env_id, settings in ids().items():
         if env_id not in gymnasium.registry:
             gymnasium.register(
                 env_id,
@@ -169,6 +172,13 @@ def register() -> None:
                 vector_entry_point="dist_vpg.envs:TaskVectorEnv",
                 kwargs=dict(settings),
             )
+    if GENERIC_ID not in gymnasium.registry:
+        gymnasium.register(
+            GENERIC_ID, entry_point="dist_vpg.envs:TaskEnv", vector_entry_point="dist_vpg.envs:TaskVectorEnv"
+        )
+
+
+GENERIC_ID = "dist_vpg/Task-v0"  # any task, named by the keyword name= (its task.name)
 
 
 register()

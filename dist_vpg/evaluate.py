@@ -18,90 +18,25 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import psutil
 import torch
 
-from dist_vpg import (
-    baselines,
-    bayes,
-    checkpoint,
-    cli,
-    config,
-    distributed,
-    files,
-    native,
-    noise,
-    plots,
-    restless,
-    stay,
-)
+from dist_vpg import checkpoint, cli, config, distributed, files, native, noise, plots
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
+from dist_vpg.results import EvalResult, Played, Player
 from dist_vpg.rollout import act, input_size
-from dist_vpg.tasks import Harlow, InformativeArms, RestlessBandit, Task, TwoStep, make_task
-from dist_vpg.tasks.informative import TARGET_PAYS
+from dist_vpg.tasks import Task, make_task
 
 CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
 SPLITS = {"eval": noise.EVAL, "valid": noise.VALID}  # --split
 
 
-class Played(NamedTuple):
-    regrets: torch.Tensor  # [T, b] expected regret of each choice
-    rewards: torch.Tensor  # [T, b]
-    actions: torch.Tensor  # [T, b]
-    common: torch.Tensor | None  # [T - 1, b] two-step: whether trial t's transition was the common one
-
-
-class EvalResult(NamedTuple):
-    regrets: np.ndarray  # [T, N]
-    rewards: np.ndarray  # [T, N]
-    actions: np.ndarray  # [T, N]
-    common: np.ndarray | None  # [T - 1, N]
-    gap: np.ndarray | None  # [N] bandits: arm 0's probability minus arm 1's
-
-    @property
-    def episodes(self) -> int:
-        return self.regrets.shape[1]
-
-    @property
-    def regret(self) -> np.ndarray:
-        """[N] expected regret summed over each episode."""
-        return self.regrets.sum(0)
-
-    @property
-    def regret_by_trial(self) -> np.ndarray:
-        """[T] mean cumulative expected regret after each trial."""
-        return self.regrets.cumsum(0).mean(1)
-
-    def by_trial(self) -> dict[str, np.ndarray]:
-        """Per-trial curves: cumulative regret, P(best choice), reward."""
-        return {
-            "regret": self.regret_by_trial,
-            "p_best": (self.regrets <= 1e-9).mean(1),
-            "reward": self.rewards.mean(1),
-        }
-
-    def metrics(self) -> dict:
-        n, reward = self.episodes, self.rewards.sum(0)
-        sem = (lambda x: float(x.std(ddof=1) / np.sqrt(n))) if n > 1 else (lambda x: float("nan"))
-        return {
-            "episodes": n,
-            "regret_at_end": float(self.regret.mean()),
-            "regret_sem": sem(self.regret),
-            "regret_std": float(self.regret.std(ddof=1)) if n > 1 else float("nan"),
-            "reward_per_episode": float(reward.mean()),
-            "reward_sem": sem(reward),
-            "p_best_last_trial": float(self.by_trial()["p_best"][-1]),
-        }
-
-
 def evaluate(
-    play: Callable[[Noise, int], Played],
+    play: Player,
     task: Task,
     episodes: int,
     seed: int,
@@ -116,21 +51,20 @@ def evaluate(
         ids = np.arange(start, min(start + CHUNK, episodes))
         draws = noise.draw(seed, split, 0, ids, task.trials, task.episode_draws, task.trial_draws)
         played = play(draws, seed * 1_000_003 + start)
-        probs = getattr(task.reset(draws.episode), "probs", None)
-        gap = None if probs is None else probs[:, 0] - probs[:, 1]
-        mine.append((start, [None if x is None else x.numpy() for x in (*played, gap)]))
+        extra = played.extra | task.episode_record(task.reset(draws.episode))
+        fields = {"regrets": played.regrets, "rewards": played.rewards, "actions": played.actions}
+        mine.append((start, {k: v.numpy() for k, v in (fields | extra).items()}))
     if world.world_size > 1:
         gathered = [None] * world.world_size
         torch.distributed.all_gather_object(gathered, mine)
         mine = [chunk for part in gathered for chunk in part]
     chunks = [fields for _, fields in sorted(mine, key=lambda chunk: chunk[0])]
     # every field has the episodes on its last axis: join the chunks there, in episode order
-    return EvalResult(
-        *(None if f[0] is None else np.concatenate(f, axis=f[0].ndim - 1) for f in zip(*chunks))
-    )
+    joined = {k: np.concatenate([c[k] for c in chunks], axis=chunks[0][k].ndim - 1) for k in chunks[0]}
+    return EvalResult(joined.pop("regrets"), joined.pop("rewards"), joined.pop("actions"), joined)
 
 
-def agent_player(agent: Agent, task: Task, trial_input: bool) -> Callable[[Noise, int], Played]:
+def agent_player(agent: Agent, task: Task, trial_input: bool) -> Player:
     """The agent with frozen weights, acting natively where it can (dist_vpg.native), else in torch."""
     fast = native.available(task) is None
 
@@ -140,11 +74,8 @@ def agent_player(agent: Agent, task: Task, trial_input: bool) -> Callable[[Noise
             r = native.act(agent, task, draws, trial_input, for_backward=False)
         else:
             r = act(agent, task, draws, trial_input, with_values=False)
-        common = None
-        if isinstance(task, TwoStep):  # the state reached on trial t is trial t + 1's observation
-            reached = r.inputs[1:, :, : task.obs_size].argmax(-1)
-            common = reached == r.actions[:-1]
-        return Played(r.regrets, r.rewards, r.actions.to(torch.int8), common)
+        extra = task.agent_record(r.inputs, r.actions)
+        return Played(r.regrets, r.rewards, r.actions.to(torch.int8), extra)
 
     return play
 
@@ -170,194 +101,11 @@ def evaluate_baselines(
     objective: tuple[float, float] | None = None,
     split: int = noise.EVAL,
 ) -> dict[str, EvalResult]:
-    """Each baseline on the very episodes the agent plays with the same seed. Bandits: random, UCB1,
-    Thompson, Bayes-optimal and, given the agent's (gamma, beta_e), the best policy of that
-    objective. Two-step: the Bayes-optimal player, where it is known. Informative arms and restless
-    bandits, Harlow: their own players (INFORMATIVE_PLAYERS, dist_vpg.restless.PLAYERS, HARLOW_PLAYERS)."""
-    if isinstance(task, Harlow):
-        return {
-            name: evaluate(harlow_player(task, name), task, episodes, seed, split, world)
-            for name in HARLOW_PLAYERS
-        }
-    if isinstance(task, RestlessBandit):
-        return {
-            name: evaluate(restless_player(task, name), task, episodes, seed, split, world)
-            for name in restless.PLAYERS
-        }
-    if isinstance(task, InformativeArms):
-        return {
-            name: evaluate(informative_player(task, name), task, episodes, seed, split, world)
-            for name in INFORMATIVE_PLAYERS
-        }
-    if isinstance(task, TwoStep):
-        if not bayes.TwoStepBayes.applies(task):
-            return {}
-        return {"bayes_optimal": evaluate(two_step_bayes_player(task), task, episodes, seed, split, world)}
-
-    def player(policy):
-        def play(draws: Noise, chunk_seed: int) -> Played:
-            regrets, rewards, actions = baselines.play(policy, task, draws, chunk_seed)
-            return Played(regrets, rewards, actions.to(torch.int8), None)
-
-        return play
-
+    """Each of the task's players (TaskUnit.players) on the very episodes the agent plays with the
+    same seed; `objective`, the agent's (gamma, beta_e), for the players that depend on it."""
     return {
-        name: evaluate(player(policy), task, episodes, seed, split, world)
-        for name, policy in baselines.for_task(task, objective).items()
-    }
-
-
-def two_step_bayes_player(task: TwoStep) -> Callable[[Noise, int], Played]:
-    """The Bayes-optimal two-step player on the agent's episodes; its ties (only on the first trial)
-    are broken by the agent's own action noise."""
-    player = bayes.TwoStepBayes(task)
-
-    def play(draws: Noise, _: int) -> Played:
-        state = task.reset(draws.episode)
-        belief = torch.full((draws.action.shape[1],), 0.5, dtype=torch.float64)
-        regrets, rewards, actions, common = [], [], [], []
-        for t in range(task.trials):
-            action = player.act(belief, draws.action[t])
-            step = task.step(state, action, draws.trial[t])
-            state, reached = step.state, step.obs.argmax(1)
-            belief = player.update(belief, reached, step.reward)
-            regrets.append(step.regret)
-            rewards.append(step.reward)
-            actions.append(action.to(torch.int8))
-            common.append(reached == action)
-        return Played(
-            torch.stack(regrets), torch.stack(rewards), torch.stack(actions), torch.stack(common[:-1])
-        )
-
-    return play
-
-
-# Informative arms: `optimal` pulls the informative arm, then the target it points to. `thompson`
-# and `ucb` know the prior (the target is one of the ordinary arms, each as likely) but not what the
-# informative arm means: Thompson pulls an ordinary arm drawn from those not yet ruled out, UCB the
-# first of them (every one of them may pay 5, more than any other arm's upper bound), so both search
-# and never pull the informative arm. `random` pulls any arm.
-INFORMATIVE_PLAYERS = ("optimal", "thompson", "ucb", "random")
-
-
-def informative_player(task: InformativeArms, name: str) -> Callable[[Noise, int], Played]:
-    def play(draws: Noise, _: int) -> Played:
-        state = task.reset(draws.episode)
-        batch, ordinary = draws.action.shape[1], task.ordinary
-        left = torch.ones(batch, ordinary, dtype=torch.bool)  # ordinary arms not yet ruled out
-        found = torch.full((batch,), -1, dtype=torch.long)  # the target, once known
-        regrets, rewards, actions = [], [], []
-        for t in range(task.trials):
-            u = draws.action[t]
-            if name == "random":
-                action = (u * task.num_actions).long().clamp(max=task.num_actions - 1)
-            elif name == "optimal" and t == 0:
-                action = torch.full((batch,), ordinary, dtype=torch.long)
-            else:
-                if name == "thompson":  # the k-th arm still left, k uniform
-                    k = (u * left.sum(1)).long()
-                    pick = (left.cumsum(1) > k.unsqueeze(1)).float().argmax(1)
-                else:  # ucb: the first arm still left (optimal: only the target is)
-                    pick = left.float().argmax(1)
-                action = torch.where(found >= 0, found, pick)
-            step = task.step(state, action, draws.trial[t])
-            if name == "optimal" and t == 0:  # the informative arm pays scale * (target + 1) / ordinary
-                found = (step.reward / task.scale * ordinary).round().long() - 1
-            else:
-                ordinary_pull = action < ordinary
-                hit = ordinary_pull & (step.reward == TARGET_PAYS)
-                found = torch.where(hit, action, found)
-                rows = torch.arange(batch)[ordinary_pull]
-                left[rows, action[ordinary_pull]] = False
-            regrets.append(step.regret)
-            rewards.append(step.reward)
-            actions.append(action.to(torch.int8))
-        return Played(torch.stack(regrets), torch.stack(rewards), torch.stack(actions), None)
-
-    return play
-
-
-# Harlow: `optimal` guesses a side on trial 1 and then chooses the object that paid (or the other one,
-# if the guess did not pay) wherever it stands. `by_side` learns sides instead of objects: it keeps
-# the side that paid and leaves the one that did not (win-stay, lose-shift), right half the time
-# after trial 1 as the objects swap sides at random. `random` guesses every trial. On fixation steps
-# (task.fixation) every player's action is 0, which the task ignores.
-HARLOW_PLAYERS = ("optimal", "by_side", "random")
-
-
-def harlow_player(task: Harlow, name: str) -> Callable[[Noise, int], Played]:
-    def play(draws: Noise, _: int) -> Played:
-        state = task.reset(draws.episode)
-        regrets, rewards, actions = [], [], []
-        action = last_reward = None  # at the previous choice
-        for t in range(task.trials):
-            if not state.choosing:
-                chosen = torch.zeros(draws.action.shape[1], dtype=torch.long)
-            elif last_reward is None or name == "random":
-                chosen = (draws.action[t] >= 0.5).long()
-            elif name == "optimal":  # the rewarded object's side: known from trial 1's outcome
-                chosen = (~state.left).long()  # (read off the state, where it is the same)
-            else:  # by_side: stay after a reward, shift after none
-                chosen = torch.where(last_reward > 0, action, 1 - action)
-            choosing = state.choosing
-            step = task.step(state, chosen, draws.trial[t])
-            state = step.state
-            if choosing:
-                action, last_reward = chosen, step.reward
-            regrets.append(step.regret)
-            rewards.append(step.reward)
-            actions.append(chosen.to(torch.int8))
-        return Played(torch.stack(regrets), torch.stack(rewards), torch.stack(actions), None)
-
-    return play
-
-
-def harlow_report(results: dict[str, EvalResult], task: Harlow, seed: int, split: int) -> dict:
-    """By trial (choices only), each player's chance of choosing the rewarded object when it stands
-    on the side it stood on in trial 1 and when it has swapped: a learner of objects is right on
-    both, a learner of sides not."""
-    episodes = next(iter(results.values())).episodes
-    draws = noise.draw(seed, split, 0, np.arange(episodes), task.trials, task.episode_draws, task.trial_draws)
-    left = task.rewarded_left(draws.episode, draws.trial).numpy()  # [choices, N]
-    same = left == left[0]
-    steps = task.choice_steps
-
-    def right(r: EvalResult, where: np.ndarray) -> list:
-        paid = r.rewards[steps]  # [choices, N]
-        return [float(paid[k][where[k]].mean()) if where[k].any() else None for k in range(len(steps))]
-
-    return {
-        "p_correct_by_side": {
-            name: {"same_side": right(r, same), "swapped": right(r, ~same)} for name, r in results.items()
-        }
-    }
-
-
-def restless_player(task: RestlessBandit, name: str) -> Callable[[Noise, int], Played]:
-    play = restless.player(task, name)
-
-    def played(draws: Noise, _: int) -> Played:
-        regrets, rewards, actions = play(draws)
-        return Played(regrets, rewards, actions.to(torch.int8), None)
-
-    return played
-
-
-def restless_report(results: dict[str, EvalResult], task: RestlessBandit, seed: int, split: int) -> dict:
-    """Each player's regret in stable and volatile episodes, and the Rescorla-Wagner learning rates
-    fitted to its choices per block of episodes (not the random player's: its choices follow no q)."""
-    volatile = restless.volatile_episodes(task, next(iter(results.values())).episodes, seed, split)
-    return {
-        "regret_by_volatility": {
-            name: {"low": float(r.regret[~volatile].mean()), "high": float(r.regret[volatile].mean())}
-            for name, r in results.items()
-        },
-        "learning_rates": {
-            name: restless.learning_rates(r.actions, r.rewards, volatile)
-            for name, r in results.items()
-            if name != "random"
-        },
-        "rw_player_alphas": restless.tuned_alphas(task),
+        name: evaluate(player, task, episodes, seed, split, world)
+        for name, player in task.players(objective).items()
     }
 
 
@@ -382,33 +130,33 @@ def load_agent(path: Path, overrides: list[str] | tuple = ()) -> tuple[Agent, co
     return agent, cfg
 
 
-def report(agent: EvalResult, others: dict[str, EvalResult]) -> dict:
-    """metrics.json's figures: the agent's, each baseline's, and the two-step analysis."""
+def report(
+    task: Task,
+    results: dict[str, EvalResult],
+    seed: int,
+    split: int,
+    objective: tuple[float, float],
+) -> dict:
+    """metrics.json's figures: the agent's, each baseline's, and the task's own (TaskUnit.report)."""
+    agent, others = results["agent"], {k: r for k, r in results.items() if k != "agent"}
     metrics = {"agent": agent.metrics()}
     if others:
         metrics["baselines"] = {name: r.metrics() for name, r in others.items()}
-    if agent.common is not None:
-        metrics["stay_probabilities"] = stay.stay_probabilities(agent.actions, agent.rewards, agent.common)
-        metrics["paper_stay_probabilities"] = stay.PAPER
-        metrics["model_based_index"] = stay.model_based_index(agent.actions, agent.rewards, agent.common)
-        for name, r in others.items():
-            if r.common is not None:
-                metrics["baselines"][name]["stay_probabilities"] = stay.stay_probabilities(
-                    r.actions, r.rewards, r.common
-                )
-    return metrics
+    return merged(metrics, task.report(results, seed, split, objective))
 
 
-def informative_pulls(result: EvalResult, task: InformativeArms) -> dict[str, list[float]]:
-    """By trial: the share of episodes that pulled the informative arm, and the target."""
-    return {
-        "informative": (result.actions == task.ordinary).mean(1).tolist(),
-        "target": result.by_trial()["p_best"].tolist(),  # the target is the best choice
-    }
+def merged(base: dict, extra: dict) -> dict:
+    """base with extra's keys added, mappings merged key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(out.get(key), dict) and isinstance(value, dict)
+        out[key] = merged(out[key], value) if both else value
+    return out
 
 
-def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> None:
-    """metrics.json, per_trial.csv (one row per trial, columns player_curve) and the plots."""
+def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult], task: Task) -> None:
+    """metrics.json, per_trial.csv (one row per trial, columns player_curve), the plots every task
+    has and the task's own (TaskUnit.figures)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     curves = {name: r.by_trial() for name, r in results.items()}
@@ -423,20 +171,9 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult]) -> N
         {n: c["regret"] for n, c in curves.items()}, "cumulative expected regret", out / "regret.png"
     )
     plots.curves({n: c["p_best"] for n, c in curves.items()}, "P(best choice)", out / "p_best.png")
-    agent = results["agent"]
-    plots.sorted_raster(agent.actions, agent.rewards, agent.gap, out / "raster.png")
-    if "pull_pattern" in metrics:
-        plots.pull_pattern(metrics["pull_pattern"], out / "pulls.png")
-    if "learning_rates" in metrics:
-        plots.learning_rates(metrics["learning_rates"], out / "learning_rates.png")
-    if "p_correct_by_side" in metrics:
-        plots.harlow_sides(metrics["p_correct_by_side"], out / "harlow.png")
-    if "stay_probabilities" in metrics:
-        patterns = {"agent (95% CI)": metrics["stay_probabilities"]}
-        for name, m in metrics.get("baselines", {}).items():
-            if "stay_probabilities" in m:
-                patterns[name.replace("_", "-")] = m["stay_probabilities"]
-        plots.stay_bars(patterns, metrics["paper_stay_probabilities"], out / "stay.png")
+    agent, (key, label) = results["agent"], task.raster_sort or (None, "")
+    plots.sorted_raster(agent.actions, agent.rewards, agent.extra.get(key), label, out / "raster.png")
+    task.figures(metrics, results, out)
 
 
 # Bytes of results an episode's trial leaves on every rank (gathered there): regret, reward, action
@@ -509,20 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         "episodes": args.episodes,
         "ranks": world.world_size,
         "training_objective": {"gamma": objective[0], "beta_e": objective[1]},
-        **report(result, others),
+        **report(task, {"agent": result, **others}, args.seed, split, objective),
     }
-    if cfg.task.name == "bandit":
-        metrics["exact_regret_at_end"] = baselines.exact_regrets(task, objective)
-    if isinstance(task, InformativeArms):
-        players = {"agent": result, **others}
-        metrics["pull_pattern"] = {name: informative_pulls(r, task) for name, r in players.items()}
-    if isinstance(task, RestlessBandit):
-        metrics.update(restless_report({"agent": result, **others}, task, args.seed, SPLITS[args.split]))
-    if isinstance(task, Harlow):
-        metrics.update(harlow_report({"agent": result, **others}, task, args.seed, SPLITS[args.split]))
     print(json.dumps(metrics, indent=2))
     if args.out:
-        write_outputs(args.out, metrics, {"agent": result, **others})
+        write_outputs(args.out, metrics, {"agent": result, **others}, task)
         print(f"dist_vpg.evaluate: metrics.json, per_trial.csv and plots in {args.out}", file=sys.stderr)
     return 0
 

@@ -1,7 +1,8 @@
 """Play an episode yourself in the terminal, then compare with the agent on the very same episode.
 
-    python -m dist_vpg.play --task bandit   (or two_step, informative_arms, restless, harlow;
-                                             --checkpoint PATH: another agent)
+    python -m dist_vpg.play --task bandit   (or any task with a pretrained agent: two_step,
+                                             informative_arms, restless, harlow;
+                                             --checkpoint PATH: another agent, of any task)
 
 Type a choice's number (1 or 2; 1-11 for informative arms) and Enter, q to stop. At the end the
 task's hidden parameters are revealed, with your expected regret beside the agent's: the agent meets
@@ -18,11 +19,9 @@ from typing import TextIO
 import numpy as np
 import torch
 
-from dist_vpg import checkpoint, cli, config, noise
+from dist_vpg import checkpoint, cli, config, noise, tasks
 from dist_vpg.evaluate import load_agent
 from dist_vpg.rollout import act
-from dist_vpg.tasks import Harlow, InformativeArms, RestlessBandit, TwoStep, make_task
-from dist_vpg.tasks.informative import TARGET_PAYS
 
 EOF = -1  # ask's answer when standard input has ended
 NO_INPUT = (
@@ -30,24 +29,7 @@ NO_INPUT = (
     "terminal, or pipe the choices in (printf '1\\n2\\n' | python -m dist_vpg.play)"
 )
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_CHECKPOINT = {
-    "bandit": PRETRAINED / "bandit_independent.pt",
-    "two_step": PRETRAINED / "two_step.pt",
-    "informative_arms": PRETRAINED / "informative_arms.pt",
-    "restless": PRETRAINED / "restless.pt",
-    "harlow": PRETRAINED / "harlow.pt",
-}
-
-
-def object_name(features: torch.Tensor) -> str:
-    """A Harlow object as a word a person can hold in mind: consonant-vowel pairs from its first
-    features (two objects of the pool share a name with a chance of about 1 in 10,000)."""
-    consonants, vowels = "bdfgklmnprstvz", "aeiou"
-    letters = [
-        (consonants if i % 2 == 0 else vowels)[int(f * (14 if i % 2 == 0 else 5))]
-        for i, f in enumerate(features[:4].tolist())
-    ]
-    return "".join(letters).upper()
+DEFAULT_CHECKPOINT = {name: PRETRAINED / unit.pretrained for name, unit in tasks.TASKS.items() if unit.pretrained}
 
 
 def ask(t: int, trials: int, stdin: TextIO, stdout: TextIO, choices: int = 2) -> int | None:
@@ -67,24 +49,28 @@ def ask(t: int, trials: int, stdin: TextIO, stdout: TextIO, choices: int = 2) ->
         stdout.write(f"  type {wanted}, then Enter\n")
 
 
-def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
-    """One episode for the person, then the agent on the same one; returns both regrets."""
+def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO, task_name: str | None = None) -> dict:
+    """One episode for the person, then the agent on the same one; returns both regrets. Given
+    `task_name`, the checkpoint's agent must have been trained on that task."""
     agent, cfg = load_agent(path)
-    task = make_task(cfg.task)
+    if task_name is not None and cfg.task.name != task_name:
+        raise config.ConfigError(
+            f"--task {task_name}: {path} is an agent of the {cfg.task.name} task; leave --task out "
+            f"to play {cfg.task.name}, or give an agent of {task_name}"
+        )
+    task = tasks.make_task(cfg.task)
     draws = noise.draw(seed, noise.EVAL, 1, np.array([0]), task.trials, task.episode_draws, task.trial_draws)
     state = task.reset(draws.episode)
     regrets, rewards, states = [], [], []
-    trials = getattr(task, "choices", task.trials)  # Harlow with fixation: 2 agent steps a trial
+    trials = len(task.choice_steps)  # Harlow with fixation: 2 agent steps a trial
     stdout.write(f"{cfg.task.name}: {trials} trials, {task.num_actions} choices. Find what pays.\n")
     obs, steps = task.first_obs(state), 0  # steps: the agent steps played
     for t in range(task.trials):
-        if isinstance(task, Harlow) and not state.choosing:  # a fixation step: nothing to choose
-            state = task.step(state, torch.tensor([0]), draws.trial[t]).state
-            obs, steps = task.observe(state), t + 1
+        if not task.is_choice(state):  # a step with nothing to choose (Harlow's fixation)
+            step = task.step(state, torch.tensor([0]), draws.trial[t])
+            state, obs, steps = step.state, step.obs, t + 1
             continue
-        if isinstance(task, Harlow):
-            left, right = obs[0].view(2, task.features)
-            stdout.write(f"  left: {object_name(left)}   right: {object_name(right)}   (1: left, 2: right)\n")
+        stdout.write(task.show(state, obs))
         choice = ask(len(regrets), trials, stdin, stdout, task.num_actions)
         if choice == EOF and not regrets:
             stdout.write("\n")
@@ -96,11 +82,7 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
         state, obs, steps = step.state, step.obs, t + 1
         regrets.append(step.regret.item())
         rewards.append(step.reward.item())
-        where = ""
-        if isinstance(task, TwoStep):
-            reached = int(step.obs[0].argmax())
-            where = f"you reached state {'AB'[reached]} ({'common' if bool(step.state.common) else 'rare'}), "
-        stdout.write(f"  {where}reward {step.reward.item():g}\n")
+        stdout.write(f"  {task.describe(step)}\n")
     played = len(regrets)
     if played == 0:
         stdout.write("no trials played\n")
@@ -108,33 +90,7 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
     with torch.inference_mode():
         agent_run = act(agent, task, draws, cfg.task.trial_input, with_values=False)
     agent_regret = agent_run.regrets[:steps, 0].sum().item()
-    if isinstance(task, TwoStep):
-        stdout.write(
-            "Choice 1 leads mostly to A, choice 2 mostly to B; the paying state swapped now and then.\n"
-        )
-    elif isinstance(task, InformativeArms):
-        target = int(task.reset(draws.episode).target[0])
-        stdout.write(
-            f"Revealed: arm {target + 1} paid {TARGET_PAYS:g}, the other ordinary arms 1, and arm "
-            f"{task.num_actions} told where the {TARGET_PAYS:g} was: it paid "
-            f"{task.scale * (target + 1) / task.ordinary:g}, {task.scale:g}/{task.ordinary} of the "
-            "target's number.\n"
-        )
-    elif isinstance(task, Harlow):
-        rewarded, other = object_name(state.rewarded[0]), object_name(state.other[0])
-        stdout.write(f"Revealed: {rewarded} paid every time, wherever it stood; {other} never did.\n")
-    elif isinstance(task, RestlessBandit):
-        kind = "a volatile" if bool(state.volatile[0]) else "a stable"
-        path = " ".join(f"{float(s.p[0]):.2f}" for s in states)
-        stdout.write(
-            f"Revealed: {kind} episode (p stepped by s.d. {float(state.drift[0]):g} a trial). Arm 1 paid "
-            f"with p, arm 2 with 1 - p; p on your trials: {path}.\n"
-        )
-    else:
-        probs = ", ".join(
-            f"arm {i + 1} paid with p = {p:.2f}" for i, p in enumerate(task.reset(draws.episode).probs[0])
-        )
-        stdout.write(f"Revealed: {probs}.\n")
+    stdout.write(task.reveal(states, state))
     result = {
         "trials": played,
         "your_reward": sum(rewards),
@@ -152,17 +108,28 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO) -> dict:
 
 def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     parser = cli.Parser("dist_vpg.play", __doc__)
-    parser.add_argument("--task", choices=sorted(DEFAULT_CHECKPOINT), default="bandit")
     parser.add_argument(
-        "--checkpoint", type=Path, help="the agent to compare with (default: the pretrained one)"
+        "--task",
+        help=f"the task to play (default: bandit, or the checkpoint's); with a pretrained agent: "
+        f"{', '.join(sorted(DEFAULT_CHECKPOINT))}",
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="the agent to compare with (default: the task's pretrained one)"
     )
     parser.add_argument("--seed", type=cli.seed, help="which episode (default: a new one each time)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else time.time_ns() % 2**31
     if stdin is None or stdin.closed:
         return cli.refuse(parser.name, NO_INPUT)
+    if args.checkpoint is None and (args.task or "bandit") not in DEFAULT_CHECKPOINT:
+        return cli.refuse(
+            parser.name,
+            f"--task {args.task}: no pretrained agent plays it (those that do: "
+            f"{', '.join(sorted(DEFAULT_CHECKPOINT))}); give --checkpoint, an agent trained on it",
+        )
+    path = args.checkpoint or DEFAULT_CHECKPOINT[args.task or "bandit"]
     try:
-        result = play(args.checkpoint or DEFAULT_CHECKPOINT[args.task], seed, stdin, stdout)
+        result = play(path, seed, stdin, stdout, args.task)
     except (checkpoint.CheckpointError, config.ConfigError) as e:
         return cli.refuse(parser.name, str(e))
     if result.get("input_ended"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from dist_vpg import checkpoint, config, files
+from dist_vpg import checkpoint, config, files, tasks
 from dist_vpg.config import Config, ConfigError
 
 # Keys that must agree between a checkpoint and the run resuming from it: the weights' shapes and
@@ -35,7 +35,11 @@ def newest_valid(run_dir: Path, cfg: Config) -> tuple[dict | None, list[str]]:
         except checkpoint.CheckpointError as e:
             warnings.append(f"skipping a damaged checkpoint: {e}")
             continue
-        saved, wanted = state["config"], config.to_dict(cfg)
+        try:  # the checkpoint's config as this version reads it (its task settings mapped, etc.)
+            saved = config.to_dict(config.from_checkpoint(state["config"]))
+        except ConfigError as e:
+            raise checkpoint.CheckpointError(f"{path}: its config no longer loads: {e}") from None
+        wanted = config.to_dict(cfg)
         for key in MUST_MATCH:
             if saved.get(key) != wanted[key]:
                 raise checkpoint.CheckpointError(
@@ -48,8 +52,9 @@ def newest_valid(run_dir: Path, cfg: Config) -> tuple[dict | None, list[str]]:
 
 
 # Keys that must agree between the checkpoint a run starts from (train.init_from) and the run: the
-# weights' shapes. The task may differ in its probabilities and horizon, not in what the agent sees.
-INIT_MUST_MATCH = (("agent", "hidden"), ("task", "name"), ("task", "arms"), ("task", "trial_input"))
+# weights' shapes. The task may differ in its probabilities and horizon, not in what the agent sees
+# (its observation and actions, compared on the tasks themselves).
+INIT_MUST_MATCH = (("agent", "hidden"), ("task", "name"), ("task", "trial_input"))
 
 
 def initial_weights(cfg: Config) -> dict[str, torch.Tensor] | None:
@@ -64,6 +69,13 @@ def initial_weights(cfg: Config) -> dict[str, torch.Tensor] | None:
         if had != has:
             raise checkpoint.CheckpointError(
                 f"train.init_from: {path} was made with {section}.{key}={had}, this run has {has}"
+            )
+    had, has = tasks.make_task(saved.task), tasks.make_task(wanted.task)
+    for what in ("num_actions", "obs_size"):
+        if getattr(had, what) != getattr(has, what):
+            raise checkpoint.CheckpointError(
+                f"train.init_from: {path} was made for a task with {what}={getattr(had, what)}, this "
+                f"run's has {getattr(has, what)}"
             )
     return state["model"]
 

@@ -184,7 +184,7 @@ def train(
                         dict(lr=lr, beta_e=beta_e, gamma=gamma),
                         strategy.name,
                         skips.total,
-                        cfg.task.name == "bandit",
+                        task.regret_chart,
                     ),
                 )
                 if world.is_main:

@@ -3,7 +3,7 @@
 
 import pytest
 
-from dist_vpg import baselines, evaluate
+from dist_vpg import evaluate
 from dist_vpg.tasks import Bandit
 
 KNOWN = {"random": 16.67, "ucb1": 5.58, "thompson": 2.78, "bayes_optimal": 1.748}
@@ -22,7 +22,7 @@ def test_baselines_play_the_agents_episodes():
     task = Bandit(2, "easy", 20)
     a = evaluate.evaluate_baselines(task, episodes=50, seed=1)
     b = evaluate.evaluate_baselines(task, episodes=50, seed=1)
-    for name in baselines.for_task(task):
+    for name in task.players():
         assert (a[name].regret == b[name].regret).all()  # deterministic for a seed
     # On easy bandits a random arm is the bad one half the time: 0.8 * 0.5 per trial.
     assert abs(a["random"].regret.mean() - 0.4 * 20) < 2.0

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import bayes, evaluate, stay
+from dist_vpg import evaluate
+from dist_vpg.tasks.bandit import bayes
+from dist_vpg.tasks.two_step import bayes as two_step_bayes
+from dist_vpg.tasks.two_step import stay
 from dist_vpg.tasks import DEPENDENT_SETS, TwoStep
 
 
@@ -146,7 +149,7 @@ def two_step_expectimax(task, belief: float, left: int, policy=None) -> float:
 @pytest.mark.parametrize("swap_prob", [0.025, 0.2])
 def test_two_step_greedy_on_the_posterior_is_optimal(swap_prob):
     task = TwoStep(trials=5, swap_prob=swap_prob)
-    player = bayes.TwoStepBayes(task)
+    player = two_step_bayes.TwoStepBayes(task)
     beliefs = torch.linspace(0, 1, 41, dtype=torch.float64)
     # the player's choices are greedy on the expected reward now, and its posterior is Bayes' rule
     greedy_now = lambda b: int(b < 0.5)  # state 0 is reached commonly by action 0
@@ -174,10 +177,10 @@ def test_two_step_greedy_on_the_posterior_is_optimal(swap_prob):
 def test_two_step_bayes_player_matches_the_simulated_figures():
     """70.59 reward per episode and pooled stay probabilities 1.00, 0.66, 0.66, 1.00 (200k episodes)."""
     task = TwoStep()
-    r = evaluate.evaluate(evaluate.two_step_bayes_player(task), task, 40000, seed=3)
+    r = evaluate.evaluate(two_step_bayes.player(task), task, 40000, seed=3)
     reward = r.rewards.sum(0)
     assert abs(reward.mean() - 70.59) < 4 * reward.std() / np.sqrt(len(reward)) + 0.02
-    rewarded, common, stayed = stay.transitions(r.actions, r.rewards, r.common)
+    rewarded, common, stayed = stay.transitions(r.actions, r.rewards, r.extra["common"])
     pooled = {
         (w, c): stayed[(rewarded == w) & (common == c)].mean() for w in (True, False) for c in (True, False)
     }

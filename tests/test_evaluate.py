@@ -95,8 +95,8 @@ def test_common_transitions_are_read_back_from_what_the_agent_saw():
     task = make_task(cfg.task)
     agent = Agent(input_size(task, True), 2, 8)
     result = evaluate.evaluate_agent(agent, task, True, episodes=400, seed=1)
-    assert result.common.shape == (49, 400)
-    assert result.common.mean() == pytest.approx(cfg.task.common_prob, abs=0.01)
+    assert result.extra["common"].shape == (49, 400)
+    assert result.extra["common"].mean() == pytest.approx(cfg.task.common_prob, abs=0.01)
 
 
 def split_worker(path: str, episodes: int) -> dict:
@@ -175,7 +175,7 @@ def test_informative_arms_baselines_score_their_exact_figures():
     for search in ("thompson", "ucb"):
         assert reward[search] == pytest.approx(11.0, abs=0.2), search
     assert reward["random"] == pytest.approx(5 * 14.55 / 11, abs=0.1)
-    pulls = {name: evaluate.informative_pulls(r, task) for name, r in found.items()}
+    pulls = {name: task.pulls(r) for name, r in found.items()}
     assert pulls["optimal"]["informative"] == [1, 0, 0, 0, 0]
     assert pulls["optimal"]["target"] == [0, 1, 1, 1, 1]
     assert max(pulls["thompson"]["informative"]) == 0 == max(pulls["ucb"]["informative"])

@@ -11,6 +11,7 @@ from dist_vpg import config, evaluate, noise, play
 from dist_vpg.agent import Agent
 from dist_vpg.rollout import act, input_size
 from dist_vpg.tasks import Harlow, make_task
+from dist_vpg.tasks import settings as task_settings
 
 
 def _draws(task, episodes, seed=2):
@@ -37,7 +38,7 @@ def _reference(pool, u_episode, u_trials, actions):
 
 @pytest.mark.parametrize("fixation", [False, True])
 def test_harlow_follows_the_rules_of_a_plain_loop(fixation):
-    cfg = config.TaskConfig(name="harlow", trials=6, objects=50, features=3, fixation=fixation)
+    cfg = task_settings("harlow", trials=6, objects=50, features=3, fixation=fixation)
     task = make_task(cfg)
     steps = 12 if fixation else 6
     assert (task.num_actions, task.obs_size, task.trials, task.choices) == (2, 6, steps, 6)
@@ -84,7 +85,7 @@ def test_the_pool_is_part_of_the_task_and_every_object_is_drawn():
 
 
 def test_the_agent_sees_the_objects_before_its_first_choice():
-    task = Harlow()
+    task = Harlow(fixation=False)  # with fixation, the first step shows nothing
     agent = Agent(input_size(task, True), 2, 8)
     draws = _draws(task, 16)
     with torch.inference_mode():
@@ -105,7 +106,7 @@ def test_harlow_players_score_their_exact_figures(fixation):
     assert (found["optimal"].regrets[task.choice_steps[1] :] == 0).all()
     assert regret["random"] == pytest.approx(3.0, abs=0.1)
     assert regret["by_side"] == pytest.approx(3.0, abs=0.1)
-    report = evaluate.harlow_report(found, task, 5, noise.EVAL)["p_correct_by_side"]
+    report = task.report(found, 5, noise.EVAL, None)["p_correct_by_side"]
     # by side: right on trial 2 exactly when the objects kept their sides
     assert report["by_side"]["same_side"][1] == 1.0 and report["by_side"]["swapped"][1] == 0.0
     assert report["optimal"]["swapped"][1:] == [1.0] * 5
@@ -148,7 +149,7 @@ def test_the_pretrained_agent_follows_the_object_that_paid_on_either_side():
     task = make_task(cfg.task)
     assert task.fixation and task.choices == 6
     result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)
-    by_side = evaluate.harlow_report({"agent": result}, task, 7, noise.EVAL)["p_correct_by_side"]["agent"]
+    by_side = task.report({"agent": result}, 7, noise.EVAL, None)["p_correct_by_side"]["agent"]
     assert by_side["same_side"][0] == pytest.approx(0.5, abs=0.06)  # trial 1: a guess
     for kind in ("same_side", "swapped"):
         assert min(by_side[kind][1:]) > 0.95, kind

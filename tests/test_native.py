@@ -12,7 +12,7 @@ import torch
 
 from dist_vpg import native, noise
 from dist_vpg.agent import Agent
-from dist_vpg.config import TaskConfig
+from dist_vpg.tasks import settings as task_settings
 from dist_vpg.losses import a2c_loss
 from dist_vpg.native import build
 from dist_vpg.rollout import act, input_size, rollout, usable_mode
@@ -20,11 +20,11 @@ from dist_vpg.tasks import make_task
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = {
-    "independent": TaskConfig(),
-    "hard": TaskConfig(distribution="hard"),
-    "three_arms": TaskConfig(arms=3),
-    "no_trial_input": TaskConfig(trial_input=False),
-    "two_step": TaskConfig(name="two_step"),
+    "independent": task_settings(),
+    "hard": task_settings(distribution="hard"),
+    "three_arms": task_settings(arms=3),
+    "no_trial_input": task_settings(trial_input=False),
+    "two_step": task_settings("two_step"),
 }
 
 pytestmark = pytest.mark.skipif(
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _setup(cfg: TaskConfig, batch: int, hidden: int = 48, seed: int = 0):
+def _setup(cfg, batch: int, hidden: int = 48, seed: int = 0):
     task = make_task(cfg)
     torch.manual_seed(seed)
     agent = Agent(input_size(task, cfg.trial_input), task.num_actions, hidden)
@@ -116,7 +116,7 @@ def test_native_graph_survives_a_second_backward():
 
 
 def test_fallback_names_the_reason(monkeypatch):
-    task = make_task(TaskConfig())
+    task = make_task(task_settings())
     monkeypatch.setenv("DIST_VPG_NATIVE", "0")
     build.forget()
     try:

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import config, noise, restless
+from dist_vpg import config, noise
+from dist_vpg.tasks.restless import players as restless
 from dist_vpg.tasks import RestlessBandit, make_task
+from dist_vpg.tasks import settings as task_settings
 from dist_vpg.tasks.restless import reflect
 
 
@@ -39,7 +41,7 @@ def _erfinv(y: float) -> float:
 
 
 def test_restless_bandits_follow_the_rules_of_a_plain_loop():
-    task = make_task(config.TaskConfig(name="restless", trials=40))
+    task = make_task(task_settings("restless", trials=40))
     assert (task.num_actions, task.obs_size, task.trials, task.max_reward) == (2, 0, 40, 1.0)
     draws = _draws(task, 200)
     actions = torch.randint(0, 2, (40, 200), generator=torch.Generator().manual_seed(1))

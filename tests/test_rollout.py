@@ -4,14 +4,14 @@ import torch
 
 from dist_vpg import noise
 from dist_vpg.agent import REPLAY_SLICE, Agent
-from dist_vpg.config import TaskConfig
+from dist_vpg.tasks import settings as task_settings
 from dist_vpg.losses import a2c_loss
 from dist_vpg.rollout import act, input_size, rollout, sample_actions
 from dist_vpg.tasks import make_task
 
 
 def _setup(name="bandit", batch=8, trials=100, seed=0):
-    task = make_task(TaskConfig(name=name, trials=trials))
+    task = make_task(task_settings(name, trials=trials))
     torch.manual_seed(seed)
     agent = Agent(input_size(task, True), task.num_actions, 16)
     with torch.no_grad():  # a policy that is not uniform, so actions depend on the weights
@@ -60,7 +60,7 @@ def test_inputs_carry_previous_action_and_reward():
 
 
 def test_initial_policy_is_uniform():
-    task = make_task(TaskConfig())
+    task = make_task(task_settings())
     agent = Agent(input_size(task, True), task.num_actions)
     logits, _ = agent(torch.rand(5, 3, input_size(task, True)))
     assert torch.all(logits == 0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dist_vpg import stay
+from dist_vpg.tasks.two_step import stay
 
 
 def synthetic(p_stay: dict, episodes=400, trials=100, seed=0):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dist_vpg import noise
-from dist_vpg.config import TaskConfig
+from dist_vpg.tasks import settings as task_settings
 from dist_vpg.tasks import Bandit, TwoStep, make_task
 
 
@@ -60,7 +60,7 @@ def test_two_step_dynamics():
 
 
 def test_step_advances_every_episode_in_one_call():
-    for task in (make_task(TaskConfig(name="bandit")), make_task(TaskConfig(name="two_step"))):
+    for task in (make_task(task_settings("bandit")), make_task(task_settings("two_step"))):
         draws = noise.draw(
             0, noise.TRAIN, 0, np.arange(64), task.trials, task.episode_draws, task.trial_draws
         )
@@ -87,7 +87,7 @@ def _informative_reference(u_target: float, actions: list[int], arms: int = 11) 
 
 
 def test_informative_arms_follow_the_rules_of_a_plain_loop():
-    task = make_task(TaskConfig(name="informative_arms", arms=11, trials=5))
+    task = make_task(task_settings("informative_arms"))
     assert (task.num_actions, task.trials, task.obs_size, task.max_reward) == (11, 5, 0, 5.0)
     u = _u((400, 1), seed=3)
     state = task.reset(u)

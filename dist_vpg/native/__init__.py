@@ -16,13 +16,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from dist_vpg.native.abi import TaskState
 from dist_vpg.native.build import NativeUnavailable, load
 from dist_vpg.noise import Noise
-from dist_vpg.tasks import Bandit, TwoStep
 
 __all__ = ["NativeUnavailable", "Played", "act", "available", "lstm_outputs"]
 
-_BANDIT, _TWO_STEP = 0, 1
 _ptr = ctypes.c_void_p
 
 
@@ -34,20 +33,6 @@ class _Weights(ctypes.Structure):
         (name, ctypes.c_int32) for name in ("inputs", "hidden", "actions", "gates_padded", "actions_padded")
     ]
     _fields_ += [(name, _ptr) for name in ("w_t", "bias", "w_pol_t", "b_pol")]
-
-
-class _TaskState(ctypes.Structure):
-    _fields_ = [
-        ("kind", ctypes.c_int32),
-        ("trial_draws", ctypes.c_int32),
-        ("arm_probs", _ptr),
-        ("best", _ptr),
-        ("good", _ptr),
-        ("common_prob", ctypes.c_float),
-        ("reward_high", ctypes.c_float),
-        ("reward_low", ctypes.c_float),
-        ("swap_prob", ctypes.c_float),
-    ]
 
 
 class Played(NamedTuple):
@@ -62,7 +47,7 @@ class Played(NamedTuple):
 
 def available(task=None) -> str | None:
     """None when the native path can run here (for `task`, if given), else why not (one sentence)."""
-    if task is not None and not isinstance(task, (Bandit, TwoStep)):
+    if task is not None and not hasattr(task, "native_state"):
         return _no_task(task)
     try:
         _library()
@@ -79,7 +64,7 @@ def _library() -> ctypes.CDLL:
         lib.dv_act_scratch.restype = lib.dv_backward_scratch.restype = i64
         lib.dv_act_scratch.argtypes = [i64, i32, i32, i32, i32, i32]
         lib.dv_backward_scratch.argtypes = [i64, i32, i32]
-        lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(_TaskState)]
+        lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(TaskState)]
         lib.dv_act.argtypes += [_ptr] * 10
         lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32] + [_ptr] * 6
         lib._dist_vpg_typed = True
@@ -99,29 +84,19 @@ def _pad_columns(w: torch.Tensor, width: int) -> torch.Tensor:
     return torch.nn.functional.pad(w, (0, width - w.shape[-1])).contiguous()
 
 
-def _task_state(task, noise: Noise, keep: list) -> _TaskState:
-    """The task's constants and its reset state (computed by the torch task itself). The tensors
-    whose addresses it holds go into `keep`, which the caller holds until the C call returns."""
-    state = task.reset(noise.episode)
-    batch = noise.episode.shape[0]
-    if isinstance(task, Bandit):
-        probs, best = state.probs.float().contiguous(), state.best.float().contiguous()
-        keep += [probs, best]
-        return _TaskState(_BANDIT, task.trial_draws, _p(probs), _p(best), None, 0, 0, 0, 0)
-    if isinstance(task, TwoStep):
-        good = state.good.to(torch.int64).contiguous().clone().view(batch)
-        keep.append(good)
-        return _TaskState(
-            _TWO_STEP, task.trial_draws, None, None, _p(good),
-            task.common_prob, task.reward_high, task.reward_low, task.swap_prob,
-        )  # fmt: skip
-    raise NativeUnavailable(_no_task(task))
+def _task_state(task, noise: Noise, keep: list) -> TaskState:
+    """The task's kind, constants and reset state (computed by the torch task itself), from its own
+    native step (dist_vpg.native.abi). The tensors whose addresses it holds go into `keep`, which the
+    caller holds until the C call returns."""
+    if not hasattr(task, "native_state"):
+        raise NativeUnavailable(_no_task(task))
+    return task.native_state(task.reset(noise.episode), keep)
 
 
-# kernels.c steps bandits and two-step, whose first trial shows nothing: it starts every episode from
-# a zero input rather than the task's first_obs.
+# kernels.c steps the tasks that hand it a TaskState; it starts every episode from a zero input
+# rather than the task's first_obs, which is all zeros for both of them.
 def _no_task(task) -> str:
-    return f"the native rollout has no {type(task).__name__} task (kernels.c steps bandits and two-step)"
+    return f"the {type(task).__name__} task has no native step (no native_state method)"
 
 
 def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: bool = True) -> Played:

@@ -1,10 +1,22 @@
-"""What every task is: a batch of B episodes stepped in lockstep, with no randomness of its own."""
+"""What every task is, and what dist_vpg asks of one.
+
+`Task` is the step: a batch of B episodes stepped in lockstep, with no randomness of its own.
+`TaskUnit` is the rest of a task, with defaults: its settings (`Settings`, a dataclass of its
+task.* keys), the players it is evaluated against, the figures of its report, how `dist_vpg.play`
+shows it, its Gymnasium ids and, where it has one, its native step (`native_state`). Evaluation,
+play, the Gymnasium adapter and the native rollout ask the task; none of them knows a task by name.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
+
+from dist_vpg.results import EvalResult, Player
+from dist_vpg.settings import TaskSettings
 
 
 class Step(NamedTuple):
@@ -17,7 +29,7 @@ class Step(NamedTuple):
 class Task(Protocol):
     obs_size: int
     num_actions: int
-    trials: int
+    trials: int  # agent steps an episode
     episode_draws: int  # uniforms per episode consumed by reset
     trial_draws: int  # uniforms per trial consumed by step
     max_reward: float  # the most one trial pays (rewards lie in [0, max_reward])
@@ -29,11 +41,79 @@ class Task(Protocol):
     def step(self, state: NamedTuple, action: torch.Tensor, u: torch.Tensor) -> Step: ...
 
 
-class StartsBlank:
-    """For tasks that show nothing before the first choice (all but Harlow): a first observation
-    of zeros. The first field of the task's state must have the batch as its first dimension."""
+class TaskUnit:
+    """A task's settings, players, report, figures, play view and Gymnasium ids, with the defaults of
+    a task that has none of its own: a subclass defines the step (`Task`) and overrides what it has.
+    `native_state(state, keep) -> dist_vpg.native.abi.TaskState` is defined only by tasks with a
+    native step; without it they train on the torch path."""
+
+    Settings: ClassVar[type[TaskSettings]] = TaskSettings
+    pretrained: ClassVar[str | None] = None  # play's default agent: a file in pretrained/
+    gym_ids: ClassVar[dict[str, dict[str, Any]]] = {}  # Gymnasium id -> its task.* settings
+    regret_chart: ClassVar[bool] = False  # log the training regret as a TensorBoard chart
+    # the per-episode record (episode_record) that sorts raster.png's rows, and how it reads
+    raster_sort: ClassVar[tuple[str, str] | None] = None
 
     obs_size: int
+    trials: int
+
+    @classmethod
+    def from_settings(cls, settings: TaskSettings):
+        """The task of these settings: by default, each key but name and trial_input is a keyword
+        of the constructor."""
+        keys = {f.name for f in dataclasses.fields(settings)} - {"name", "trial_input"}
+        return cls(**{key: getattr(settings, key) for key in keys})
 
     def first_obs(self, state: NamedTuple) -> torch.Tensor:
+        """What the first trial shows: nothing (zeros). The first field of the task's state must
+        have the batch as its first dimension."""
         return torch.zeros(len(state[0]), self.obs_size)
+
+    # --- evaluation (dist_vpg.evaluate) ---
+
+    def players(self, objective: tuple[float, float] | None = None) -> dict[str, Player]:
+        """The players the agent is evaluated beside, on its own episodes; `objective` is the
+        agent's (gamma, beta_e) at the end of its training."""
+        return {}
+
+    def episode_record(self, state: NamedTuple) -> dict[str, torch.Tensor]:
+        """Per-episode figures [b] of the episodes' reset state, kept beside every player's result."""
+        return {}
+
+    def agent_record(self, inputs: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What Played.extra holds for the agent, from what it saw [T, b, I] and chose [T, b]."""
+        return {}
+
+    def report(
+        self, results: dict[str, EvalResult], seed: int, split: int, objective: tuple[float, float]
+    ) -> dict:
+        """The task's own figures for metrics.json (merged into it key by key). results: the agent's
+        ("agent") and each player's, on the episodes of (seed, split)."""
+        return {}
+
+    def figures(self, metrics: dict, results: dict[str, EvalResult], out: Path) -> None:
+        """The task's own PNG figures in `out`, from metrics.json's figures and the results."""
+
+    # --- play (dist_vpg.play) ---
+
+    @property
+    def choice_steps(self) -> list[int]:
+        """The agent steps of an episode that are choices (all of them, unless the task says)."""
+        return list(range(self.trials))
+
+    def is_choice(self, state: NamedTuple) -> bool:
+        """Whether the next step of episode 0 is a choice a person makes."""
+        return True
+
+    def show(self, state: NamedTuple, obs: torch.Tensor) -> str:
+        """A line that shows the person what episode 0 shows before its next choice, or ""."""
+        return ""
+
+    def describe(self, step: Step) -> str:
+        """What the person learns after a choice in episode 0."""
+        return f"reward {step.reward.item():g}"
+
+    def reveal(self, states: list[NamedTuple], last: NamedTuple) -> str:
+        """The hidden parameters of episode 0, told once it has been played: `states` are the states
+        at each choice played, `last` the state after the last one."""
+        return ""

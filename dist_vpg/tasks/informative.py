@@ -11,13 +11,47 @@ oracle. A learner that never pulls the informative arm must search the ordinary 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
-from dist_vpg.tasks.base import StartsBlank, Step
+from dist_vpg.noise import Noise
+from dist_vpg.plots import saved_figure
+from dist_vpg.results import EvalResult, Played, Player, played
+from dist_vpg.settings import TaskSettings, require
+from dist_vpg.tasks.base import Step, TaskUnit
 
 TARGET_PAYS, OTHERS_PAY = 5.0, 1.0
+
+
+@dataclass(frozen=True)
+class InformativeSettings(TaskSettings):
+    name: str = "informative_arms"
+    trials: int = 5
+    arms: int = 11  # the ordinary arms, then the informative one
+    # the informative arm pays informative_scale * (target + 1) / (arms - 1); 1 is the paper's task,
+    # larger values make its payout easier to read (a curriculum's first stage)
+    informative_scale: float = 1.0
+
+    def check(self) -> None:
+        super().check()
+        require(
+            self.arms >= 3,
+            "task.arms",
+            f"informative_arms needs 2 ordinary arms and the informative one, at least 3 (task.arms={self.arms})",
+        )
+        require(self.informative_scale > 0, "task.informative_scale", "must be > 0")
+
+
+# `optimal` pulls the informative arm, then the target it points to. `thompson` and `ucb` know the
+# prior (the target is one of the ordinary arms, each as likely) but not what the informative arm
+# means: Thompson pulls an ordinary arm drawn from those not yet ruled out, UCB the first of them
+# (every one of them may pay 5, more than any other arm's upper bound), so both search and never pull
+# the informative arm. `random` pulls any arm.
+PLAYERS = ("optimal", "thompson", "ucb", "random")
 
 
 class InformativeState(NamedTuple):
@@ -25,7 +59,11 @@ class InformativeState(NamedTuple):
     payouts: torch.Tensor  # [B, arms] what each arm pays
 
 
-class InformativeArms(StartsBlank):
+class InformativeArms(TaskUnit):
+    Settings = InformativeSettings
+    pretrained = "informative_arms.pt"
+    gym_ids = {"dist_vpg/InformativeArms-v0": {}}
+
     obs_size = 0
     episode_draws = 1  # the target
     trial_draws = 1  # unused: payouts are deterministic (kept so that every task draws per trial)
@@ -50,3 +88,88 @@ class InformativeArms(StartsBlank):
         reward = state.payouts.gather(1, action.unsqueeze(1)).squeeze(1)
         regret = TARGET_PAYS - reward
         return Step(state, torch.zeros(len(action), 0), reward, regret)
+
+    @classmethod
+    def from_settings(cls, settings: InformativeSettings) -> InformativeArms:
+        return cls(settings.arms, settings.trials, settings.informative_scale)
+
+    # --- evaluation ---
+
+    def players(self, objective=None) -> dict[str, Player]:
+        return {name: self.player(name) for name in PLAYERS}
+
+    def player(self, name: str) -> Player:
+        """One of PLAYERS."""
+
+        def play(draws: Noise, _: int) -> Played:
+            state = self.reset(draws.episode)
+            batch, ordinary = draws.action.shape[1], self.ordinary
+            left = torch.ones(batch, ordinary, dtype=torch.bool)  # ordinary arms not yet ruled out
+            found = torch.full((batch,), -1, dtype=torch.long)  # the target, once known
+            regrets, rewards, actions = [], [], []
+            for t in range(self.trials):
+                u = draws.action[t]
+                if name == "random":
+                    action = (u * self.num_actions).long().clamp(max=self.num_actions - 1)
+                elif name == "optimal" and t == 0:
+                    action = torch.full((batch,), ordinary, dtype=torch.long)
+                else:
+                    if name == "thompson":  # the k-th arm still left, k uniform
+                        k = (u * left.sum(1)).long()
+                        pick = (left.cumsum(1) > k.unsqueeze(1)).float().argmax(1)
+                    else:  # ucb: the first arm still left (optimal: only the target is)
+                        pick = left.float().argmax(1)
+                    action = torch.where(found >= 0, found, pick)
+                step = self.step(state, action, draws.trial[t])
+                if name == "optimal" and t == 0:  # the informative arm pays scale * (target + 1) / ordinary
+                    found = (step.reward / self.scale * ordinary).round().long() - 1
+                else:
+                    ordinary_pull = action < ordinary
+                    hit = ordinary_pull & (step.reward == TARGET_PAYS)
+                    found = torch.where(hit, action, found)
+                    rows = torch.arange(batch)[ordinary_pull]
+                    left[rows, action[ordinary_pull]] = False
+                regrets.append(step.regret)
+                rewards.append(step.reward)
+                actions.append(action)
+            return played(regrets, rewards, actions)
+
+        return play
+
+    def pulls(self, result: EvalResult) -> dict[str, list[float]]:
+        """By trial: the share of episodes that pulled the informative arm, and the target."""
+        return {
+            "informative": (result.actions == self.ordinary).mean(1).tolist(),
+            "target": result.by_trial()["p_best"].tolist(),  # the target is the best choice
+        }
+
+    def report(self, results: dict[str, EvalResult], seed, split, objective) -> dict:
+        return {"pull_pattern": {name: self.pulls(r) for name, r in results.items()}}
+
+    def figures(self, metrics: dict, results: dict[str, EvalResult], out: Path) -> None:
+        pull_pattern(metrics["pull_pattern"], out / "pulls.png")
+
+    # --- play ---
+
+    def reveal(self, states, last) -> str:
+        target = int(states[0].target[0])
+        return (
+            f"Revealed: arm {target + 1} paid {TARGET_PAYS:g}, the other ordinary arms 1, and arm "
+            f"{self.num_actions} told where the {TARGET_PAYS:g} was: it paid "
+            f"{self.scale * (target + 1) / self.ordinary:g}, {self.scale:g}/{self.ordinary} of the "
+            "target's number.\n"
+        )
+
+
+def pull_pattern(pulls: dict[str, dict[str, list[float]]], path: Path) -> Path:
+    """Informative arms: by trial, each player's share of pulls of the informative arm (left) and
+    of the target (right). pulls: {player: {"informative": [T], "target": [T]}}."""
+    with saved_figure(path, ncols=2, figsize=(10, 4)) as (_, axes):
+        for ax, kind in zip(axes, ("informative", "target")):
+            for name, p in pulls.items():
+                trials = np.arange(1, len(p[kind]) + 1)
+                ax.plot(trials, p[kind], marker="o", lw=2.5 if name == "agent" else 1.2, label=name)
+            ax.set(xlabel="trial", ylabel=f"P(pulls the {kind} arm)", ylim=(-0.02, 1.02), xticks=trials)
+            ax.grid(alpha=0.3)
+        axes[0].legend()
+    return path

@@ -3,7 +3,7 @@ the Rescorla-Wagner fit that reads a learner's learning rate off its choices.
 
 The filter holds the posterior over (volatility, p) on a grid of p: every trial it weighs the grid by
 the outcome's likelihood, then moves it through the reflected Gaussian step of each volatility. As
-every outcome tells as much about p whichever arm paid it (dist_vpg.tasks.restless), the
+every outcome tells as much about p whichever arm paid it (the task's docstring), the
 distribution of the posteriors to come does not depend on the choices: greedy on the posterior
 mean is the Bayes-optimal policy, exact up to the grid (GRID cells; 4x finer changes the regret by
 less than 0.01, tests/test_restless.py). Thompson sampling and Bayes-UCB read the same posterior,
@@ -23,13 +23,16 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from dist_vpg import noise
 from dist_vpg.noise import Noise
-from dist_vpg.tasks import RestlessBandit
+
+if TYPE_CHECKING:  # the task imports this module: its class is named for the annotations alone
+    from dist_vpg.tasks.restless import RestlessBandit
 
 GRID = 200  # cells of p in the exact filter
 PLAYERS = ("optimal", "thompson", "ucb", "rescorla_wagner", "rw_oracle", "random")

@@ -12,9 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from dist_vpg import bayes
 from dist_vpg.noise import Noise
-from dist_vpg.tasks import DEPENDENT_SETS, Bandit
+from dist_vpg.results import Played, Player
 
 # A policy maps (successes [B, A], pulls [B, A], trial t, rng) to actions [B].
 Policy = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
@@ -41,34 +40,7 @@ def thompson(successes, pulls, t, rng) -> np.ndarray:
 BASELINES: dict[str, Policy] = {"random": random_policy, "ucb1": ucb1, "thompson": thompson}
 
 
-def for_task(task: Bandit, objective: tuple[float, float] | None = None) -> dict[str, Policy]:
-    """The baselines for this bandit: the classical ones, and the DP policies when they are within
-    reach (2 arms): the Bayes-optimal one, and, given the agent's training objective
-    (gamma, beta_e) when it is not already the Bayes-optimal one, the best policy for that objective
-    (`objective_optimal`). The latter is the ceiling of what that training can reach."""
-    policies = dict(BASELINES)
-    if task.num_actions == 2:
-        levels = DEPENDENT_SETS.get(task.distribution)
-        policies["bayes_optimal"] = bayes.BayesOptimal(task.distribution, task.trials, levels)
-        if objective is not None and objective != (1.0, 0.0):
-            gamma, beta = objective
-            policies["objective_optimal"] = bayes.BayesOptimal(
-                task.distribution, task.trials, levels, gamma, beta
-            )
-    return policies
-
-
-def exact_regrets(task: Bandit, objective: tuple[float, float] | None = None) -> dict[str, float]:
-    """The DP policies' expected regret at the last trial, computed exactly (no sampling): the
-    figures their Monte Carlo entries estimate."""
-    found = {}
-    for name, policy in for_task(task, objective).items():
-        if isinstance(policy, bayes.BayesOptimal):
-            found[name] = policy.solution.regret(task.trials)
-    return found
-
-
-def play(policy: Policy, task: Bandit, noise: Noise, seed: int) -> tuple[torch.Tensor, ...]:
+def play(policy: Policy, task, noise: Noise, seed: int) -> tuple[torch.Tensor, ...]:
     """Expected regret, reward and action of each trial, each [T, B], of `policy` on the episodes of
     `noise`."""
     state = task.reset(noise.episode)
@@ -87,3 +59,13 @@ def play(policy: Policy, task: Bandit, noise: Noise, seed: int) -> tuple[torch.T
         rewards.append(step.reward)
         actions.append(torch.from_numpy(action))
     return torch.stack(regrets), torch.stack(rewards), torch.stack(actions)
+
+
+def player(policy: Policy, task) -> Player:
+    """`policy` as a player of `task`'s episodes, its own choices seeded by the chunk seed."""
+
+    def play_chunk(draws: Noise, chunk_seed: int) -> Played:
+        regrets, rewards, actions = play(policy, task, draws, chunk_seed)
+        return Played(regrets, rewards, actions.to(torch.int8), {})
+
+    return play_chunk

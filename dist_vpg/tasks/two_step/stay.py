@@ -9,7 +9,11 @@ model-based index) is positive.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from dist_vpg.plots import saved_figure
 
 KINDS = ("rewarded_common", "rewarded_rare", "unrewarded_common", "unrewarded_rare")
 PAPER = {"rewarded_common": 0.99, "rewarded_rare": 0.63, "unrewarded_common": 0.62, "unrewarded_rare": 0.99}
@@ -64,3 +68,24 @@ def model_based_index(actions: np.ndarray, rewards: np.ndarray, common: np.ndarr
         "se": {n: float(s) for n, s in zip(names, se)},
         "pairs": int(len(y)),
     }
+
+
+def stay_bars(found: dict[str, dict], paper: dict, path: Path) -> Path:
+    """Two-step stay probabilities by kind of previous trial, one bar group per kind: each player's
+    (found: {label: {kind: {"p", "sem"}}}, with 95% error bars) and the paper's."""
+    kinds = list(paper)
+    x = np.arange(len(kinds))
+    bars = len(found) + 1
+    width = 0.8 / bars
+    with saved_figure(path, figsize=(7, 4)) as (_, ax):
+        for i, (label, pattern) in enumerate(found.items()):
+            p = [pattern[k]["p"] for k in kinds]
+            err = [1.96 * pattern[k]["sem"] for k in kinds]
+            ax.bar(x + (i - (bars - 1) / 2) * width, p, width, yerr=err, capsize=3, label=label)
+        ax.bar(
+            x + (bars - 1) / 2 * width, [paper[k] for k in kinds], width, alpha=0.6, label="Wang et al. 2018"
+        )
+        ax.set_xticks(x, [k.replace("_", "\n") for k in kinds])
+        ax.set(ylabel="P(same first-stage choice)", ylim=(0, 1.05))
+        ax.legend(loc="upper center", fontsize=8)
+    return path

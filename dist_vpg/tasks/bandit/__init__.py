@@ -1,0 +1,137 @@
+"""Bernoulli bandits: independent arms, or two dependent arms paying p and 1 - p (Wang et al. 2016).
+
+Players: random, UCB1, Thompson sampling (`players`) and, with 2 arms, the Bayes-optimal policy and
+the best policy of the agent's own training objective, both by exact dynamic programming (`bayes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from dist_vpg.native import abi
+from dist_vpg.results import Player
+from dist_vpg.settings import TaskSettings, choice, require
+from dist_vpg.tasks.bandit import bayes, players
+from dist_vpg.tasks.base import Step, TaskUnit
+
+# Dependent-arm bandits draw p for arm 0 from these sets (arm 1 pays 1 - p); None is U(0, 1).
+DEPENDENT_SETS = {"dependent": None, "easy": (0.1, 0.9), "medium": (0.25, 0.75), "hard": (0.4, 0.6)}
+DISTRIBUTIONS = ("independent", *DEPENDENT_SETS)
+
+
+@dataclass(frozen=True)
+class BanditSettings(TaskSettings):
+    name: str = "bandit"
+    trials: int = 100
+    arms: int = 2
+    # independent: each arm's p ~ U(0, 1); dependent: p and 1 - p, p ~ U(0, 1); easy, medium, hard:
+    # p from {0.1, 0.9}, {0.25, 0.75}, {0.4, 0.6}
+    distribution: str = "independent"
+
+    def check(self) -> None:
+        super().check()
+        require(self.arms >= 2, "task.arms", "must be >= 2")
+        choice(self.distribution, "task.distribution", DISTRIBUTIONS)
+        require(
+            self.distribution == "independent" or self.arms == 2,
+            "task.distribution",
+            f"{self.distribution!r} is defined for 2 arms only (task.arms={self.arms})",
+        )
+
+
+class BanditState(NamedTuple):
+    probs: torch.Tensor  # [B, arms] each arm's Bernoulli reward probability
+    best: torch.Tensor  # [B] the best arm's probability
+
+
+class Bandit(TaskUnit):
+    """N Bernoulli arms whose probabilities are drawn anew for every episode."""
+
+    Settings = BanditSettings
+    pretrained = "bandit_independent.pt"
+    gym_ids = {
+        "dist_vpg/Bandit-v0": {"distribution": "independent"},
+        "dist_vpg/DependentBandit-v0": {"distribution": "dependent"},
+    }
+    regret_chart = True  # on bandits regret is the yardstick
+    raster_sort = ("gap", "p0 - p1 (top: arm 1 better)")
+
+    obs_size = 0
+    trial_draws = 1
+    max_reward = 1.0
+
+    def __init__(self, arms: int = 2, distribution: str = "independent", trials: int = 100):
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"unknown bandit distribution {distribution!r}")
+        if distribution != "independent" and arms != 2:
+            raise ValueError(f"{distribution!r} bandits have 2 arms, not {arms}")
+        self.num_actions = arms
+        self.distribution = distribution
+        self.trials = trials
+        self.episode_draws = arms
+        self._no_obs = torch.zeros(0)
+
+    def reset(self, u: torch.Tensor) -> BanditState:
+        if self.distribution == "independent":
+            probs = u.clone()
+        else:
+            levels = DEPENDENT_SETS[self.distribution]
+            p = u[:, 0] if levels is None else torch.where(u[:, 0] < 0.5, levels[0], levels[1])
+            probs = torch.stack([p, 1.0 - p], dim=1)
+        return BanditState(probs, probs.max(dim=1).values)
+
+    def step(self, state: BanditState, action: torch.Tensor, u: torch.Tensor) -> Step:
+        chosen = state.probs.gather(1, action.unsqueeze(1)).squeeze(1)  # [B]
+        reward = (u[:, 0] < chosen).float()
+        regret = state.best - chosen
+        return Step(state, self._no_obs.expand(len(action), 0), reward, regret)
+
+    def native_state(self, state: BanditState, keep: list) -> abi.TaskState:
+        probs, best = state.probs.float().contiguous(), state.best.float().contiguous()
+        keep += [probs, best]
+        return abi.TaskState(abi.BANDIT, self.trial_draws, abi.address(probs), abi.address(best))
+
+    # --- evaluation ---
+
+    def policies(self, objective: tuple[float, float] | None = None) -> dict[str, players.Policy]:
+        """The classical policies, and the DP policies when they are within reach (2 arms): the
+        Bayes-optimal one, and, given the agent's training objective (gamma, beta_e) when it is not
+        already the Bayes-optimal one, the best policy for that objective (`objective_optimal`): the
+        ceiling of what that training can reach."""
+        found = dict(players.BASELINES)
+        if self.num_actions == 2:
+            levels = DEPENDENT_SETS.get(self.distribution)
+            found["bayes_optimal"] = bayes.BayesOptimal(self.distribution, self.trials, levels)
+            if objective is not None and objective != (1.0, 0.0):
+                gamma, beta = objective
+                found["objective_optimal"] = bayes.BayesOptimal(
+                    self.distribution, self.trials, levels, gamma, beta
+                )
+        return found
+
+    def players(self, objective: tuple[float, float] | None = None) -> dict[str, Player]:
+        return {name: players.player(policy, self) for name, policy in self.policies(objective).items()}
+
+    def episode_record(self, state: BanditState) -> dict[str, torch.Tensor]:
+        return {"gap": state.probs[:, 0] - state.probs[:, 1]}
+
+    def exact_regrets(self, objective: tuple[float, float] | None = None) -> dict[str, float]:
+        """The DP policies' expected regret at the last trial, computed exactly (no sampling): the
+        figures their Monte Carlo entries estimate."""
+        return {
+            name: policy.solution.regret(self.trials)
+            for name, policy in self.policies(objective).items()
+            if isinstance(policy, bayes.BayesOptimal)
+        }
+
+    def report(self, results, seed, split, objective) -> dict:
+        return {"exact_regret_at_end": self.exact_regrets(objective)}
+
+    # --- play ---
+
+    def reveal(self, states, last) -> str:
+        probs = ", ".join(f"arm {i + 1} paid with p = {p:.2f}" for i, p in enumerate(states[0].probs[0]))
+        return f"Revealed: {probs}.\n"
