@@ -227,7 +227,7 @@ ADDED_LATER = {
         "episodes_per_task": 1,
     },
     "sync": {"measure_wait": False},
-    "task": {"fixation": False},
+    "task": {"informative_scale": 1.0, "fixation": False},
 }
 
 # The task section of checkpoints written before each task had its own settings: every task's keys,
@@ -449,7 +449,8 @@ def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int)
     require(
         need * local_ranks <= available,
         "train.batch_episodes",
-        f"{cfg.train.batch_episodes} episodes of {tasks.make_task(cfg.task).trials} steps over {world_size} rank(s) "
+        f"{cfg.train.batch_episodes} episodes of {tasks.make_task(cfg.task).trials} steps over "
+        f"{world_size} rank(s) "
         f"need about {gib(need)} per rank ({gib(need * local_ranks)} for the {local_ranks} on this "
         f"node), but {gib(available)} is available; use fewer episodes per rollout "
         "(sync.accumulate keeps the update's size) or more ranks on more nodes",

@@ -29,7 +29,9 @@ NO_INPUT = (
     "terminal, or pipe the choices in (printf '1\\n2\\n' | python -m dist_vpg.play)"
 )
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
-DEFAULT_CHECKPOINT = {name: PRETRAINED / unit.pretrained for name, unit in tasks.TASKS.items() if unit.pretrained}
+DEFAULT_CHECKPOINT = {
+    name: PRETRAINED / unit.pretrained for name, unit in tasks.TASKS.items() if unit.pretrained
+}
 
 
 def ask(t: int, trials: int, stdin: TextIO, stdout: TextIO, choices: int = 2) -> int | None:
@@ -121,6 +123,11 @@ def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin, stdout: TextI
     seed = args.seed if args.seed is not None else time.time_ns() % 2**31
     if stdin is None or stdin.closed:
         return cli.refuse(parser.name, NO_INPUT)
+    if args.task is not None:
+        try:
+            tasks.lookup(args.task)
+        except config.ConfigError as e:
+            return cli.refuse(parser.name, f"--task {args.task}: {str(e).partition(': ')[2]}")
     if args.checkpoint is None and (args.task or "bandit") not in DEFAULT_CHECKPOINT:
         return cli.refuse(
             parser.name,

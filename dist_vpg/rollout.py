@@ -90,10 +90,16 @@ def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: 
 
 def usable_mode(mode: str, task: Task) -> tuple[str, str | None]:
     """The mode this process can run, and a warning when it is not the one asked for: `native`
-    falls back to `twopass` where the native library cannot be built or loaded."""
+    falls back to `twopass` for a task without a native step, or where the native library cannot be
+    built or loaded."""
     reason = native.available(task) if mode == "native" else None
     if reason is None:
         return mode, None
+    if native.available() is None:  # the library runs here: the task is what has no native step
+        return "twopass", (
+            f"train.rollout=native: {reason}; training goes on with twopass (the same gradients, on "
+            "the torch path). Set train.rollout=twopass to silence this"
+        )
     return "twopass", (
         f"train.rollout=native is unavailable: {reason}; training goes on with twopass (the same "
         "gradients, about 2x slower). Install a C compiler (gcc) for native, or set "

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from dist_vpg import evaluate
+from dist_vpg.tasks import DEPENDENT_SETS, TwoStep
 from dist_vpg.tasks.bandit import bayes
 from dist_vpg.tasks.two_step import bayes as two_step_bayes
 from dist_vpg.tasks.two_step import stay
-from dist_vpg.tasks import DEPENDENT_SETS, TwoStep
 
 
 def brute_force_value(

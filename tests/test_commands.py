@@ -11,6 +11,7 @@ from dist_vpg.config import printable
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = str(ROOT / "pretrained" / "bandit_independent.pt")
+CHECKPOINT_TWO_STEP = str(ROOT / "pretrained" / "two_step.pt")
 
 
 def refused(*args: str, stdin=subprocess.DEVNULL, ranks: int = 0) -> str:
@@ -49,7 +50,12 @@ def refused(*args: str, stdin=subprocess.DEVNULL, ranks: int = 0) -> str:
             "exclude each other",
         ),
         (["dist_vpg.play", "--seed", "☃"], "not a whole number"),
-        (["dist_vpg.play", "--task", "chess"], "invalid choice: 'chess'"),
+        (["dist_vpg.play", "--task", "chess"], "--task chess: must be one of bandit, two_step"),
+        (["dist_vpg.play", "--task", "json:loads"], "json:loads is not a task"),
+        (
+            ["dist_vpg.play", "--task", "bandit", "--checkpoint", CHECKPOINT_TWO_STEP],
+            "an agent of the two_step task",
+        ),
         (["dist_vpg.play"], "standard input ended before the first choice"),
     ],
 )

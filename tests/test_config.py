@@ -1,10 +1,11 @@
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from dist_vpg import config
+from dist_vpg import checkpoint, config, tasks
 from dist_vpg.config import ConfigError
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
@@ -47,9 +48,6 @@ def test_dotted_overrides_are_typed():
         ("train.lr=1e-5", "train.lr_final"),  # below the default schedule's end, 1e-4
         ("train.signal=reward_to_go", "train.signal"),
         ("train.episodes_per_task=0", "train.episodes_per_task"),
-        ("task.informative_scale=0", "task.informative_scale"),
-        ("task.drift_high=1.5", "task.drift_high"),
-        ("task.volatile_share=-0.1", "task.volatile_share"),
         ("train.episodes_per_task=3", "train.episodes_per_task"),  # 128 episodes are not groups of 3
         ("tracker.timeout_s=.inf", "tracker.timeout_s"),
         ("seed=1180591620717411303424", "seed"),  # 2**70: beyond what torch and the noise take
@@ -68,8 +66,84 @@ def test_bad_values_name_their_key(override, key):
     assert message.startswith(key) and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "overrides,says",
+    [
+        (["task.name=informative_arms", "task.informative_scale=0"], "task.informative_scale: must be > 0"),
+        (["task.name=informative_arms", "task.arms=2"], "task.arms: informative_arms needs 2 ordinary"),
+        (["task.name=restless", "task.drift_high=1.5"], "task.drift_high: must lie in [0, 1]"),
+        (["task.name=restless", "task.volatile_share=-0.1"], "task.volatile_share: must lie in [0, 1]"),
+        (["task.name=two_step", "task.swap_prob=2"], "task.swap_prob: must lie in [0, 1]"),
+        (["task.name=harlow", "task.objects=1"], "task.objects: must be >= 2"),
+        (["task.name=harlow", "task.trials=0"], "task.trials: must be >= 1"),
+        (["task.name=harlow", "task.features=many"], "task.features: Value 'many'"),
+        (["task.name=nope.module:Task"], "task.name: cannot import 'nope.module'"),
+        (["task.name=json:nothing"], "task.name: 'json' has no 'nothing'"),
+        (["task.name=json:loads"], "task.name: json:loads is not a task"),
+        (["task=3"], "task: must be a mapping"),
+    ],
+)
+def test_each_tasks_own_values_are_checked_in_one_line(overrides, says):
+    with pytest.raises(ConfigError) as err:
+        config.load(None, overrides)
+    assert str(err.value).startswith(says) and "\n" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("name", list(tasks.TASKS))
+def test_a_task_name_alone_gives_that_tasks_own_defaults(name):
+    cfg = config.load(None, [f"task.name={name}"])
+    assert cfg.task == tasks.TASKS[name].Settings() and type(cfg.task) is tasks.TASKS[name].Settings
+    config.check_world(cfg, 2)  # and they run
+
+
+def test_the_papers_defaults():
+    informative = config.load(None, ["task.name=informative_arms"]).task
+    assert (informative.arms, informative.trials, informative.informative_scale) == (11, 5, 1.0)
+    harlow = config.load(None, ["task.name=harlow"]).task
+    assert (harlow.trials, harlow.objects, harlow.features, harlow.fixation) == (6, 1000, 8, True)
+    assert tasks.make_task(harlow).trials == 12  # a fixation step before each of the 6 choices
+    two_step = config.load(None, ["task.name=two_step"]).task
+    assert (two_step.common_prob, two_step.reward_high, two_step.swap_prob) == (0.8, 0.9, 0.025)
+
+
+@pytest.mark.parametrize("name", list(tasks.TASKS))
+def test_a_key_the_task_does_not_have_is_refused_naming_key_task_and_its_keys(name):
+    own = [f.name for f in dataclasses.fields(tasks.TASKS[name].Settings)]
+    others = {f.name for unit in tasks.TASKS.values() for f in dataclasses.fields(unit.Settings)} - set(own)
+    for key in sorted(others) + ["trails"]:
+        with pytest.raises(ConfigError) as err:
+            config.load(None, [f"task.name={name}", f"task.{key}=1"])
+        assert str(err.value) == f"task.{key}: the {name} task has no such key; its keys: {', '.join(own)}"
+    # the same from a config file: its task section belongs to the task it names
+    with pytest.raises(ConfigError, match="^task.distribution: the two_step task has no such key"):
+        config.load("configs/bandit_dependent.yaml", ["task.name=two_step"])
+
+
+def test_checkpoints_of_the_flat_format_load_onto_their_task():
+    """Checkpoints written before each task had its own settings hold every task's keys."""
+    flat = dict(
+        name="harlow", trials=6, trial_input=True, arms=2, distribution="independent", common_prob=0.8,
+        reward_high=0.9, reward_low=0.1, swap_prob=0.025, informative_scale=1.0, drift_low=0.02,
+        drift_high=0.2, volatile_share=0.5, objects=1000, features=8, fixation=True,
+    )  # fmt: skip
+    cfg = config.from_checkpoint({"task": flat})
+    assert cfg.task == tasks.settings("harlow", trials=6, objects=1000, features=8, fixation=True)
+    # before task.fixation existed, Harlow had no fixation step
+    older = {k: v for k, v in flat.items() if k != "fixation"}
+    assert config.from_checkpoint({"task": older}).task.fixation is False
+    # and every shipped agent's stored config maps onto its task with the values it was trained on
+    for path in sorted(Path("pretrained").glob("*.pt")):
+        stored = checkpoint.load(path)["config"]["task"]
+        cfg = config.from_checkpoint(checkpoint.load(path)["config"])
+        had = {**config.ADDED_LATER["task"], **stored}  # keys added later: the value every run had
+        assert {k: had[k] for k in config.to_dict(cfg)["task"]} == config.to_dict(cfg)["task"], path
+    # a key no task ever had is still refused
+    with pytest.raises(ConfigError, match="^task.bogus: the harlow task has no such key"):
+        config.from_checkpoint({"task": dict(flat, bogus=1)})
+
+
 def test_impossible_combinations():
-    with pytest.raises(ConfigError, match="^task.distribution"):
+    with pytest.raises(ConfigError, match="^task.distribution: 'hard' is defined for 2 arms only"):
         config.load(None, ["task.arms=3", "task.distribution=hard"])
     with pytest.raises(ConfigError, match="^sync.strategy"):
         config.load(None, ["sync.strategy=ddp", "train.rollout=onepass"])

@@ -134,10 +134,14 @@ def test_bad_input_gives_one_line(tmp_path, capsys):
     good = make_checkpoint(tmp_path / "run", ["agent.hidden=8"])
     truncated.write_bytes(open(good, "rb").read()[:500])
     assert evaluate.main(["--checkpoint", str(truncated)]) == 2
-    # another task's weights do not fit: a clear error, not a shape mismatch deep in torch
-    assert evaluate.main(["--checkpoint", good, "task.name=two_step"]) == 2
+    # weights of another shape do not fit: a clear error, not a shape mismatch deep in torch
+    assert evaluate.main(["--checkpoint", good, "task.arms=3"]) == 2
     err = capsys.readouterr().err
     assert "do not fit" in err and "Traceback" not in err
+    # another task: the checkpoint's bandit keys are not the two-step task's
+    assert evaluate.main(["--checkpoint", good, "task.name=two_step"]) == 2
+    err = capsys.readouterr().err
+    assert "task.arms: the two_step task has no such key" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit):
         evaluate.main(["--checkpoint", good, "train.lr=0.1"])
 

@@ -55,7 +55,7 @@ def test_resume_refuses_another_tasks_checkpoint_and_changes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     assert raised(train_once(run_dir, "train.updates=10", "checkpoint.every=10")) is None
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    for other in (["task.name=two_step"], ["agent.hidden=16"]):
+    for other in (["task.distribution=medium"], ["agent.hidden=16"]):
         result = train_once(run_dir, "train.updates=20", "train.resume=auto", *other)
         assert (
             raised(result)[0] == "CheckpointError" and "resume with the run's own config" in raised(result)[1]

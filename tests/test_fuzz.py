@@ -12,19 +12,22 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dist_vpg import config
+from dist_vpg import config, tasks
 from dist_vpg.config import Config, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def schema(cls=Config, prefix="") -> dict[str, type]:
-    """Every dotted key of the configuration and its type."""
+    """Every dotted key of the configuration and its type; the task's keys are every task's."""
     keys = {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
-        if dataclasses.is_dataclass(kind):
+        if f.name == "task" and cls is Config:
+            for unit in tasks.TASKS.values():
+                keys.update(schema(unit.Settings, "task."))
+        elif dataclasses.is_dataclass(kind):
             keys.update(schema(kind, f"{prefix}{f.name}."))
         else:
             keys[f"{prefix}{f.name}"] = kind
@@ -32,6 +35,16 @@ def schema(cls=Config, prefix="") -> dict[str, type]:
 
 
 KEYS = schema()
+# the tasks that have each task.* key
+OWNERS = {
+    key: [
+        name
+        for name, unit in tasks.TASKS.items()
+        if key[5:] in {f.name for f in dataclasses.fields(unit.Settings)}
+    ]
+    for key in KEYS
+    if key.startswith("task.")
+}
 HOSTILE = [
     "", "nan", "inf", "-inf", "1e309", "-1", "0", "-0.0", "1e-300", str(2**64), str(-(2**63) - 1),
     "99999999999999999999999", "true", "null", "~", "[1, 2]", "{a: 1}", "'quoted'", "λ", "☃☃",
@@ -54,6 +67,9 @@ def value_for(kind) -> st.SearchStrategy[str]:
 def overrides(draw, keys=tuple(KEYS)) -> list[str]:
     chosen = draw(st.lists(st.sampled_from(keys), min_size=1, max_size=3, unique=True))
     found = [f"{key}={draw(value_for(KEYS[key]))}" for key in chosen]
+    task_keys = [key for key in chosen if key in OWNERS and key != "task.name"]
+    if task_keys and "task.name" not in chosen and draw(st.booleans()):  # often, a task that has it
+        found.append(f"task.name={draw(st.sampled_from(OWNERS[task_keys[0]]))}")
     if draw(st.integers(0, 9)) == 0:  # now and then, a key that does not exist
         found.append(f"{draw(st.sampled_from(['train', 'nope', 'task.x']))}.{draw(st.text(max_size=5))}=1")
     return found

@@ -12,11 +12,11 @@ import torch
 
 from dist_vpg import native, noise
 from dist_vpg.agent import Agent
-from dist_vpg.tasks import settings as task_settings
 from dist_vpg.losses import a2c_loss
 from dist_vpg.native import build
 from dist_vpg.rollout import act, input_size, rollout, usable_mode
 from dist_vpg.tasks import make_task
+from dist_vpg.tasks import settings as task_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = {

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import config, noise
-from dist_vpg.tasks.restless import players as restless
+from dist_vpg import noise
 from dist_vpg.tasks import RestlessBandit, make_task
 from dist_vpg.tasks import settings as task_settings
+from dist_vpg.tasks.restless import players as restless
 from dist_vpg.tasks.restless import reflect
 
 

@@ -4,10 +4,10 @@ import torch
 
 from dist_vpg import noise
 from dist_vpg.agent import REPLAY_SLICE, Agent
-from dist_vpg.tasks import settings as task_settings
 from dist_vpg.losses import a2c_loss
 from dist_vpg.rollout import act, input_size, rollout, sample_actions
 from dist_vpg.tasks import make_task
+from dist_vpg.tasks import settings as task_settings
 
 
 def _setup(name="bandit", batch=8, trials=100, seed=0):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from dist_vpg import noise
-from dist_vpg.tasks import settings as task_settings
 from dist_vpg.tasks import Bandit, TwoStep, make_task
+from dist_vpg.tasks import settings as task_settings
 
 
 def _u(shape, seed=0):

@@ -71,7 +71,9 @@ def lookup(name: str) -> type[TaskUnit]:
     module, sep, attribute = name.partition(":")
     if not sep:
         names = ", ".join(TASKS)
-        raise ConfigError(f"task.name: must be one of {names}, or module:Class for a task of your own (got {name!r})")
+        raise ConfigError(
+            f"task.name: must be one of {names}, or module:Class for a task of your own (got {name!r})"
+        )
     try:
         unit = getattr(importlib.import_module(module), attribute)
     except ImportError as e:
@@ -86,7 +88,9 @@ def _check_unit(unit, name: str) -> None:
     if not (isinstance(unit, type) and issubclass(unit, TaskUnit)):
         raise ConfigError(f"task.name: {name} is not a task (a subclass of dist_vpg.tasks.TaskUnit)")
     if not (dataclasses.is_dataclass(unit.Settings) and issubclass(unit.Settings, TaskSettings)):
-        raise ConfigError(f"task.name: {name}.Settings must be a dataclass subclassing dist_vpg.settings.TaskSettings")
+        raise ConfigError(
+            f"task.name: {name}.Settings must be a dataclass subclassing dist_vpg.settings.TaskSettings"
+        )
 
 
 def settings(name: str = "bandit", **keys) -> TaskSettings:

@@ -33,6 +33,7 @@ from dist_vpg.settings import TaskSettings, require
 from dist_vpg.tasks.base import Step, TaskUnit
 
 POOL_SEED = 20_180_514  # the pool of objects is part of the task: one fixed draw, never the noise
+MAX_POOL = 2**26  # numbers in the pool at most: every rank holds it whole
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,13 @@ class HarlowSettings(TaskSettings):
         super().check()
         require(self.objects >= 2, "task.objects", "must be >= 2 (Harlow shows two objects an episode)")
         require(self.features >= 1, "task.features", "must be >= 1")
+        numbers = self.objects * self.features
+        require(
+            numbers <= MAX_POOL,
+            "task.objects",
+            f"a pool of {self.objects} objects of {self.features} features is {numbers} numbers, more than "
+            f"the {MAX_POOL} (256 MiB) a pool may hold",
+        )
 
 
 # `optimal` guesses a side on trial 1 and then chooses the object that paid (or the other one, if the
@@ -170,7 +178,9 @@ class Harlow(TaskUnit):
         stands on the side it stood on in trial 1 and when it has swapped: a learner of objects is
         right on both, a learner of sides not."""
         episodes = next(iter(results.values())).episodes
-        draws = noise.draw(seed, split, 0, np.arange(episodes), self.trials, self.episode_draws, self.trial_draws)
+        draws = noise.draw(
+            seed, split, 0, np.arange(episodes), self.trials, self.episode_draws, self.trial_draws
+        )
         left = self.rewarded_left(draws.episode, draws.trial).numpy()  # [choices, N]
         same = left == left[0]
         steps = self.choice_steps

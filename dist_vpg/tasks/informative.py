@@ -41,7 +41,8 @@ class InformativeSettings(TaskSettings):
         require(
             self.arms >= 3,
             "task.arms",
-            f"informative_arms needs 2 ordinary arms and the informative one, at least 3 (task.arms={self.arms})",
+            "informative_arms needs 2 ordinary arms and the informative one, at least 3 "
+            f"(task.arms={self.arms})",
         )
         require(self.informative_scale > 0, "task.informative_scale", "must be > 0")
 

@@ -1,5 +1,6 @@
-"""The Bayes-optimal player of 2-armed Bernoulli bandits, by exact dynamic programming. The same DP also gives the best policy of a discounted, entropy-regularized objective: the
-ceiling of what A2C with that gamma and entropy bonus can reach.
+"""The Bayes-optimal player of 2-armed Bernoulli bandits, by exact dynamic programming. The same DP
+also gives the best policy of a discounted, entropy-regularized objective: the ceiling of what A2C
+with that gamma and entropy bonus can reach.
 
 It maximises the expected total reward over the episode under the task's own prior, so its expected
 regret is the floor no agent can beat on average. Both arms' posteriors are summed up by counts:

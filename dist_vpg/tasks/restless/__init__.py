@@ -50,6 +50,7 @@ class RestlessSettings(TaskSettings):
         for key in ("drift_low", "drift_high", "volatile_share"):
             require(0.0 <= getattr(self, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
 
+
 # Uniforms are float32 multiples of 2**-24 in [0, 1): kept this far from 0 and 1, the normal
 # quantile of every one of them is finite.
 _U_EDGE = 2.0**-25
@@ -160,4 +161,3 @@ def learning_rates(fits: dict[str, dict], path: Path) -> Path:
         ax.grid(alpha=0.3, axis="y")
         ax.legend(title="episodes")
     return path
-

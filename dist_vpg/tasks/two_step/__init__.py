@@ -115,7 +115,9 @@ class TwoStep(TaskUnit):
     def report(self, results: dict[str, EvalResult], seed, split, objective) -> dict:
         agent = results["agent"]
         found = {
-            "stay_probabilities": stay.stay_probabilities(agent.actions, agent.rewards, agent.extra["common"]),
+            "stay_probabilities": stay.stay_probabilities(
+                agent.actions, agent.rewards, agent.extra["common"]
+            ),
             "paper_stay_probabilities": stay.PAPER,
             "model_based_index": stay.model_based_index(agent.actions, agent.rewards, agent.extra["common"]),
         }
