@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dist_vpg's two commands:
-#   ./launch.sh [key=value ...]   set up .venv if needed, then train over all local cores (torchrun)
+#   ./launch.sh [key=value ...]   set up .venv if needed, then train over all local cores (torchrun);
+#                                  --help lists every setting, --show-config prints the resolved one
 #   ./launch.sh test [pytest args] set up .venv if needed, then run the test suite
 #   ./launch.sh setup              set up .venv only (once, before a cluster job shares it)
 # Environment: NPROC (ranks on this node, default: all cores), DIST_VPG_TORCH (the torch requirement,
@@ -34,6 +35,15 @@ setup() {
     echo "$want" > "$stamp"
 }
 
+refuse() {  # one line, exit status 2: what every dist_vpg command does with bad input
+    echo "launch.sh: $*" >&2
+    exit 2
+}
+
+whole() {  # NAME VALUE MIN: VALUE is a whole number >= MIN (at most 6 digits: no bash overflow)
+    [[ "$2" =~ ^[0-9]{1,6}$ ]] && [ "$2" -ge "$3" ] || refuse "$1=$2: must be a whole number >= $3"
+}
+
 setup
 if [ "${1:-}" = "setup" ]; then
     exit 0
@@ -53,13 +63,34 @@ if [ -n "${SLURM_JOB_ID:-}" ]; then
 fi
 NNODES=${NNODES:-1}
 NPROC=${NPROC:-$(nproc)}
+whole NPROC "$NPROC" 1
+whole NNODES "$NNODES" 1
+whole MAX_RESTARTS "${MAX_RESTARTS:-0}" 0
+[ -z "${MASTER_PORT:-}" ] || { whole MASTER_PORT "$MASTER_PORT" 1; [ "$MASTER_PORT" -le 65535 ] ||
+    refuse "MASTER_PORT=$MASTER_PORT: must lie in 1..65535"; }
+if [ -n "${NODE_RANK:-}" ]; then
+    whole NODE_RANK "$NODE_RANK" 0
+    [ "$NODE_RANK" -lt "$NNODES" ] || refuse "NODE_RANK=$NODE_RANK: must lie in 0..$((NNODES - 1)) (NNODES=$NNODES)"
+fi
+if [ -n "${RDZV_ENDPOINT:-}" ] && ! [[ "$RDZV_ENDPOINT" =~ ^[^:[:space:]]+:[0-9]{1,5}$ ]]; then
+    refuse "RDZV_ENDPOINT=$RDZV_ENDPOINT: must be host:port"
+fi
+MODULE=${DIST_VPG_MODULE:-dist_vpg.train}
+if [ "$MODULE" = dist_vpg.train ]; then
+    for arg in "$@"; do  # help and the resolved configuration need no ranks
+        case "$arg" in -h | --help | --show-config) exec "$PY" -m dist_vpg.train "$@" ;; esac
+    done
+    # The configuration, checked against the world torchrun will start, before it starts: a refusal
+    # is the command's one line, not torchrun's report of failed ranks.
+    "$PY" -m dist_vpg.train --preflight "$NPROC" "$((NPROC * NNODES))" "$@" || exit $?
+fi
 nodes=()
 if [ -n "${RDZV_ENDPOINT:-}" ]; then
     nodes=(--nnodes "$NNODES" --rdzv-backend c10d --rdzv-endpoint "$RDZV_ENDPOINT" --rdzv-id "${RDZV_ID:-dist_vpg}")
 elif [ "$NNODES" -gt 1 ]; then
-    : "${MASTER_ADDR:?launch.sh: NNODES=$NNODES needs MASTER_ADDR (the address of node 0) or RDZV_ENDPOINT}"
-    nodes=(--nnodes "$NNODES" --node-rank "${NODE_RANK:?launch.sh: NNODES=$NNODES needs NODE_RANK}"
-        --master-addr "$MASTER_ADDR" --master-port "${MASTER_PORT:-29500}")
+    [ -n "${MASTER_ADDR:-}" ] || refuse "NNODES=$NNODES needs MASTER_ADDR (the address of node 0) or RDZV_ENDPOINT"
+    [ -n "${NODE_RANK:-}" ] || refuse "NNODES=$NNODES needs NODE_RANK"
+    nodes=(--nnodes "$NNODES" --node-rank "$NODE_RANK" --master-addr "$MASTER_ADDR" --master-port "${MASTER_PORT:-29500}")
 else
     nodes=(--standalone)
 fi
@@ -67,10 +98,28 @@ fi
 # the new group can then read the dead group's addresses and fail or hang (pytorch issue 135712).
 # Rank 0 hosting a store of its own for each attempt avoids that.
 export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}
+# What torchrun sets for several ranks anyway (each rank then sets its own threads: cpu.threads),
+# without the banner it prints when it does.
+if [ "$NPROC" -gt 1 ] && [ -z "${OMP_NUM_THREADS:-}" ]; then
+    export OMP_NUM_THREADS=1
+fi
 cmd=("$VENV/bin/torchrun" "${nodes[@]}" --nproc_per_node "$NPROC" --max-restarts "${MAX_RESTARTS:-0}"
-    -m "${DIST_VPG_MODULE:-dist_vpg.train}" "$@")
+    -m "$MODULE" "$@")
 if [ -n "${DRY_RUN:-}" ]; then
     echo "${cmd[*]}"
     exit 0
 fi
-exec "${cmd[@]}"
+# Ranks' output passes through as it comes; torchrun's report of failed ranks is shown unless they
+# all refused in one line (dist_vpg/launcher.py), and launch.sh then exits as they did, with 2.
+[ -t 2 ] && export DIST_VPG_STDERR_TTY=1  # the progress bar: stderr reaches a terminal through the reader
+verdict=$(mktemp)
+trap 'rm -f "$verdict"' EXIT
+# stderr alone through the reader (fd 3 keeps stdout); the pipeline's first status is torchrun's
+set +e
+{ "${cmd[@]}" 2>&1 1>&3 3>&- | "$PY" -m dist_vpg.launcher "$verdict" 3>&-; } 3>&1
+status=${PIPESTATUS[0]}
+set -e
+if [ -s "$verdict" ]; then
+    exit 2
+fi
+exit "$status"

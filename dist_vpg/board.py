@@ -7,6 +7,7 @@ Other ranks get a Board that does nothing, so the training loop never asks who i
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ class Board:
             return
         if cfg.tensorboard:
             self.writer = EventFile(run_dir / "tb")
-        use_bar = cfg.progress == "bar" or (cfg.progress == "auto" and sys.stderr.isatty())
+        # launch.sh reads torchrun's standard error through a pipe; it says when that ends on a terminal
+        terminal = sys.stderr.isatty() or os.environ.get("DIST_VPG_STDERR_TTY") == "1"
+        use_bar = cfg.progress == "bar" or (cfg.progress == "auto" and terminal)
         if use_bar:
             from tqdm import tqdm
 

@@ -17,10 +17,11 @@ SEED_LIMIT = 2**63  # seeds are hashed as 64-bit words (dist_vpg/noise.py)
 class Parser(argparse.ArgumentParser):
     """`name` is the module (dist_vpg.train); usage shows `python -m name`."""
 
-    def __init__(self, name: str, description: str | None):
+    def __init__(self, name: str, description: str | None, epilog: str | None = None):
         super().__init__(
             prog=f"python -m {name}",
             description=description,
+            epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         self.name = name

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dist_vpg import tasks
-from dist_vpg.settings import ConfigError, TaskSettings, choice, printable, require
+from dist_vpg.settings import ConfigError, TaskSettings, choice, describe, printable, require
 
 __all__ = ["Config", "ConfigError", "TaskSettings", "printable"]  # the last two re-exported
 
@@ -46,36 +46,36 @@ SYNC_STRATEGIES = (
 
 @dataclass(frozen=True)
 class AgentConfig:
-    hidden: int = 48
+    hidden: int = 48  # LSTM units of the actor-critic
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    updates: int = 8000
+    updates: int = 8000  # optimizer steps of the run
     # Global episodes per rollout round, split evenly over the ranks. One update sees
     # batch_episodes * sync.accumulate episodes.
-    batch_episodes: int = 256
-    rollout: str = "native"
+    batch_episodes: int = 256  # episodes per rollout round, all ranks together
+    rollout: str = "native"  # native (C, where the task has a native step) | twopass | onepass (torch)
     # A checkpoint whose weights this run starts from (not its optimizer, schedule or update
     # count): fine-tuning a trained agent under another objective. "" starts from random weights.
-    init_from: str = ""
-    optimizer: str = "rmsprop"
+    init_from: str = ""  # a checkpoint whose weights (only) this run starts from; "" for random weights
+    optimizer: str = "rmsprop"  # rmsprop | adam | sgd
     # Schedules: each *_final is the value at the last update, reached linearly; < 0 keeps it
     # constant. The defaults are the settings of configs/bandit_independent.yaml: learn from the
     # regret (`signal`), with the discount rising from 0.9 to 1 (the objective the tasks are scored
     # on), the entropy bonus falling from 0.05 and the lr from 1e-3. README, "Learning": what each
     # change bought, and the settings of the dependent and two-step configs.
-    lr: float = 1e-3
-    lr_final: float = 1e-4
-    gamma: float = 0.9
-    gamma_final: float = 1.0
-    gae_lambda: float = 1.0
-    beta_v: float = 0.05
+    lr: float = 1e-3  # learning rate at the first update
+    lr_final: float = 1e-4  # learning rate at the last update, reached linearly; < 0: constant
+    gamma: float = 0.9  # discount at the first update
+    gamma_final: float = 1.0  # discount at the last update, reached linearly; < 0: constant
+    gae_lambda: float = 1.0  # GAE's lambda; 1: plain discounted returns
+    beta_v: float = 0.05  # weight of the value loss
     # The value head predicts the return per (discounted) trial left rather than the return itself:
     # the critic fits returns of any horizon with small weights.
-    value_scale: bool = True
-    beta_e: float = 0.05
-    beta_e_final: float = 0.01
+    value_scale: bool = True  # the critic predicts the return per (discounted) trial left
+    beta_e: float = 0.05  # entropy bonus at the first update
+    beta_e_final: float = 0.01  # entropy bonus at the last update, reached linearly; < 0: constant
     max_grad_norm: float = 50.0  # 0 disables clipping
     # What the loss is trained on: `reward`, the reward each trial paid; or `regret`, minus the
     # trial's expected regret (the chosen action's expected reward minus the best one's). Both have
@@ -83,27 +83,27 @@ class TrainConfig:
     # drops the reward's sampling noise and the episode-to-episode spread of the task's payouts,
     # which the agent can neither control nor foresee (losses.training_signal). It uses the task's
     # hidden parameters, which only the trainer sees: the agent's inputs are the same either way.
-    signal: str = "regret"
+    signal: str = "regret"  # reward (what each trial paid) | regret (minus its expected regret)
     # Episodes that play one task draw, side by side in a rollout. With K > 1 each episode's
     # advantages are taken relative to the others' on its task (losses.a2c_loss): what the task's
     # hidden parameters alone make the critic get wrong cancels. Rollouts of each rank must hold
     # whole groups.
-    episodes_per_task: int = 1
+    episodes_per_task: int = 1  # episodes side by side on one task draw, advantages relative within
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.
-    resume: str = "never"
+    resume: str = "never"  # never (a run_dir with checkpoints is refused) | auto (go on from the newest)
 
 
 @dataclass(frozen=True)
 class SyncConfig:
-    strategy: str = "allreduce"
+    strategy: str = "allreduce"  # how gradients are synchronized (README: Gradient synchronization)
     accumulate: int = 1  # rollouts (backward calls) per rank before one synchronization
     check_every: int = 100  # updates between cross-rank checksums of parameters and optimizer
     max_skipped: int = 10  # consecutive non-finite gradients tolerated before the run stops
     timeout_s: float = 300.0  # collective timeout
     # Diagnostic: a barrier before each update's synchronization, timed apart, splits the sync phase
     # into the wait for the slowest rank (sync_wait) and the collectives themselves (sync).
-    measure_wait: bool = False
+    measure_wait: bool = False  # time a barrier before each sync apart: waiting vs collectives
     # hierarchical: ranks per node; 0 takes torchrun's layout (cut consecutive ranks to emulate nodes)
     node_size: int = 0
     period: int = 8  # local_sgd: updates between weight averages
@@ -117,12 +117,12 @@ class CpuConfig:
     threads: int = 0  # intra-op threads per rank; 0: the cores of its block
     # glibc's malloc keeps freed memory instead of unmapping it: no page faults per update, ranks
     # equally fast (pinning.retain_freed_memory); false returns freed memory to the system at once.
-    retain_freed: bool = True
+    retain_freed: bool = True  # keep freed memory mapped (no page faults per update); false returns it
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    enabled: bool = True
+    enabled: bool = True  # the shared reward tracker (rank 0 serves it)
     required: bool = True  # false: an unreachable tracker is a warning and the run goes on without it
     host: str = ""  # empty: $DIST_VPG_TRACKER_HOST, else $MASTER_ADDR, else 127.0.0.1
     port: int = 0  # 0: $DIST_VPG_TRACKER_PORT, else a free port
@@ -151,7 +151,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = 0
+    seed: int = 0  # fixes the weights' initialization and every training episode
     run_dir: str = ""  # empty: runs/<timestamp>
     task: TaskSettings = field(default_factory=lambda: tasks.settings(DEFAULT_TASK))
     agent: AgentConfig = field(default_factory=AgentConfig)
@@ -455,3 +455,27 @@ def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int)
         f"node), but {gib(available)} is available; use fewer episodes per rollout "
         "(sync.accumulate keeps the update's size) or more ranks on more nodes",
     )
+
+
+def settings_help(task_only: bool = False) -> str:
+    """Every setting, its type, default and meaning, for --help: the sections of the schema, then
+    the keys every task shares, then each registered task's own (generated from the definitions)."""
+    rows = [] if task_only else [d for d in describe(Config) if not d.key.startswith("task.")]
+    shared = {f.name for f in dataclasses.fields(TaskSettings)}
+    lines = [] if task_only else ["settings (key=value; type, default, meaning):"] + _rows(rows)
+    lines += ["task settings every task has:"] + _rows(
+        [d for d in describe(tasks.settings(DEFAULT_TASK).__class__, "task.") if d.key[5:] in shared]
+    )
+    for name, unit in tasks.TASKS.items():
+        own = [d for d in describe(unit.Settings, "task.") if d.key[5:] not in shared]
+        trials = unit.Settings().trials
+        lines += [f"task.name={name} (task.trials default {trials}):"] + (
+            _rows(own) or ["  (no keys of its own)"]
+        )
+    lines.append("a task of your own: task.name=module:Class (docs: Adding a task)")
+    return "\n".join(lines)
+
+
+def _rows(found: list) -> list[str]:
+    shown = lambda v: repr(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+    return [f"  {d.key:26s} {d.type:5s} {shown(d.default):13s} {d.meaning}" for d in found]

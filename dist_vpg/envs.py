@@ -152,7 +152,10 @@ class TaskEnv(gymnasium.Env):
     def step(self, action):
         if self._vector._ended:
             raise RuntimeError("the episode has ended: call reset() before the next step")
-        obs, reward, terminated, truncated, info = self._vector.step(np.array([int(action)]))
+        a = np.asarray(action)
+        if a.shape != () or not np.issubdtype(a.dtype, np.integer):  # a float or bool is not an action
+            raise ValueError(f"an action must be one integer, not {a.dtype} of shape {a.shape} ({action!r})")
+        obs, reward, terminated, truncated, info = self._vector.step(a.reshape(1))
         return (
             obs[0],
             float(reward[0]),

@@ -203,7 +203,7 @@ def out_problem(out: Path | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.Parser("dist_vpg.evaluate", __doc__)
+    parser = cli.Parser("dist_vpg.evaluate", __doc__, epilog=config.settings_help(task_only=True))
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--episodes", type=cli.at_least(2), default=2000)
     parser.add_argument("--seed", type=cli.seed, default=12345)
@@ -211,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         "--split", choices=sorted(SPLITS), default="eval", help="valid: the episodes to choose settings on"
     )
     parser.add_argument("--out", type=Path, help="directory for metrics.json, per_trial.csv and plots")
+    parser.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the checkpoint's configuration (overrides applied), and exit",
+    )
     parser.add_argument("overrides", nargs="*", metavar="task.key=value", help="play another task variant")
     args = parser.parse_intermixed_args(argv)
     if any(not o.startswith("task.") for o in args.overrides):
@@ -220,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         agent, cfg = load_agent(args.checkpoint, args.overrides)
     except (checkpoint.CheckpointError, config.ConfigError) as e:
         return cli.refuse(parser.name, str(e))
+    if args.show_config:
+        print(config.to_yaml(cfg), end="")
+        return 0
     task = make_task(cfg.task)
     distributed.init(world, timeout_s=600)
     try:

@@ -7,6 +7,10 @@ declare their settings with it. Neither the tasks nor this module know of the ot
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,3 +55,60 @@ class TaskSettings:
     def check(self) -> None:
         """Refuse values no run of this task can use (ConfigError naming the task.* key)."""
         require(self.trials >= 1, "task.trials", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class Described:
+    """One setting as --help and the documentation show it."""
+
+    key: str  # dotted, e.g. train.lr
+    type: str  # int, float, bool, str or any
+    default: object
+    meaning: str  # the first sentence of the comment beside (or above) its definition
+
+
+def describe(cls: type, prefix: str = "") -> list[Described]:
+    """Every field of the dataclass `cls` (nested dataclasses under their own prefix), with its type,
+    default and the comment written beside it in the source: the definitions are the documentation,
+    so the two cannot drift apart."""
+    comments = _field_comments(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(default):
+            found += describe(type(default), f"{prefix}{f.name}.")
+            continue
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        found.append(Described(f"{prefix}{f.name}", kind.lower(), default, comments.get(f.name, "")))
+    return found
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """name -> the first sentence of the comment trailing each field's line, else of the comment
+    lines just above it, through every class of the dataclass's hierarchy (the nearest wins)."""
+    found: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        try:
+            lines, first = inspect.getsourcelines(klass)
+        except (OSError, TypeError):  # defined where there is no source: no comments
+            continue
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node in body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                text = _comment_at(lines, node.lineno - 1)
+                if text:
+                    found[node.target.id] = text
+    return found
+
+
+def _comment_at(lines: list[str], row: int) -> str:
+    trailing = lines[row].partition("  # ")[2].strip()
+    above = []
+    k = row - 1
+    while k >= 0 and lines[k].strip().startswith("#"):
+        above.insert(0, lines[k].strip().lstrip("#").strip())
+        k -= 1
+    if trailing:  # one line already
+        return trailing
+    return " ".join(above).split(". ")[0].strip().rstrip(".")

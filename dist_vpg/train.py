@@ -6,6 +6,7 @@ python -m dist_vpg.train --config configs/smoke.yaml
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -19,7 +20,7 @@ import torch
 from dist_vpg import checkpoint, config, distributed, files, noise, pinning, plots, resume, sync, tracker
 from dist_vpg.agent import Agent
 from dist_vpg.board import Board, log_line, scalar_groups
-from dist_vpg.cli import Parser, refuse
+from dist_vpg.cli import Parser, at_least, refuse
 from dist_vpg.config import Config, ConfigError
 from dist_vpg.losses import a2c_loss, training_signal
 from dist_vpg.metrics import Timings, Window
@@ -253,22 +254,35 @@ def linear_schedule(start: float, final: float, update: int, updates: int) -> fl
     return start + update / (updates - 1) * (final - start)
 
 
-def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
-    parser = Parser("dist_vpg.train", __doc__)
+def parse_args(argv: list[str]):
+    parser = Parser("dist_vpg.train", __doc__, epilog=config.settings_help())
     parser.add_argument(
         "--config",
         help="YAML file in configs/ (default: the dataclass defaults, "
         "which are configs/bandit_independent.yaml)",
     )
+    parser.add_argument(
+        "--show-config", action="store_true", help="print the configuration this run would use, and exit"
+    )
+    # launch.sh: check the configuration against the world it will start (ranks on this node, and
+    # ranks in all), before torchrun starts, so that a refusal is one line and not torchrun's report
+    parser.add_argument("--preflight", nargs=2, type=at_least(1), help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.lr=0.001 seed=3")
-    args = parser.parse_intermixed_args(argv)
-    return args.config, args.overrides
+    return parser.parse_intermixed_args(argv)
 
 
 def cli(argv: list[str] | None = None) -> int:
-    path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = config.load(path, overrides)
+        cfg = config.load(args.config, args.overrides)
+        if args.show_config:
+            print(config.to_yaml(cfg), end="")
+            return 0
+        if args.preflight:
+            local_ranks, world_size = args.preflight
+            config.check_world(cfg, world_size)
+            config.check_memory(cfg, world_size, local_ranks, psutil.virtual_memory().available)
+            return 0
         main(cfg)
     except (
         ConfigError,

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from dist_vpg import config, settings, tasks
 from dist_vpg.config import printable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,3 +105,63 @@ def test_a_tracker_address_that_cannot_be_bound_is_one_line(tmp_path):
         )
         shown = printable(host)  # a character that does not print is shown escaped, on the one line
         assert line.startswith(f"dist_vpg.train: tracker cannot listen on {shown}:0: {why}"), line
+
+
+def help_of(module: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_train_help_lists_every_setting_with_type_default_and_meaning():
+    """Generated from the definitions: every key of the schema and of every task, each on one line
+    with its type, its default and a meaning; each task's own keys under that task."""
+    text = help_of("dist_vpg.train")
+    rows = {}
+    for line in text.splitlines():
+        parts = line.split(maxsplit=3)
+        if line.startswith("  ") and parts and "." in parts[0] or parts[:1] in (["seed"], ["run_dir"]):
+            rows.setdefault(parts[0], []).append(parts)
+    wanted = [d for d in settings.describe(config.Config) if not d.key.startswith("task.")]
+    for d in wanted:
+        (row,) = rows[d.key]
+        assert row[1] == d.type and len(row) == 4 and row[3].strip(), row
+    for name, unit in tasks.TASKS.items():
+        block = text.split(f"task.name={name} ")[1].split("task.name=")[0]
+        for d in settings.describe(unit.Settings, "task."):
+            if d.key not in ("task.name", "task.trials", "task.trial_input"):
+                assert f"  {d.key} " in block and d.meaning in block, (name, d.key)
+        assert f"(task.trials default {unit.Settings().trials})" in text
+    assert "task.name=module:Class" in text
+
+
+def test_evaluate_help_lists_the_task_settings_it_takes():
+    text = help_of("dist_vpg.evaluate")
+    assert "train.lr " not in text and "--show-config" in text
+    for unit in tasks.TASKS.values():
+        for d in settings.describe(unit.Settings, "task."):
+            assert f"  {d.key} " in text, d.key
+
+
+def test_show_config_prints_what_the_run_would_use_and_starts_nothing(tmp_path):
+    args = [
+        "--config",
+        "configs/two_step.yaml",
+        "train.lr=0.002",
+        f"run_dir={tmp_path / 'run'}",
+        "--show-config",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "dist_vpg.train", *args], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown = yaml.safe_load(proc.stdout)
+    assert shown == config.to_dict(
+        config.load("configs/two_step.yaml", ["train.lr=0.002", f"run_dir={tmp_path / 'run'}"])
+    )
+    assert shown["task"]["name"] == "two_step" and "arms" not in shown["task"]
+    assert not (tmp_path / "run").exists()
+    # and a setting the run would refuse is refused, in one line
+    assert "task.arms: the two_step task has no such key" in refused(
+        "dist_vpg.train", "--config", "configs/two_step.yaml", "task.arms=3", "--show-config"
+    )

@@ -94,7 +94,10 @@ def test_bad_actions_and_steps_past_the_end_are_refused_in_one_sentence():
         envs.step(np.array([0, 2, 1]))
     env = TaskEnv(name="bandit", trials=1)
     env.reset(seed=0)
-    assert env.step(0)[2] is True
+    for wrong in (1.7, True, "1", [0], np.array([1])):  # never truncated to a valid-looking action
+        with pytest.raises(ValueError, match="an action must be one integer"):
+            env.step(wrong)
+    assert env.step(np.int64(0))[2] is True
     with pytest.raises(RuntimeError, match="the episode has ended: call reset"):
         env.step(0)
 

@@ -44,7 +44,7 @@ class HarlowSettings(TaskSettings):
     features: int = 8  # numbers in [0, 1] an object is
     # each trial opens with a step that shows nothing, as the paper's fixation cross (2 * trials
     # agent steps an episode); configs/harlow_stage1.yaml trains without it first
-    fixation: bool = True
+    fixation: bool = True  # each trial opens with a blank step (2 * trials agent steps)
 
     def check(self) -> None:
         super().check()

@@ -34,7 +34,7 @@ class InformativeSettings(TaskSettings):
     arms: int = 11  # the ordinary arms, then the informative one
     # the informative arm pays informative_scale * (target + 1) / (arms - 1); 1 is the paper's task,
     # larger values make its payout easier to read (a curriculum's first stage)
-    informative_scale: float = 1.0
+    informative_scale: float = 1.0  # how much the informative arm's payout is magnified (1: the paper's)
 
     def check(self) -> None:
         super().check()

@@ -26,10 +26,10 @@ DISTRIBUTIONS = ("independent", *DEPENDENT_SETS)
 class BanditSettings(TaskSettings):
     name: str = "bandit"
     trials: int = 100
-    arms: int = 2
+    arms: int = 2  # arms to choose from (2 for the dependent distributions)
     # independent: each arm's p ~ U(0, 1); dependent: p and 1 - p, p ~ U(0, 1); easy, medium, hard:
     # p from {0.1, 0.9}, {0.25, 0.75}, {0.4, 0.6}
-    distribution: str = "independent"
+    distribution: str = "independent"  # independent | dependent (p, 1 - p) | easy | medium | hard
 
     def check(self) -> None:
         super().check()

@@ -42,7 +42,7 @@ class RestlessSettings(TaskSettings):
     name: str = "restless"
     trials: int = 100
     drift_low: float = 0.02  # s.d. of p's step after each trial of a stable episode
-    drift_high: float = 0.2  # and of a volatile one
+    drift_high: float = 0.2  # s.d. of p's step after each trial of a volatile episode
     volatile_share: float = 0.5  # P(an episode is volatile)
 
     def check(self) -> None:

@@ -25,7 +25,7 @@ class TwoStepSettings(TaskSettings):
     trials: int = 100
     common_prob: float = 0.8  # P(the first-stage action leads to its own second-stage state)
     reward_high: float = 0.9  # P(reward) in the good second-stage state
-    reward_low: float = 0.1  # and in the other one
+    reward_low: float = 0.1  # P(reward) in the other second-stage state
     swap_prob: float = 0.025  # P(the good state swaps) after each trial
 
     def check(self) -> None:
