@@ -10,7 +10,7 @@
 # MAX_RESTARTS (torchrun --max-restarts, default 0; pair it with train.resume=auto), DRY_RUN=1
 # (print the torchrun command instead of running it), DIST_VPG_MODULE (the module torchrun runs,
 # default dist_vpg.train; benchmarks/bench_cluster.py runs its measurements through this path).
-# Several nodes (README, "Running on a cluster"): NNODES and NODE_RANK with MASTER_ADDR and
+# Several nodes (docs/cluster.md): NNODES and NODE_RANK with MASTER_ADDR and
 # MASTER_PORT (static rendezvous), or NNODES with RDZV_ENDPOINT=host:port (c10d rendezvous, any
 # node order; RDZV_ID names the job). Under SLURM, NNODES, NODE_RANK and MASTER_ADDR come from
 # SLURM's variables when unset. GLOO_SOCKET_IFNAME (the interface gloo uses) passes through.

@@ -136,7 +136,7 @@ def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, w
 
 
 def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, regret: bool) -> dict:
-    """TensorBoard scalars by group; see README, "TensorBoard". `schedule`: this update's scheduled
+    """TensorBoard scalars by group; see docs/watching.md, "TensorBoard". `schedule`: this update's scheduled
     values (lr, beta_e, gamma)."""
     norm = result.grad_norm
     clipped = min(norm, tr.max_grad_norm) if tr.max_grad_norm > 0 else norm

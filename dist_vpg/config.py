@@ -63,7 +63,7 @@ class TrainConfig:
     # Schedules: each *_final is the value at the last update, reached linearly; < 0 keeps it
     # constant. The defaults are the settings of configs/bandit_independent.yaml: learn from the
     # regret (`signal`), with the discount rising from 0.9 to 1 (the objective the tasks are scored
-    # on), the entropy bonus falling from 0.05 and the lr from 1e-3. README, "Learning": what each
+    # on), the entropy bonus falling from 0.05 and the lr from 1e-3. docs/learning.md: what each
     # change bought, and the settings of the dependent and two-step configs.
     lr: float = 1e-3  # learning rate at the first update
     lr_final: float = 1e-4  # learning rate at the last update, reached linearly; < 0: constant
@@ -96,7 +96,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SyncConfig:
-    strategy: str = "allreduce"  # how gradients are synchronized (README: Gradient synchronization)
+    strategy: str = "allreduce"  # how gradients are synchronized (docs/sync.md)
     accumulate: int = 1  # rollouts (backward calls) per rank before one synchronization
     check_every: int = 100  # updates between cross-rank checksums of parameters and optimizer
     max_skipped: int = 10  # consecutive non-finite gradients tolerated before the run stops
@@ -422,7 +422,7 @@ def check_world(cfg: Config, world_size: int) -> None:
 # Bytes one agent step of one episode holds during an update, per hidden unit, per action and fixed:
 # the LSTM keeps its 4 gates, c, h and tanh(c) for the backward pass and as much again for their
 # gradients, and the native backward its [x, h_prev] rows (15 floats a unit, measured against both
-# the native and the twopass rollout: README, "Fault tolerance"); logits, probabilities and their
+# the native and the twopass rollout: docs/fault-tolerance.md); logits, probabilities and their
 # gradients take 4 floats an action; inputs, noise, rewards and values the rest. The weights are
 # held 5 times over: parameters, gradients, the flat gradient buffer and two optimizer moments.
 STEP_BYTES_PER_UNIT, STEP_BYTES_PER_ACTION, STEP_BYTES_FIXED = 4 * 15, 4 * 4, 4 * 24

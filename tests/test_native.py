@@ -74,7 +74,7 @@ def test_native_plays_the_torch_episodes(name):
 
 
 def test_native_disagreements_are_rare_at_scale():
-    """4096 episodes of the default task and agent: the count the README reports."""
+    """4096 episodes of the default task and agent: the count docs/performance.md reports."""
     task, agent, draws = _setup(TASKS["independent"], batch=4096)
     episodes, trials, worst = first_disagreements(agent, task, draws, True)
     print(f"native vs torch: {episodes} of 4096 episodes, {trials} of 409600 trials differ")

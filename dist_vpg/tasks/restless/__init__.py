@@ -16,8 +16,7 @@ of a learner's learning rate that the report draws as learning_rates.png).
 The defaults, chosen here (the paper gives none): drift 0.02 a trial when stable (p wanders about
 0.2 over 100 trials: nearly a stationary bandit) and 0.2 when volatile (about 0.45 in 5 trials: old
 outcomes soon mislead). With them the best Rescorla-Wagner learning rates are 0.027 and 0.37, and
-the Bayes-optimal player's choices fit learning rates of about 0.1 and 0.3 (README, "Restless
-bandits").
+the Bayes-optimal player's choices fit learning rates of about 0.1 and 0.3 (docs/tasks/restless.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,130 @@
+"""The documentation: the site builds strictly (a broken link or a page left out fails), the README
+stays a front page, and the commands the docs mark as tested run as written."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ENV = dict(os.environ, NO_MKDOCS_2_WARNING="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+
+
+def build(root: Path, site: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "mkdocs"), "build", "--strict", "-f", str(root / "mkdocs.yml"), "-d", str(site)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=root,
+        timeout=600,
+    )
+
+
+def test_the_site_builds_strictly_with_the_generated_pages(tmp_path):
+    done = build(ROOT, tmp_path / "site")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "WARNING" not in done.stderr, done.stderr
+    settings = (tmp_path / "site" / "configuration" / "index.html").read_text()
+    assert "task.drift_low" in settings and "train.batch_episodes" in settings  # generated from the code
+    restless = (tmp_path / "site" / "tasks" / "restless" / "index.html").read_text()
+    assert "<code>rescorla_wagner</code>" in restless and "dist_vpg/RestlessBandit-v0" in restless
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        ("[a page that is not there](nowhere.md)", "nowhere.md"),
+        ("[an anchor that is not there](configuration.md#no-such-heading)", "no-such-heading"),
+    ],
+)
+def test_a_broken_link_fails_the_build(tmp_path, damage, says):
+    copy = tmp_path / "repo"
+    for part in ("docs", "pretrained", "benchmarks"):
+        shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("*.json", "*.pt"))
+    shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
+    page = copy / "docs" / "getting-started.md"
+    page.write_text(page.read_text() + f"\n{damage}\n")
+    done = build(copy, tmp_path / "site")
+    assert done.returncode != 0 and says in done.stderr, done.stderr[-3000:]
+
+
+def test_a_page_left_out_of_the_navigation_fails_the_build(tmp_path):
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT / "docs", copy / "docs")
+    shutil.copytree(ROOT / "pretrained" / "figures", copy / "pretrained" / "figures")
+    shutil.copytree(
+        ROOT / "benchmarks" / "results",
+        copy / "benchmarks" / "results",
+        ignore=shutil.ignore_patterns("*.json"),
+    )
+    shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
+    (copy / "docs" / "orphan.md").write_text("# An orphan\n")
+    done = build(copy, tmp_path / "site")
+    assert done.returncode != 0 and "orphan.md" in done.stderr, done.stderr[-3000:]
+
+
+def test_the_readme_is_a_front_page_with_working_links():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert links and all((ROOT / link).exists() for link in links), [
+        x for x in links if not (ROOT / x).exists()
+    ]
+
+
+def marked_blocks() -> list[tuple[str, str]]:
+    """(where, command) for each line of each ```sh block that follows a <!-- tested --> line."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for block in re.findall(r"<!-- tested -->\n```sh\n(.*?)```", path.read_text(), re.S):
+            joined = block.replace("\\\n", " ")
+            for line in joined.splitlines():
+                command = line.split("  #")[0].strip()
+                if command and not command.startswith("#"):
+                    found.append((path.relative_to(ROOT).as_posix(), command))
+    return found
+
+
+BLOCKS = marked_blocks()
+
+
+def test_the_docs_mark_commands_to_run():
+    assert {where for where, _ in BLOCKS} >= {
+        "README.md",
+        "docs/getting-started.md",
+        "docs/tasks/adding-a-task.md",
+    }
+
+
+@pytest.mark.dist
+def test_the_commands_the_docs_mark_run_as_written(tmp_path):
+    """Each marked block runs in order in a scratch folder that sees the repository's configs,
+    agents and tests (what they write stays there; launch.sh runs from the repository, as it always
+    does); play reads 'q' and stops."""
+    for part in ("configs", "pretrained", "tests"):
+        (tmp_path / part).symlink_to(ROOT / part)
+    env = dict(ENV)
+    for where, command in BLOCKS:
+        if command.startswith("export "):
+            key, _, value = command[len("export ") :].partition("=")
+            env[key] = value
+            continue
+        if command.startswith("./launch.sh"):  # it works from the repository, wherever it is called from
+            command = str(ROOT / "launch.sh") + command[len("./launch.sh") :]
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            input="q\n",
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, (where, command, done.stderr[-3000:])
+        assert "Traceback" not in done.stderr, (where, command, done.stderr[-3000:])
