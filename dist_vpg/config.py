@@ -24,7 +24,7 @@ from dist_vpg.settings import ConfigError, TaskSettings, choice, describe, print
 
 __all__ = ["Config", "ConfigError", "TaskSettings", "printable"]  # the last two re-exported
 
-DEFAULT_TASK = "bandit"
+DEFAULT_TASK = tasks.DEFAULT
 ROLLOUT_MODES = ("native", "twopass", "onepass")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SIGNALS = ("reward", "regret")

@@ -128,13 +128,13 @@ def main(argv: list[str] | None = None, stdin: TextIO = sys.stdin, stdout: TextI
             tasks.lookup(args.task)
         except config.ConfigError as e:
             return cli.refuse(parser.name, f"--task {args.task}: {str(e).partition(': ')[2]}")
-    if args.checkpoint is None and (args.task or "bandit") not in DEFAULT_CHECKPOINT:
+    if args.checkpoint is None and (args.task or tasks.DEFAULT) not in DEFAULT_CHECKPOINT:
         return cli.refuse(
             parser.name,
             f"--task {args.task}: no pretrained agent plays it (those that do: "
             f"{', '.join(sorted(DEFAULT_CHECKPOINT))}); give --checkpoint, an agent trained on it",
         )
-    path = args.checkpoint or DEFAULT_CHECKPOINT[args.task or "bandit"]
+    path = args.checkpoint or DEFAULT_CHECKPOINT[args.task or tasks.DEFAULT]
     try:
         result = play(path, seed, stdin, stdout, args.task)
     except (checkpoint.CheckpointError, config.ConfigError) as e:

@@ -29,6 +29,7 @@ from dist_vpg.tasks.two_step import TwoStep, TwoStepState
 
 __all__ = [
     "DEPENDENT_SETS",
+    "DEFAULT",
     "TASKS",
     "Bandit",
     "BanditState",
@@ -49,6 +50,7 @@ __all__ = [
     "settings",
 ]
 
+DEFAULT = "bandit"  # the task of a configuration that names none
 TASKS: dict[str, type[TaskUnit]] = {
     "bandit": Bandit,
     "two_step": TwoStep,
