@@ -441,11 +441,24 @@ def rollout_bytes(cfg: Config, world_size: int) -> int:
     return BASE_BYTES + 5 * 4 * weights + share * task.trials * per_step
 
 
+# What the periodic evaluation keeps of each step of each of its episodes on every rank (the results
+# are gathered everywhere): regret and reward (float32) and action (int8), the agent's alone.
+EVAL_BYTES_PER_STEP = 4 + 4 + 1
+
+
 def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int) -> None:
     """Refuse, before anything is allocated, a configuration whose ranks on this node would need more
-    memory together than the node has available."""
-    need = rollout_bytes(cfg, world_size)
+    memory together than the node has available: an update's rollout and backward, and the periodic
+    evaluation's gathered results."""
+    evaluation = cfg.eval.episodes * tasks.make_task(cfg.task).trials * EVAL_BYTES_PER_STEP
     gib = lambda n: f"{n / 2**30:.1f} GiB"
+    require(
+        cfg.eval.every == 0 or (BASE_BYTES + evaluation) * local_ranks <= available,
+        "eval.episodes",
+        f"{cfg.eval.episodes} evaluation episodes keep about {gib(evaluation)} of results on each rank, "
+        f"but {gib(available)} is available for {local_ranks}; evaluate fewer episodes (eval.every=0: none)",
+    )
+    need = rollout_bytes(cfg, world_size)
     require(
         need * local_ranks <= available,
         "train.batch_episodes",

@@ -30,16 +30,17 @@ def _value(v) -> str:
 
 def settings_table(found) -> str:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
-    rows += [f"| `{d.key}` | {d.type} | {_value(d.default)} | {d.meaning.replace('|', '&#124;')} |" for d in found]
+    rows += [
+        f"| `{d.key}` | {d.type} | {_value(d.default)} | {d.meaning.replace('|', '&#124;')} |" for d in found
+    ]
     return "\n".join(rows) + "\n"
 
 
 def all_settings() -> str:
     shared = {f.name for f in dataclasses.fields(settings.TaskSettings)}
     out = [settings_table([d for d in settings.describe(config.Config) if not d.key.startswith("task.")])]
-    out.append("\n### Every task\n\n" + settings_table(
-        [d for d in settings.describe(tasks.TASKS[config.DEFAULT_TASK].Settings, "task.") if d.key[5:] in shared]
-    ))  # fmt: skip
+    every = settings.describe(tasks.TASKS[tasks.DEFAULT].Settings, "task.")
+    out.append("\n### Every task\n\n" + settings_table([d for d in every if d.key[5:] in shared]))
     for name, unit in tasks.TASKS.items():
         own = [d for d in settings.describe(unit.Settings, "task.") if d.key[5:] not in shared]
         out.append(f"\n### task.name={name}\n\n" + settings_table(own))

@@ -170,6 +170,12 @@ def test_memory_is_estimated_before_anything_is_allocated():
     config.check_memory(big, 1, 1, available=4 * 2**30)
     with pytest.raises(ConfigError, match="for the 8 on this node"):
         config.check_memory(big, 1, 8, available=4 * 2**30)
+    # the periodic evaluation's results too, unless there is no periodic evaluation
+    with pytest.raises(
+        ConfigError, match=r"^eval.episodes: 1000000000 evaluation episodes keep about 838.2 GiB"
+    ):
+        config.check_memory(config.load(None, ["eval.episodes=1000000000"]), 1, 1, available=24 * 2**30)
+    config.check_memory(config.load(None, ["eval.episodes=1000000000", "eval.every=0"]), 1, 1, 24 * 2**30)
     # a huge agent or a huge number of arms is caught too, not only a huge batch
     for override in ("agent.hidden=200000", "task.arms=50000000"):
         with pytest.raises(ConfigError, match="GiB per rank"):
