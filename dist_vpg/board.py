@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from torch import nn
 
 from dist_vpg.config import LogConfig
@@ -58,9 +59,9 @@ class Board:
     def histograms(self, step: int, agent: nn.Module) -> None:
         def write(writer):
             for name, p in agent.named_parameters():
-                writer.add_histogram(f"weights/{name}", p.detach().numpy(), step)
+                _histogram(writer, f"weights/{name}", p.detach().numpy(), step)
                 if p.grad is not None:
-                    writer.add_histogram(f"grads/{name}", p.grad.numpy(), step)
+                    _histogram(writer, f"grads/{name}", p.grad.numpy(), step)
             writer.flush()
 
         self._write(write)
@@ -133,6 +134,18 @@ def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, w
         f"(ema {ema:.2f}) | regret {figures['regret']:.2f} | entropy {figures['entropy_per_trial']:.3f} | "
         f"{figures['steps_per_s']:,.0f} steps/s" + (f" | skipped {skipped}" if skipped else "")
     )
+
+
+def _histogram(writer, tag: str, values, step: int) -> None:
+    """One histogram of the finite values, in float64; none where numpy cannot bin them (weights an
+    absurd learning rate blew up to one huge number): the histograms are a view of the run."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size:
+        try:
+            writer.add_histogram(tag, values, step)
+        except ValueError:
+            pass
 
 
 def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, regret: bool) -> dict:

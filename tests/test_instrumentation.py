@@ -150,3 +150,20 @@ def test_inspect_a_checkpoint_with_overrides(tmp_path, capsys):
     assert inspect.main(["--checkpoint", str(ckpt), "train.batch_episodes=4", "task.trials=5"]) == 0
     assert "add up to the total gradient" in capsys.readouterr().out
     assert inspect.main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
+
+
+def test_histograms_of_weights_numpy_cannot_bin_are_left_out(tmp_path):
+    """An absurd learning rate (the fuzz test's train.lr=4.6e14) leaves weights of one huge value or
+    infinities: the run goes on, and the histograms it can draw are drawn."""
+    from dist_vpg.board import Board
+    from dist_vpg.config import LogConfig
+
+    agent = Agent(5, 2, 4)
+    with torch.no_grad():
+        agent.lstm.weight_ih_l0.fill_(458259024733798.0)
+        agent.lstm.weight_hh_l0.fill_(float("inf"))
+    board = Board(tmp_path, LogConfig(progress="lines"), 10, enabled=True)
+    board.histograms(1, agent)
+    board.close()
+    tags = _tags(tmp_path)
+    assert "weights/policy.weight" in tags and "weights/lstm.weight_hh_l0" not in tags  # all infinite
