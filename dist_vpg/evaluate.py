@@ -24,7 +24,7 @@ import numpy as np
 import psutil
 import torch
 
-from dist_vpg import checkpoint, cli, config, distributed, files, native, noise, plots
+from dist_vpg import belief, checkpoint, cli, config, distributed, files, native, noise, plots
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.results import EvalResult, Played, Player
@@ -32,6 +32,7 @@ from dist_vpg.rollout import act, input_size
 from dist_vpg.tasks import Task, make_task
 
 CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
+BELIEF_EPISODES = 2000  # the first episodes the belief read-out is fitted and scored on (rank 0)
 SPLITS = {"eval": noise.EVAL, "valid": noise.VALID}  # --split
 
 
@@ -145,6 +146,14 @@ def report(
     return merged(metrics, task.report(results, seed, split, objective))
 
 
+def belief_decoding(agent: Agent, task: Task, trial_input: bool, episodes: int, seed: int, split: int):
+    """How well a linear read-out of the agent's state recovers its task's posterior, by trial,
+    beside an untrained agent's (dist_vpg.belief), on the first `episodes` episodes; None where the
+    task has no posterior to offer."""
+    draws = noise.draw(seed, split, 0, np.arange(episodes), task.trials, task.episode_draws, task.trial_draws)
+    return belief.decoding(agent, task, draws, trial_input)
+
+
 def merged(base: dict, extra: dict) -> dict:
     """base with extra's keys added, mappings merged key by key."""
     out = dict(base)
@@ -174,6 +183,8 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult], task
     agent, (key, label) = results["agent"], task.raster_sort or (None, "")
     plots.sorted_raster(agent.actions, agent.rewards, agent.extra.get(key), label, out / "raster.png")
     task.figures(metrics, results, out)
+    if "belief_decoding" in metrics:
+        belief.figure(metrics["belief_decoding"], out / "belief_decoding.png")
 
 
 # Bytes of results an episode's trial leaves on every rank (gathered there): regret, reward, action
@@ -256,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         "training_objective": {"gamma": objective[0], "beta_e": objective[1]},
         **report(task, {"agent": result, **others}, args.seed, split, objective),
     }
+    decoded = belief_decoding(
+        agent, task, cfg.task.trial_input, min(args.episodes, BELIEF_EPISODES), args.seed, split
+    )
+    if decoded is not None:
+        metrics["belief_decoding"] = decoded
     print(json.dumps(metrics, indent=2))
     if args.out:
         write_outputs(args.out, metrics, {"agent": result, **others}, task)

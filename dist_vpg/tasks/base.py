@@ -84,6 +84,14 @@ class TaskUnit:
         """What Played.extra holds for the agent, from what it saw [T, b, I] and chose [T, b]."""
         return {}
 
+    def beliefs(
+        self, state: NamedTuple, inputs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The Bayes posterior before each choice of the agent's episodes, {kind: [T, b, k]}, from
+        their reset state, what the agent saw [T, b, I], chose and was paid [T, b]; what
+        dist_vpg.belief decodes from the agent's state. {}: the task has none to offer."""
+        return {}
+
     def report(
         self, results: dict[str, EvalResult], seed: int, split: int, objective: tuple[float, float]
     ) -> dict:

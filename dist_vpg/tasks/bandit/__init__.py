@@ -118,6 +118,22 @@ class Bandit(TaskUnit):
     def episode_record(self, state: BanditState) -> dict[str, torch.Tensor]:
         return {"gap": state.probs[:, 0] - state.probs[:, 1]}
 
+    def beliefs(self, state, inputs, actions, rewards) -> dict[str, torch.Tensor]:
+        """Each arm's posterior mean and pull count before each choice. Independent arms: Beta(1 + s,
+        1 + f) each; dependent ones: the posterior of p from all the evidence (arm 1 pays 1 - p)."""
+        pulled = torch.nn.functional.one_hot(actions, self.num_actions).double()  # [T, B, A]
+        paid = pulled * rewards.double().unsqueeze(-1)
+        before = lambda x: torch.cat([torch.zeros_like(x[:1]), x.cumsum(0)[:-1]])  # sums over earlier trials
+        pulls, successes = before(pulled), before(paid)
+        if self.distribution == "independent":
+            mean = (successes + 1) / (pulls + 2)
+        else:  # evidence for p: arm 0's successes and arm 1's failures, out of every trial so far
+            a = successes[..., 0] + (pulls[..., 1] - successes[..., 1])
+            b = pulls.sum(-1) - a
+            p0 = torch.from_numpy(bayes.predictive(a.numpy(), b.numpy(), DEPENDENT_SETS[self.distribution]))
+            mean = torch.stack([p0, 1 - p0], -1)
+        return {"posterior_mean": mean, "pulls": pulls}
+
     def exact_regrets(self, objective: tuple[float, float] | None = None) -> dict[str, float]:
         """The DP policies' expected regret at the last trial, computed exactly (no sampling): the
         figures their Monte Carlo entries estimate."""

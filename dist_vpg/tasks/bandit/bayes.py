@@ -85,7 +85,7 @@ def dependent(
     p_arm1: list[np.ndarray] = [np.empty(0, np.float16)] * trials
     for t in range(trials - 1, -1, -1):
         a = np.arange(t + 1)
-        p0 = _predictive(a, t - a, levels)  # chance that arm 0 pays now; arm 1 pays 1 - p0
+        p0 = predictive(a, t - a, levels)  # chance that arm 0 pays now; arm 1 pays 1 - p0
         # arm 0: a success adds to a; arm 1: a failure adds to a, a success to b (same index a)
         q0 = p0 * (1 + gamma * value[1:]) + (1 - p0) * gamma * value[:-1]
         q1 = (1 - p0) * (1 + gamma * value[:-1]) + p0 * gamma * value[1:]
@@ -98,7 +98,7 @@ def dependent(
     return Solution(float(value[0]), float(score[0]), best, p_arm1)
 
 
-def _predictive(a: np.ndarray, b: np.ndarray, levels: tuple[float, float] | None) -> np.ndarray:
+def predictive(a: np.ndarray, b: np.ndarray, levels: tuple[float, float] | None) -> np.ndarray:
     """P(arm 0 pays | a pieces of evidence for p, b against) under the prior over p."""
     if levels is None:
         return (a + 1) / (a + b + 2)

@@ -112,6 +112,18 @@ class TwoStep(TaskUnit):
         reached = inputs[1:, :, : self.obs_size].argmax(-1)
         return {"common": reached == actions[:-1]}
 
+    def beliefs(self, state, inputs, actions, rewards) -> dict[str, torch.Tensor]:
+        """The posterior that each second-stage state is the good one, before each choice."""
+        update = bayes.TwoStepBayes(self).update
+        reached = inputs[1:, :, : self.obs_size].argmax(-1)  # trial t's state is trial t + 1's input
+        belief, found = torch.full((inputs.shape[1],), 0.5, dtype=torch.float64), []
+        for t in range(inputs.shape[0]):
+            found.append(belief)
+            if t + 1 < inputs.shape[0]:
+                belief = update(belief, reached[t], rewards[t])
+        p = torch.stack(found)
+        return {"good_state": torch.stack([p, 1 - p], -1)}
+
     def report(self, results: dict[str, EvalResult], seed, split, objective) -> dict:
         agent = results["agent"]
         found = {
