@@ -25,6 +25,11 @@ TASKS = {
     "three_arms": task_settings(arms=3),
     "no_trial_input": task_settings(trial_input=False),
     "two_step": task_settings("two_step"),
+    "informative_arms": task_settings("informative_arms"),
+    "informative_arms_stage1": task_settings("informative_arms", informative_scale=5.0),
+    "restless": task_settings("restless"),
+    "harlow": task_settings("harlow", fixation=False),
+    "harlow_fixation": task_settings("harlow"),
 }
 
 pytestmark = pytest.mark.skipif(

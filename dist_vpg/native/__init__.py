@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from dist_vpg.native.abi import TaskState
+from dist_vpg.native.abi import TaskState, floats
 from dist_vpg.native.build import NativeUnavailable, load
 from dist_vpg.noise import Noise
 
@@ -90,11 +90,13 @@ def _task_state(task, noise: Noise, keep: list) -> TaskState:
     caller holds until the C call returns."""
     if not hasattr(task, "native_state"):
         raise NativeUnavailable(_no_task(task))
-    return task.native_state(task.reset(noise.episode), keep)
+    state = task.reset(noise.episode)
+    found = task.native_state(state, keep)
+    if task.obs_size:  # what the first trial shows (Harlow's objects; zeros for the others)
+        found.first_obs, found.obs = floats(task.first_obs(state), keep), task.obs_size
+    return found
 
 
-# kernels.c steps the tasks that hand it a TaskState; it starts every episode from a zero input
-# rather than the task's first_obs, which is all zeros for both of them.
 def _no_task(task) -> str:
     return f"the {type(task).__name__} task has no native step (no native_state method)"
 
@@ -116,7 +118,10 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     keep: list[torch.Tensor] = []
     state = _task_state(task, noise, keep)
     w = _Weights(inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in weights))
-    trial_noise = noise.trial.float().contiguous()
+    # the trial's uniforms, or what the task's native step reads instead (restless: the normal
+    # quantile of its drift's uniform, computed by torch as its torch step does)
+    trial_noise = task.native_noise(noise.trial) if hasattr(task, "native_noise") else noise.trial
+    trial_noise = trial_noise.float().contiguous()
     action_noise = noise.action.float().contiguous()
     x = torch.empty(trials, batch, inputs_n)
     actions = torch.empty(trials, batch, dtype=torch.int64)

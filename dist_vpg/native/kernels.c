@@ -11,6 +11,7 @@
  * [4, K] x [K, N] tiles whose accumulators stay in vector registers, so each row of weights loaded
  * serves four episodes. Weight rows are padded by the caller to a multiple of 16 floats (VW).
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -43,7 +44,7 @@ static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 
 static inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
 
-enum { TASK_BANDIT = 0, TASK_TWO_STEP = 1 };
+enum { TASK_BANDIT = 0, TASK_TWO_STEP = 1, TASK_PAYOUTS = 2, TASK_RESTLESS = 3, TASK_HARLOW = 4 };
 enum { TILE = 4, VW = 16 }; /* episodes per tile; floats per vector */
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
@@ -98,13 +99,21 @@ typedef struct {
     const float *b_pol;   /* [Ap] */
 } Weights;
 
-/* A task's constants and per-episode state, as reset by the torch task (dist_vpg/tasks.py). */
+/* A task's constants and per-episode state, as reset by the torch task and handed over by its
+ * native_state (dist_vpg/tasks/, laid out by dist_vpg/native/abi.py). */
 typedef struct {
     int32_t kind, trial_draws;
-    const float *arm_probs; /* bandit [B, A] */
-    const float *best;      /* bandit [B] */
+    const float *arm_probs; /* bandit [B, A]; payouts: what each arm pays [B, A] */
+    const float *best;      /* bandit [B]; payouts: the most an arm pays [B] */
     int64_t *good;          /* two-step [B], updated in place */
     float common_prob, reward_high, reward_low, swap_prob;
+    const float *first_obs; /* [B, obs] what the first trial shows; NULL: nothing (zeros) */
+    int32_t obs;            /* observation size */
+    float *p;               /* restless [B]: arm 0's payout probability, updated in place */
+    const float *drift;     /* restless [B]: the s.d. of p's step (the trial noise's 2nd column is z) */
+    const float *objects;   /* harlow [B, 2, F]: the rewarded object, then the other */
+    int64_t *left;          /* harlow [B]: the rewarded object stands on the left, updated in place */
+    int32_t features, fixation;
 } TaskState;
 
 /* What one trial's step returns for one episode. */
@@ -145,9 +154,41 @@ static int32_t sample(int A, const float *logits, float u, float *probs) {
     return action;
 }
 
-/* One trial of episode b's task, with the uniforms u[trial_draws] (dist_vpg/tasks.py's step). */
-static Outcome task_step(const TaskState *s, int64_t b, int A, int32_t action, const float *u) {
+/* p folded back into [0, 1] at both ends (dist_vpg/tasks/restless: reflect); kept inside. */
+static float reflect(float p) {
+    if (p >= 0.0f && p <= 1.0f) return p;
+    float r = fmodf(p, 2.0f);
+    if (r != 0.0f && r < 0.0f) r += 2.0f; /* the remainder with the divisor's sign, as torch's */
+    return 1.0f - fabsf(r - 1.0f);
+}
+
+/* Harlow: whether agent step t is a choice (with fixation, every other step is a blank one). */
+static int harlow_choosing(const TaskState *s, int t) { return !s->fixation || t % 2 == 1; }
+
+/* One trial of episode b's task at agent step t, with the uniforms u[trial_draws] (the torch step
+ * of the task's unit in dist_vpg/tasks/). */
+static Outcome task_step(const TaskState *s, int64_t b, int A, int32_t action, const float *u, int t) {
     Outcome out = {0.0f, 0.0f, 0};
+    if (s->kind == TASK_PAYOUTS) { /* deterministic payouts (informative arms) */
+        out.reward = s->arm_probs[b * A + action];
+        out.regret = s->best[b] - out.reward;
+        return out;
+    }
+    if (s->kind == TASK_RESTLESS) { /* arm 0 pays p, arm 1 pays 1 - p; then p takes its step */
+        const float p = s->p[b], chosen = action == 0 ? p : 1.0f - p;
+        out.reward = u[0] < chosen ? 1.0f : 0.0f;
+        out.regret = (p > 1.0f - p ? p : 1.0f - p) - chosen;
+        const float step = s->drift[b] * u[1];
+        s->p[b] = reflect(p + step);
+        return out;
+    }
+    if (s->kind == TASK_HARLOW) { /* a blank step pays nothing; a choice pays on the rewarded side */
+        if (!harlow_choosing(s, t)) return out;
+        out.reward = (action == 0) == (s->left[b] != 0) ? 1.0f : 0.0f;
+        out.regret = 1.0f - out.reward;
+        s->left[b] = u[0] < 0.5f;
+        return out;
+    }
     if (s->kind == TASK_BANDIT) {
         const float chosen = s->arm_probs[b * A + action];
         out.reward = u[0] < chosen ? 1.0f : 0.0f;
@@ -171,12 +212,20 @@ static Outcome task_step(const TaskState *s, int64_t b, int A, int32_t action, c
 }
 
 /* The next trial's input: observation, one-hot action, reward, [trial index t / T]. */
-static void next_input(float *x, const TaskState *s, int A, int trial_input, int32_t action,
+static void next_input(float *x, const TaskState *s, int64_t b, int A, int trial_input, int32_t action,
                        Outcome out, int t_next, int T) {
     int i = 0;
     if (s->kind == TASK_TWO_STEP) {
         x[i++] = out.reached == 0 ? 1.0f : 0.0f;
         x[i++] = out.reached == 1 ? 1.0f : 0.0f;
+    }
+    if (s->kind == TASK_HARLOW) { /* the objects, left then right, where a choice comes next */
+        const int F = s->features;
+        const float *rewarded = s->objects + b * 2 * F, *other = rewarded + F;
+        const int show = harlow_choosing(s, t_next), on_left = s->left[b] != 0;
+        for (int k = 0; k < F; k++) x[i + k] = show ? (on_left ? rewarded[k] : other[k]) : 0.0f;
+        for (int k = 0; k < F; k++) x[i + F + k] = show ? (on_left ? other[k] : rewarded[k]) : 0.0f;
+        i += 2 * F;
     }
     for (int a = 0; a < A; a++) x[i++] = a == action ? 1.0f : 0.0f;
     x[i++] = out.reward;
@@ -201,6 +250,8 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
     float *cells = no_logits + Ap; /* [2, B, H]: the cells of the last two trials, in inference */
     memset(zeros, 0, sizeof(float) * (K + Gp));
     memset(x, 0, sizeof(float) * (size_t)T * B * I);
+    if (s->first_obs) /* the first trial's observation; no action, reward or trial index yet */
+        for (int64_t b = 0; b < B; b++) memcpy(x + b * I, s->first_obs + b * s->obs, sizeof(float) * s->obs);
     const float *z_rows[TILE], *h_rows[TILE];
     float *pre_rows[TILE], *logit_rows[TILE];
     for (int t = 0; t < T; t++) {
@@ -226,11 +277,11 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
             for (int e = 0; e < TILE && b0 + e < B; e++) {
                 const int64_t b = b0 + e, tb = (int64_t)t * B + b;
                 const int32_t action = sample(A, logits + e * Ap, action_noise[tb], probs);
-                const Outcome out = task_step(s, b, A, action, trial_noise + tb * D);
+                const Outcome out = task_step(s, b, A, action, trial_noise + tb * D, t);
                 actions[tb] = action;
                 rewards[tb] = out.reward;
                 regrets[tb] = out.regret;
-                if (t + 1 < T) next_input(x + (tb + B) * I, s, A, trial_input, action, out, t + 1, T);
+                if (t + 1 < T) next_input(x + (tb + B) * I, s, b, A, trial_input, action, out, t + 1, T);
             }
         }
     }

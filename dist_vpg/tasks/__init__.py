@@ -6,7 +6,7 @@ from its coordinates alone. Tasks know nothing of agents or of torch.distributed
 
 Each task is one unit, a module or a subpackage here: its settings (a dataclass of its task.* keys
 and their defaults), its torch step, its players and exact optimum, its report and figures, how
-`dist_vpg.play` shows it, its Gymnasium ids and, for bandits and two-step, its native step. `base`
+`dist_vpg.play` shows it, its Gymnasium ids and its native step (`native_state`). `base`
 holds the protocol (`Task`) and the defaults every unit starts from (`TaskUnit`). `TASKS` below maps
 names to units; evaluation, play, the Gymnasium adapter, the native rollout and training ask it.
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dist_vpg import noise
+from dist_vpg.native import abi
 from dist_vpg.noise import Noise
 from dist_vpg.plots import saved_figure
 from dist_vpg.results import EvalResult, Played, Player, played
@@ -129,6 +130,12 @@ class Harlow(TaskUnit):
         reward = ((action == 0) == state.left).float()
         state = state._replace(left=u[:, 0] < 0.5, choosing=not self.fixation)
         return Step(state, self.observe(state), reward, 1.0 - reward)
+
+    def native_state(self, state: HarlowState, keep: list) -> abi.TaskState:
+        found = abi.TaskState(abi.HARLOW, self.trial_draws)
+        found.objects = abi.floats(torch.stack([state.rewarded, state.other], 1), keep)  # [B, 2, F]
+        found.left, found.features, found.fixation = abi.longs(state.left, keep), self.features, self.fixation
+        return found
 
     def rewarded_left(self, episode: torch.Tensor, trial: torch.Tensor) -> torch.Tensor:
         """[choices, B] bool: whether the rewarded object stood on the left at each choice of the

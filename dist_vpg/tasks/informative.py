@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from dist_vpg.native import abi
 from dist_vpg.noise import Noise
 from dist_vpg.plots import saved_figure
 from dist_vpg.results import EvalResult, Played, Player, played
@@ -89,6 +90,13 @@ class InformativeArms(TaskUnit):
         reward = state.payouts.gather(1, action.unsqueeze(1)).squeeze(1)
         regret = TARGET_PAYS - reward
         return Step(state, torch.zeros(len(action), 0), reward, regret)
+
+    def native_state(self, state: InformativeState, keep: list) -> abi.TaskState:
+        """Payouts as a table: the chosen arm pays its entry, the target's TARGET_PAYS is the best."""
+        best = torch.full((len(state.target),), TARGET_PAYS)
+        return abi.TaskState(
+            abi.PAYOUTS, self.trial_draws, abi.floats(state.payouts, keep), abi.floats(best, keep)
+        )
 
     @classmethod
     def from_settings(cls, settings: InformativeSettings) -> InformativeArms:

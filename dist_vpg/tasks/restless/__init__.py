@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from dist_vpg.native import abi
 from dist_vpg.noise import Noise
 from dist_vpg.plots import saved_figure
 from dist_vpg.results import EvalResult, Played, Player
@@ -98,6 +99,16 @@ class RestlessBandit(TaskUnit):
         z = torch.special.ndtri(u[:, 1].clamp(_U_EDGE, 1.0 - _U_EDGE))
         p = reflect(p + state.drift * z)
         return Step(state._replace(p=p), torch.zeros(len(action), 0), reward, regret)
+
+    def native_state(self, state: RestlessState, keep: list) -> abi.TaskState:
+        found = abi.TaskState(abi.RESTLESS, self.trial_draws)
+        found.p, found.drift = abi.floats(state.p, keep), abi.floats(state.drift, keep)
+        return found
+
+    def native_noise(self, trial: torch.Tensor) -> torch.Tensor:
+        """[T, B, 2]: the reward's uniform, and the normal quantile of the step's, as `step` takes it."""
+        z = torch.special.ndtri(trial[..., 1].clamp(_U_EDGE, 1.0 - _U_EDGE))
+        return torch.stack([trial[..., 0], z], -1)
 
     # --- evaluation ---
 
