@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from dist_vpg import distributed
 from dist_vpg.config import printable
@@ -30,11 +31,20 @@ class Parser(argparse.ArgumentParser):
         sys.exit(refuse(self.name, f"{message} (--help for usage)"))
 
 
+# How long another rank waits before it exits with a refusal that rank 0 says: torchrun stops every
+# rank once one has exited, and a rank quicker to refuse than rank 0 would silence it (seen in CI).
+REFUSAL_GRACE_S = 5.0
+
+
 def refuse(name: str, message: str) -> int:
     """Print `name: message` on rank 0, on one line whatever the message holds (characters that do
-    not print are escaped); the exit status to return (2)."""
-    if distributed.world_from_env().is_main:
-        print(f"{name}: {printable(message)}", file=sys.stderr)
+    not print are escaped); the exit status to return (2). The other ranks say nothing, and give
+    rank 0 the time to say it before they exit."""
+    world = distributed.world_from_env()
+    if world.is_main:
+        print(f"{printable(name)}: {printable(message)}", file=sys.stderr, flush=True)
+    elif world.world_size > 1:
+        time.sleep(REFUSAL_GRACE_S)
     return 2
 
 

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
         ("bench_scaling", {"mode", "ranks", "efficiency", "sync_share"}),
         ("bench_learning", {"ranks", "reached_target", "train_s", "curve"}),
         ("bench_restart", {"checkpoint_ms", "to_resume_s", "to_first_update_s", "resumed_from"}),
+        ("bench_tasks", {"task", "mode", "steps_per_s", "x_twopass"}),
     ],
 )
 def test_quick_mode_writes_table_json_and_plot(tmp_path, name, per_row):
