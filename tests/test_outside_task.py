@@ -31,12 +31,12 @@ def trained(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("coin") / "run"
     proc = run(
         "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dist_vpg.train",
-        "task.name=coin:Coin", "train.updates=300", "train.batch_episodes=64", "log.every=100",
-        "eval.every=150", "eval.episodes=200", "log.progress=lines", "cpu.affinity=none",
+        "task.name=coin:Coin", "train.updates=200", "train.batch_episodes=64", "log.every=100",
+        "eval.every=100", "eval.episodes=200", "log.progress=lines", "cpu.affinity=none",
         f"run_dir={run_dir}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "update 300/300" in proc.stdout
+    assert "update 200/200" in proc.stdout
     # no native step: one warning that says so, and the torch path
     assert proc.stdout.count("has no native step") == 1, proc.stdout
     assert "twopass rollout" in proc.stdout
