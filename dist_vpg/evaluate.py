@@ -1,4 +1,4 @@
-"""Evaluate a trained agent with frozen weights on fresh episodes, beside the baselines.
+"""Evaluate a trained agent with frozen weights on fresh episodes, beside its task's players.
 
     python -m dist_vpg.evaluate --checkpoint PATH [--episodes N] [--seed S] [--split eval|valid]
                                 [--out DIR] [task.key=value]
