@@ -429,9 +429,10 @@ STEP_BYTES_PER_UNIT, STEP_BYTES_PER_ACTION, STEP_BYTES_FIXED = 4 * 15, 4 * 4, 4 
 BASE_BYTES = 400 * 2**20  # a rank's own footprint before any rollout: torch, gloo, the agent
 
 
-def rollout_bytes(cfg: Config, world_size: int) -> int:
-    """Estimated peak memory of one rank's update (rollout, replay and backward), in bytes."""
-    task = tasks.make_task(cfg.task)
+def rollout_bytes(cfg: Config, world_size: int, task=None) -> int:
+    """Estimated peak memory of one rank's update (rollout, replay and backward), in bytes; `task`
+    is cfg's task where the caller has made it already."""
+    task = task or tasks.make_task(cfg.task)
     hidden, actions = cfg.agent.hidden, task.num_actions
     # observation (counted as at least 2), previous action, reward, trial index
     inputs = max(task.obs_size, 2) + actions + 2
@@ -450,7 +451,8 @@ def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int)
     """Refuse, before anything is allocated, a configuration whose ranks on this node would need more
     memory together than the node has available: an update's rollout and backward, and the periodic
     evaluation's gathered results."""
-    evaluation = cfg.eval.episodes * tasks.make_task(cfg.task).trials * EVAL_BYTES_PER_STEP
+    task = tasks.make_task(cfg.task)
+    evaluation = cfg.eval.episodes * task.trials * EVAL_BYTES_PER_STEP
     gib = lambda n: f"{n / 2**30:.1f} GiB"
     require(
         cfg.eval.every == 0 or (BASE_BYTES + evaluation) * local_ranks <= available,
@@ -458,11 +460,11 @@ def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int)
         f"{cfg.eval.episodes} evaluation episodes keep about {gib(evaluation)} of results on each rank, "
         f"but {gib(available)} is available for {local_ranks}; evaluate fewer episodes (eval.every=0: none)",
     )
-    need = rollout_bytes(cfg, world_size)
+    need = rollout_bytes(cfg, world_size, task)
     require(
         need * local_ranks <= available,
         "train.batch_episodes",
-        f"{cfg.train.batch_episodes} episodes of {tasks.make_task(cfg.task).trials} steps over "
+        f"{cfg.train.batch_episodes} episodes of {task.trials} steps over "
         f"{world_size} rank(s) "
         f"need about {gib(need)} per rank ({gib(need * local_ranks)} for the {local_ranks} on this "
         f"node), but {gib(available)} is available; use fewer episodes per rollout "
@@ -470,20 +472,29 @@ def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int)
     )
 
 
+def described() -> tuple[list, list, dict[str, list]]:
+    """Every setting as --help and the docs show it (dist_vpg.settings.describe): the sections' keys
+    but the task's, the task.* keys every task shares, and each registered task's own keys."""
+    shared = {f.name for f in dataclasses.fields(TaskSettings)}
+    sections = [d for d in describe(Config) if not d.key.startswith("task.")]
+    every = [d for d in describe(tasks.TASKS[DEFAULT_TASK].Settings, "task.") if d.key[5:] in shared]
+    own = {
+        name: [d for d in describe(unit.Settings, "task.") if d.key[5:] not in shared]
+        for name, unit in tasks.TASKS.items()
+    }
+    return sections, every, own
+
+
 def settings_help(task_only: bool = False) -> str:
     """Every setting, its type, default and meaning, for --help: the sections of the schema, then
     the keys every task shares, then each registered task's own (generated from the definitions)."""
-    rows = [] if task_only else [d for d in describe(Config) if not d.key.startswith("task.")]
-    shared = {f.name for f in dataclasses.fields(TaskSettings)}
-    lines = [] if task_only else ["settings (key=value; type, default, meaning):"] + _rows(rows)
-    lines += ["task settings every task has:"] + _rows(
-        [d for d in describe(tasks.settings(DEFAULT_TASK).__class__, "task.") if d.key[5:] in shared]
-    )
-    for name, unit in tasks.TASKS.items():
-        own = [d for d in describe(unit.Settings, "task.") if d.key[5:] not in shared]
-        trials = unit.Settings().trials
+    sections, every, own = described()
+    lines = [] if task_only else ["settings (key=value; type, default, meaning):"] + _rows(sections)
+    lines += ["task settings every task has:"] + _rows(every)
+    for name, keys in own.items():
+        trials = tasks.TASKS[name].Settings().trials
         lines += [f"task.name={name} (task.trials default {trials}):"] + (
-            _rows(own) or ["  (no keys of its own)"]
+            _rows(keys) or ["  (no keys of its own)"]
         )
     lines.append("a task of your own: task.name=module:Class (docs: Adding a task)")
     return "\n".join(lines)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import posixpath
 import re
@@ -37,13 +36,9 @@ def settings_table(found) -> str:
 
 
 def all_settings() -> str:
-    shared = {f.name for f in dataclasses.fields(settings.TaskSettings)}
-    out = [settings_table([d for d in settings.describe(config.Config) if not d.key.startswith("task.")])]
-    every = settings.describe(tasks.TASKS[tasks.DEFAULT].Settings, "task.")
-    out.append("\n### Every task\n\n" + settings_table([d for d in every if d.key[5:] in shared]))
-    for name, unit in tasks.TASKS.items():
-        own = [d for d in settings.describe(unit.Settings, "task.") if d.key[5:] not in shared]
-        out.append(f"\n### task.name={name}\n\n" + settings_table(own))
+    sections, every, own = config.described()
+    out = [settings_table(sections), "\n### Every task\n\n" + settings_table(every)]
+    out += [f"\n### task.name={name}\n\n" + settings_table(keys) for name, keys in own.items()]
     return "\n".join(out)
 
 
