@@ -48,8 +48,3 @@ def longs(t: torch.Tensor, keep: list) -> int:
     t = t.to(torch.int64).contiguous().clone()
     keep.append(t)
     return t.data_ptr()
-
-
-def address(t: torch.Tensor | None) -> int | None:
-    """The address of a contiguous tensor's data, for a pointer field; the caller keeps the tensor."""
-    return None if t is None else t.data_ptr()

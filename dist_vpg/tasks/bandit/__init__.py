@@ -90,9 +90,8 @@ class Bandit(TaskUnit):
         return Step(state, self._no_obs.expand(len(action), 0), reward, regret)
 
     def native_state(self, state: BanditState, keep: list) -> abi.TaskState:
-        probs, best = state.probs.float().contiguous(), state.best.float().contiguous()
-        keep += [probs, best]
-        return abi.TaskState(abi.BANDIT, self.trial_draws, abi.address(probs), abi.address(best))
+        probs, best = abi.floats(state.probs, keep), abi.floats(state.best, keep)
+        return abi.TaskState(abi.BANDIT, self.trial_draws, probs, best)
 
     # --- evaluation ---
 

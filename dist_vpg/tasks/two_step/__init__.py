@@ -95,10 +95,8 @@ class TwoStep(TaskUnit):
         return Step(TwoStepState(good, common), obs, reward, regret)
 
     def native_state(self, state: TwoStepState, keep: list) -> abi.TaskState:
-        good = state.good.to(torch.int64).contiguous().clone()
-        keep.append(good)
         return abi.TaskState(
-            abi.TWO_STEP, self.trial_draws, None, None, abi.address(good),
+            abi.TWO_STEP, self.trial_draws, None, None, abi.longs(state.good, keep),
             self.common_prob, self.reward_high, self.reward_low, self.swap_prob,
         )  # fmt: skip
 
