@@ -3,8 +3,8 @@ gradient without a replay forward.
 
 `act` plays a batch like dist_vpg.rollout.act, keeping what the backward needs (the gates after
 their nonlinearities and the cells). `lstm_outputs` hands the recorded hidden states to autograd
-through a Function whose backward runs the recurrence in C and the weight gradients as two matrix
-products; the heads and the A2C loss stay in torch. The torch rollouts are the reference
+through a Function whose backward runs in C: the recurrence and, trial by trial while the gate
+gradients are in cache, the weight gradients; the heads and the A2C loss stay in torch. The torch rollouts are the reference
 (tests/test_native.py) and the fallback where this cannot be built (dist_vpg/native/build.py).
 """
 
@@ -63,10 +63,10 @@ def _library() -> ctypes.CDLL:
         lib.dv_act.restype = lib.dv_lstm_backward.restype = i32
         lib.dv_act_scratch.restype = lib.dv_backward_scratch.restype = i64
         lib.dv_act_scratch.argtypes = [i64, i32, i32, i32, i32, i32]
-        lib.dv_backward_scratch.argtypes = [i64, i32, i32]
+        lib.dv_backward_scratch.argtypes = [i64, i32, i32, i32]
         lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(TaskState)]
         lib.dv_act.argtypes += [_ptr] * 10
-        lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32] + [_ptr] * 6
+        lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32, i32, i32] + [_ptr] * 9
         lib._dist_vpg_typed = True
     return lib
 
@@ -152,22 +152,20 @@ class _RecordedLSTM(torch.autograd.Function):
     def backward(ctx, dh):
         w_hh, x, gates, c, h = ctx.saved_tensors
         trials, batch, hidden = h.shape
-        lib, hidden_padded = _library(), _padded(hidden)
+        inputs_n, lib = x.shape[2], _library()
+        hidden_padded, gates_padded = _padded(hidden), _padded(4 * hidden)
         # Every tensor handed to C by address is held in a name until the call returns.
         w_hh, dh = _pad_columns(w_hh, hidden_padded), dh.contiguous()
-        dgates = torch.empty_like(gates)
-        scratch = torch.empty(lib.dv_backward_scratch(batch, hidden, hidden_padded))
+        d_w = torch.empty(inputs_n + hidden, gates_padded)  # [W_ih | W_hh]'s gradient, transposed
+        d_bias = torch.empty(gates_padded)
+        scratch = torch.empty(lib.dv_backward_scratch(batch, hidden, hidden_padded, gates_padded))
         lib.dv_lstm_backward(
-            trials, batch, hidden, hidden_padded, _p(w_hh), _p(gates), _p(c), _p(dh), _p(dgates), _p(scratch)
-        )
-        # Each trial's input to the gates, [x_t, h_{t-1}], against its gate gradients: one product
-        # gives [W_ih | W_hh]'s gradient (transposed: this order is the fast one for tall rows).
-        rows = dgates.view(trials * batch, 4 * hidden)
-        h_prev = torch.cat([torch.zeros(1, batch, hidden), h[:-1]])
-        inputs = torch.cat([x, h_prev], 2).view(trials * batch, -1)  # [T * B, I + H]
-        d_w = (inputs.t() @ rows).t()  # [4H, I + H]
-        d_bias = rows.sum(0)
-        d_w_ih, d_w_hh = d_w.split([x.shape[2], hidden], 1)
+            trials, batch, inputs_n, hidden, hidden_padded, gates_padded, _p(w_hh), _p(x), _p(h),
+            _p(gates), _p(c), _p(dh), _p(d_w), _p(d_bias), _p(scratch),
+        )  # fmt: skip
+        d_w = d_w[:, : 4 * hidden].t().contiguous()  # [4H, I + H]
+        d_w_ih, d_w_hh = (part.contiguous() for part in d_w.split([inputs_n, hidden], 1))
+        d_bias = d_bias[: 4 * hidden]
         return None, d_w_ih, d_w_hh, d_bias, d_bias.clone()  # two tensors: .grad may adopt them
 
 

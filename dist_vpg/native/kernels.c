@@ -52,41 +52,83 @@ typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
+/* A chunk of NV vectors of columns from n0: out[e][n0 : n0 + NV * VW] = init + sum_k in[e][k] * w[k]
+ * for the TILE rows e, the TILE * NV accumulators held in registers. Inlined with NV a constant. */
+static inline __attribute__((always_inline)) void matmul_chunk(
+    int K, int N, int n0, const int NV, const float *restrict w, const float *restrict init,
+    const float *const in[TILE], float *const out[TILE]) {
+    vf a[TILE][4];
+    for (int v = 0; v < NV; v++) {
+        const vf start = init ? vload(init + n0 + v * VW) : (vf){0};
+        for (int e = 0; e < TILE; e++) a[e][v] = start;
+    }
+    const float *row = w + n0;
+    for (int k = 0; k < K; k++, row += N) {
+        vf wv[4];
+        for (int v = 0; v < NV; v++) wv[v] = vload(row + v * VW);
+        for (int e = 0; e < TILE; e++) {
+            const float s = in[e][k];
+            for (int v = 0; v < NV; v++) a[e][v] += s * wv[v];
+        }
+    }
+    for (int e = 0; e < TILE; e++)
+        for (int v = 0; v < NV; v++) vstore(out[e] + n0 + v * VW, a[e][v]);
+}
+
 /* out[e][0:N] = init[0:N] + sum_k in[e][k] * w[k][0:N] for the TILE rows e; w is [K, N] with N a
- * multiple of VW; init may be NULL (zeros). Four vectors of columns at a time, then one. */
+ * multiple of VW; init may be NULL (zeros). Four vectors of columns at a time, then the rest in one
+ * chunk, so every weight row loaded serves TILE episodes and as many accumulators as fit. */
 static void matmul_tile(int K, int N, const float *restrict w, const float *restrict init,
                         const float *const in[TILE], float *const out[TILE]) {
     int n0 = 0;
-    for (; n0 + 4 * VW <= N; n0 += 4 * VW) {
-        vf a[TILE][4];
-        for (int v = 0; v < 4; v++) {
-            const vf start = init ? vload(init + n0 + v * VW) : (vf){0};
-            for (int e = 0; e < TILE; e++) a[e][v] = start;
-        }
-        const float *row = w + n0;
-        for (int k = 0; k < K; k++, row += N) {
-            const vf w0 = vload(row), w1 = vload(row + VW), w2 = vload(row + 2 * VW), w3 = vload(row + 3 * VW);
-            for (int e = 0; e < TILE; e++) {
-                const float s = in[e][k];
-                a[e][0] += s * w0;
-                a[e][1] += s * w1;
-                a[e][2] += s * w2;
-                a[e][3] += s * w3;
-            }
-        }
-        for (int e = 0; e < TILE; e++)
-            for (int v = 0; v < 4; v++) vstore(out[e] + n0 + v * VW, a[e][v]);
+    for (; n0 + 4 * VW <= N; n0 += 4 * VW) matmul_chunk(K, N, n0, 4, w, init, in, out);
+    switch ((N - n0) / VW) {
+    case 3: matmul_chunk(K, N, n0, 3, w, init, in, out); break;
+    case 2: matmul_chunk(K, N, n0, 2, w, init, in, out); break;
+    case 1: matmul_chunk(K, N, n0, 1, w, init, in, out); break;
+    default: break;
     }
-    for (; n0 < N; n0 += VW) {
-        vf a[TILE];
-        const vf start = init ? vload(init + n0) : (vf){0};
-        for (int e = 0; e < TILE; e++) a[e] = start;
-        const float *row = w + n0;
-        for (int k = 0; k < K; k++, row += N) {
-            const vf w0 = vload(row);
-            for (int e = 0; e < TILE; e++) a[e] += in[e][k] * w0;
+}
+
+/* dw[k][n0 : n0 + NV * VW] += sum_b z[b][k0 + j] * dg[b][n0 : ...] for the four rows k = k0 + j
+ * below K: 4 * NV accumulators over all B episodes, added to dw once. z rows are zs floats apart. */
+static inline __attribute__((always_inline)) void outer_chunk(
+    int64_t B, int K, int k0, int n0, const int NV, const float *restrict z, int zs,
+    const float *restrict dg, int Gp, float *restrict dw) {
+    vf a[4][4];
+    for (int j = 0; j < 4; j++)
+        for (int v = 0; v < NV; v++) a[j][v] = (vf){0};
+    int ks[4]; /* rows past K read row K - 1 again; their sums are dropped */
+    for (int j = 0; j < 4; j++) ks[j] = k0 + j < K ? k0 + j : K - 1;
+    for (int64_t b = 0; b < B; b++) {
+        const float *zb = z + b * zs, *gb = dg + b * Gp + n0;
+        vf g[4];
+        for (int v = 0; v < NV; v++) g[v] = vload(gb + v * VW);
+        for (int j = 0; j < 4; j++) {
+            const float s = zb[ks[j]];
+            for (int v = 0; v < NV; v++) a[j][v] += s * g[v];
         }
-        for (int e = 0; e < TILE; e++) vstore(out[e] + n0, a[e]);
+    }
+    for (int j = 0; j < 4 && k0 + j < K; j++)
+        for (int v = 0; v < NV; v++) {
+            float *d = dw + (int64_t)(k0 + j) * Gp + n0 + v * VW;
+            vstore(d, vload(d) + a[j][v]);
+        }
+}
+
+/* dw [K, Gp] += z^T dg: z [B, K] (rows zs apart), dg [B, Gp]. One trial's share of a weight
+ * gradient, summed over the episodes while its rows are still in cache. */
+static void outer_accumulate(int64_t B, int K, const float *restrict z, int zs, const float *restrict dg,
+                             int Gp, float *restrict dw) {
+    for (int k0 = 0; k0 < K; k0 += 4) {
+        int n0 = 0;
+        for (; n0 + 4 * VW <= Gp; n0 += 4 * VW) outer_chunk(B, K, k0, n0, 4, z, zs, dg, Gp, dw);
+        switch ((Gp - n0) / VW) {
+        case 3: outer_chunk(B, K, k0, n0, 3, z, zs, dg, Gp, dw); break;
+        case 2: outer_chunk(B, K, k0, n0, 2, z, zs, dg, Gp, dw); break;
+        case 1: outer_chunk(B, K, k0, n0, 1, z, zs, dg, Gp, dw); break;
+        default: break;
+        }
     }
 }
 
@@ -305,37 +347,44 @@ static void cell_backward(int H, const float *restrict g, const float *restrict 
     }
 }
 
-/* Back-propagation through time of the LSTM alone: from dL/dh [T, B, H] (what the heads sent back)
- * to dL/d(gate pre-activations) [T, B, 4H]. The weight gradients are then two matrix products
- * over all T*B rows (done by torch); only this recurrence is sequential. w_hh is [4H, Hp], H
- * rounded up to VW with zero columns; scratch holds dv_backward_scratch(B, H, Hp) floats. */
-int64_t dv_backward_scratch(int64_t B, int32_t H, int32_t Hp) {
-    return B * (int64_t)(2 * H + Hp) + 5 * (int64_t)H + 2 * Hp;
+/* Back-propagation through time of the LSTM with its weight gradients: from dL/dh [T, B, H] (what
+ * the heads sent back) to dw_t [I + H, Gp] = d[W_ih | W_hh]^T (zero columns past 4H) and dbias [Gp].
+ * Each trial's gate gradients [B, Gp] are used at once, while in cache: for the next trial back
+ * (dh_{t-1} = dg W_hh) and for the weights (x_t and h_{t-1} against dg), so nothing [T, B, 4H]
+ * is written. x [T, B, I], h [T, B, H], gates [T, B, 4H], c [T, B, H] are the rollout's; w_hh is
+ * [4H, Hp], H rounded up to VW with zero columns; scratch holds dv_backward_scratch(B, H, Hp, Gp)
+ * floats. dw_t and dbias are overwritten. */
+int64_t dv_backward_scratch(int64_t B, int32_t H, int32_t Hp, int32_t Gp) {
+    return B * (int64_t)(2 * H + Hp + Gp) + 2 * (int64_t)Gp + Hp;
 }
 
-int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t H, int32_t Hp, const float *w_hh,
-                         const float *gates, const float *c, const float *dh_out, float *dgates,
-                         float *scratch) {
+int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp, int32_t Gp,
+                         const float *w_hh, const float *x, const float *h, const float *gates,
+                         const float *c, const float *dh_out, float *dw_t, float *dbias, float *scratch) {
     const int G = 4 * H;
-    float *dc = scratch, *dh_next = dc + B * H, *dh = dh_next + B * Hp, *zeros = dh + B * H;
-    float *dummy = zeros + G;
-    memset(dc, 0, sizeof(float) * B * (H + Hp));
-    memset(zeros, 0, sizeof(float) * G);
+    float *dc = scratch, *dh_next = dc + B * H, *dh = dh_next + B * Hp, *dg = dh + B * H;
+    float *zeros = dg + B * Gp, *dummy = zeros + Gp;
+    memset(scratch, 0, sizeof(float) * dv_backward_scratch(B, H, Hp, Gp));
+    memset(dw_t, 0, sizeof(float) * (size_t)(I + H) * Gp);
+    memset(dbias, 0, sizeof(float) * Gp);
     const float *dg_rows[TILE];
     float *out_rows[TILE];
     for (int t = T - 1; t >= 0; t--) {
         for (int64_t b = 0; b < B; b++) {
             const int64_t tb = (int64_t)t * B + b;
-            float *dhb = dh + b * H;
+            float *dhb = dh + b * H, *dgb = dg + b * Gp;
             for (int k = 0; k < H; k++) dhb[k] = dh_out[tb * H + k] + dh_next[b * Hp + k];
             const float *c_prev = t > 0 ? c + (tb - B) * H : zeros;
-            cell_backward(H, gates + tb * G, c + tb * H, c_prev, dhb, dc + b * H, dgates + tb * G);
+            cell_backward(H, gates + tb * G, c + tb * H, c_prev, dhb, dc + b * H, dgb);
+            for (int k = 0; k < G; k++) dbias[k] += dgb[k];
         }
+        outer_accumulate(B, I, x + (int64_t)t * B * I, I, dg, Gp, dw_t);
         if (t == 0) break;
+        outer_accumulate(B, H, h + (int64_t)(t - 1) * B * H, H, dg, Gp, dw_t + (int64_t)I * Gp);
         for (int64_t b0 = 0; b0 < B; b0 += TILE) {
             for (int e = 0; e < TILE; e++) {
                 const int64_t b = b0 + e;
-                dg_rows[e] = b < B ? dgates + ((int64_t)t * B + b) * G : zeros;
+                dg_rows[e] = b < B ? dg + b * Gp : zeros;
                 out_rows[e] = b < B ? dh_next + b * Hp : dummy;
             }
             matmul_tile(G, Hp, w_hh, NULL, dg_rows, out_rows);
