@@ -59,10 +59,14 @@ class Agent(nn.Module):
         return self.policy(h), self.value(h).squeeze(-1)
 
     def forward(
-        self, x: torch.Tensor, played: native.Played | None = None
+        self, x: torch.Tensor, played: native.Played | None = None, loss: dict | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole episodes from their first trial: x [T, B, I] -> logits [T, B, A], values [T, B].
-        `played`: the native rollout that saw x, whose recorded states replace the replay."""
+        `played`: the native rollout that saw x, whose recorded states replace the replay. With
+        `loss` (native.a2c_loss's arguments but the first two) as well: the A2C loss itself, heads
+        and gradient computed natively (a call through the module, so wrappers such as DDP see it)."""
+        if loss is not None:
+            return native.a2c_loss(played, self, **loss)
         if played is not None:
             return self.heads(native.lstm_outputs(played, self.lstm))
         outputs = [self.lstm(part)[0] for part in x.split(REPLAY_SLICE, dim=1)]  # each [T, b, H]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from dist_vpg import distributed, native
 from dist_vpg.agent import Agent
+from dist_vpg.losses import LossTerms, a2c_loss, training_signal
 from dist_vpg.noise import Noise
 from dist_vpg.tasks import Task
 
@@ -131,6 +132,30 @@ def rollout(
     inputs, actions, rewards, regrets = (x.clone() for x in played[:4])
     logits, values = (replay or agent)(inputs)
     return Rollout(inputs, actions, rewards, regrets, logits, values)
+
+
+def rollout_loss(
+    agent: Agent,
+    task: Task,
+    noise: Noise,
+    mode: str,
+    trial_input: bool,
+    signal: str,
+    loss_args: dict,
+    replay: Callable | None = None,
+) -> tuple[Rollout, LossTerms]:
+    """One batch of episodes and its A2C loss: dist_vpg.losses.a2c_loss with `loss_args`, learning
+    from `signal` (training_signal). On the native path the heads, the loss and the whole gradient
+    are computed in C (dist_vpg.native.a2c_loss: the same terms and gradients) and the rollout
+    carries no logits or values; `replay` is the module that call goes through (a DDP wrapper, say)."""
+    if mode == "native":
+        played = native.act(agent, task, noise, trial_input)
+        target = training_signal(played.rewards, played.regrets, signal)
+        loss = (replay or agent)(played.inputs, played, loss_args | {"signal": target})
+        return Rollout(played.inputs, played.actions, played.rewards, played.regrets, None, None), loss
+    batch = rollout(agent, task, noise, mode, trial_input, replay)
+    target = training_signal(batch.rewards, batch.regrets, signal)
+    return batch, a2c_loss(batch.logits, batch.values, batch.actions, target, **loss_args)
 
 
 def agreed_mode(asked: str, task, world: distributed.World, say) -> str:

@@ -22,9 +22,8 @@ from dist_vpg.agent import Agent
 from dist_vpg.board import Board, log_line, scalar_groups
 from dist_vpg.cli import Parser, at_least, refuse
 from dist_vpg.config import Config, ConfigError
-from dist_vpg.losses import a2c_loss, training_signal
 from dist_vpg.metrics import Timings, Window
-from dist_vpg.rollout import agreed_mode, input_size, rollout
+from dist_vpg.rollout import agreed_mode, input_size, rollout_loss
 from dist_vpg.tasks import make_task
 from dist_vpg.validation import Validation
 
@@ -134,15 +133,15 @@ def train(
                         task.trial_draws,
                         tr.episodes_per_task,
                     )
-                    batch = rollout(agent, task, draws, mode, cfg.task.trial_input, replay=model)
-                    loss = a2c_loss(
-                        batch.logits,
-                        batch.values,
-                        batch.actions,
-                        training_signal(batch.rewards, batch.regrets, tr.signal),
-                        **loss_args,
-                        gamma=gamma,
-                        beta_e=beta_e,
+                    batch, loss = rollout_loss(
+                        agent,
+                        task,
+                        draws,
+                        mode,
+                        cfg.task.trial_input,
+                        tr.signal,
+                        loss_args | {"gamma": gamma, "beta_e": beta_e},
+                        replay=model,
                     )
                 # Only the last backward of an accumulation may start DDP's reduction.
                 with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():

@@ -12,7 +12,7 @@ import torch
 
 from dist_vpg import native, noise
 from dist_vpg.agent import Agent
-from dist_vpg.losses import a2c_loss
+from dist_vpg.losses import a2c_loss, training_signal
 from dist_vpg.native import build
 from dist_vpg.rollout import act, input_size, rollout, usable_mode
 from dist_vpg.tasks import make_task
@@ -107,6 +107,49 @@ def test_native_gradients_equal_the_replay(name):
         for n in want:
             assert torch.allclose(got[n], want[n], rtol=1e-4, atol=2e-6), n
             assert want[n].abs().max() > 1e-3, n  # every parameter gets a real gradient
+
+
+LOSS_OPTIONS = {
+    "rewards": dict(signal="reward"),
+    "regret_per_trial_left": dict(signal="regret", value_scale=True),
+    "gae": dict(signal="reward", gamma=0.99, lam=0.3),
+    "tasks_of_four": dict(signal="regret", episodes_per_task=4, beta_e=0.3),
+}
+
+
+@pytest.mark.parametrize("options", list(LOSS_OPTIONS))
+@pytest.mark.parametrize("name", ["independent", "two_step", "informative_arms", "harlow_fixation"])
+def test_native_loss_equals_the_torch_loss(name, options):
+    """The heads, the A2C loss and the whole gradient in C (native.a2c_loss) against a2c_loss on
+    twopass's nn.LSTM replay of the same episodes: the same terms, the same gradients, scaled by
+    what reaches the loss (sync.accumulate's 1/k)."""
+    task, agent, draws = _setup(TASKS[name], batch=48, hidden=32)
+    with torch.no_grad():
+        agent.value.weight.normal_(0, 0.3)
+    opts = dict(gamma=0.9, lam=1.0, beta_v=0.05, beta_e=0.05) | LOSS_OPTIONS[options]
+    signal_name = opts.pop("signal")
+    played = native.act(agent, task, draws, TASKS[name].trial_input)
+    signal = training_signal(played.rewards, played.regrets, signal_name)
+    agent.zero_grad()
+    logits, values = agent(played.inputs)
+    want = a2c_loss(logits, values, played.actions, signal, **opts)
+    want.total.backward()
+    want_grads = {n: p.grad.clone() for n, p in agent.named_parameters()}
+    agent.zero_grad()
+    got = native.a2c_loss(played, agent, signal, **opts)
+    (got.total / 4).backward()
+    for term, a, b in zip(want._fields, want, got):
+        assert b.item() == pytest.approx(a.item(), rel=1e-4, abs=1e-5), term
+    for n, p in agent.named_parameters():
+        assert torch.allclose(4 * p.grad, want_grads[n], rtol=1e-4, atol=2e-6), n
+        assert want_grads[n].abs().max() > 1e-3, n  # every parameter gets a real gradient
+
+
+def test_native_loss_refuses_tasks_that_do_not_divide_the_batch():
+    task, agent, draws = _setup(TASKS["independent"], batch=10, hidden=8)
+    played = native.act(agent, task, draws, True)
+    with pytest.raises(ValueError, match="10 episodes do not split into tasks of 4"):
+        native.a2c_loss(played, agent, played.rewards, 0.9, 1.0, 0.05, 0.05, episodes_per_task=4)
 
 
 def test_native_graph_survives_a_second_backward():

@@ -88,7 +88,7 @@ def test_init_from_starts_from_another_runs_weights(tmp_path):
 @pytest.mark.parametrize("rollout", ["native", "twopass"])
 def test_two_ranks_reproduce_one(tmp_path, rollout):
     """Episode i of update u is the same whoever plays it: 2 ranks land where 1 rank does."""
-    # At the smoke config's lr of 0.01, RMSprop's first steps (about 10 lr whatever the gradient's
+    # At the smoke config's lr of 0.007, RMSprop's first steps (about 10 lr whatever the gradient's
     # size) amplify summation-order differences chaotically: 0.07 apart after 8 updates with the
     # regret signal. At the default lr, 1e-7.
     common = [

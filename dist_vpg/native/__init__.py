@@ -1,11 +1,14 @@
-"""The native rollout: acting for all B episodes and T trials in one C call, and the LSTM's
+"""The native rollout: acting for all B episodes and T trials in one C call, and the update's
 gradient without a replay forward.
 
 `act` plays a batch like dist_vpg.rollout.act, keeping what the backward needs (the gates after
-their nonlinearities and the cells). `lstm_outputs` hands the recorded hidden states to autograd
-through a Function whose backward runs in C: the recurrence and, trial by trial while the gate
-gradients are in cache, the weight gradients; the heads and the A2C loss stay in torch. The torch rollouts are the reference
-(tests/test_native.py) and the fallback where this cannot be built (dist_vpg/native/build.py).
+their nonlinearities and the cells). `a2c_loss` then computes the heads, the A2C loss and the whole
+gradient in two more C calls: the loss's gradient back to the hidden states, then the LSTM's
+recurrence with its weight gradients summed trial by trial while the gate gradients are in cache.
+`lstm_outputs` hands the recorded hidden states to autograd instead, for heads and a loss written in
+torch, through a Function whose backward is that same C recurrence. The torch rollouts are the
+reference (tests/test_native.py) and the fallback where this cannot be built
+(dist_vpg/native/build.py).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from dist_vpg.losses import LossTerms
 from dist_vpg.native.abi import TaskState, floats
 from dist_vpg.native.build import NativeUnavailable, load
 from dist_vpg.noise import Noise
 
-__all__ = ["NativeUnavailable", "Played", "act", "available", "lstm_outputs"]
+__all__ = ["NativeUnavailable", "Played", "a2c_loss", "act", "available", "lstm_outputs"]
 
 _ptr = ctypes.c_void_p
 
@@ -33,6 +37,15 @@ class _Weights(ctypes.Structure):
         (name, ctypes.c_int32) for name in ("inputs", "hidden", "actions", "gates_padded", "actions_padded")
     ]
     _fields_ += [(name, _ptr) for name in ("w_t", "bias", "w_pol_t", "b_pol")]
+
+
+class _LossSpec(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_float) for name in ("gamma", "lam", "beta_v", "beta_e")]
+    _fields_ += [("value_scale", ctypes.c_int32), ("episodes_per_task", ctypes.c_int32)]
+
+
+class _Heads(ctypes.Structure):
+    _fields_ = [("w_pol", _ptr), ("b_pol", _ptr), ("w_val", _ptr), ("b_val", ctypes.c_float)]
 
 
 class Played(NamedTuple):
@@ -67,6 +80,10 @@ def _library() -> ctypes.CDLL:
         lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(TaskState)]
         lib.dv_act.argtypes += [_ptr] * 10
         lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32, i32, i32] + [_ptr] * 9
+        lib.dv_loss_scratch.restype, lib.dv_a2c_loss.restype = i64, i32
+        lib.dv_loss_scratch.argtypes = [i32, i64, i32]
+        lib.dv_a2c_loss.argtypes = [i32, i64, i32, i32, ctypes.POINTER(_LossSpec), ctypes.POINTER(_Heads)]
+        lib.dv_a2c_loss.argtypes += [_ptr] * 10
         lib._dist_vpg_typed = True
     return lib
 
@@ -151,22 +168,7 @@ class _RecordedLSTM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh):
         w_hh, x, gates, c, h = ctx.saved_tensors
-        trials, batch, hidden = h.shape
-        inputs_n, lib = x.shape[2], _library()
-        hidden_padded, gates_padded = _padded(hidden), _padded(4 * hidden)
-        # Every tensor handed to C by address is held in a name until the call returns.
-        w_hh, dh = _pad_columns(w_hh, hidden_padded), dh.contiguous()
-        d_w = torch.empty(inputs_n + hidden, gates_padded)  # [W_ih | W_hh]'s gradient, transposed
-        d_bias = torch.empty(gates_padded)
-        scratch = torch.empty(lib.dv_backward_scratch(batch, hidden, hidden_padded, gates_padded))
-        lib.dv_lstm_backward(
-            trials, batch, inputs_n, hidden, hidden_padded, gates_padded, _p(w_hh), _p(x), _p(h),
-            _p(gates), _p(c), _p(dh), _p(d_w), _p(d_bias), _p(scratch),
-        )  # fmt: skip
-        d_w = d_w[:, : 4 * hidden].t().contiguous()  # [4H, I + H]
-        d_w_ih, d_w_hh = (part.contiguous() for part in d_w.split([inputs_n, hidden], 1))
-        d_bias = d_bias[: 4 * hidden]
-        return None, d_w_ih, d_w_hh, d_bias, d_bias.clone()  # two tensors: .grad may adopt them
+        return None, *_lstm_gradients(Played(x, None, None, None, h, gates, c), w_hh, dh)
 
 
 def lstm_outputs(played: Played, lstm: nn.LSTM) -> torch.Tensor:
@@ -174,3 +176,84 @@ def lstm_outputs(played: Played, lstm: nn.LSTM) -> torch.Tensor:
     if played.gates is None:
         raise ValueError("this rollout was played without for_backward")
     return _RecordedLSTM.apply(played, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+
+
+def _lstm_gradients(played: Played, w_hh: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The LSTM's weight gradients (w_ih, w_hh, b_ih, b_hh) of a rollout played by `act`, from dL/dh."""
+    x, h = played.inputs, played.h
+    trials, batch, hidden = h.shape
+    inputs_n, lib = x.shape[2], _library()
+    hidden_padded, gates_padded = _padded(hidden), _padded(4 * hidden)
+    # Every tensor handed to C by address is held in a name until the call returns.
+    w_hh, dh = _pad_columns(w_hh.detach(), hidden_padded), dh.contiguous()
+    d_w = torch.empty(inputs_n + hidden, gates_padded)  # [W_ih | W_hh]'s gradient, transposed
+    d_bias = torch.empty(gates_padded)
+    scratch = torch.empty(lib.dv_backward_scratch(batch, hidden, hidden_padded, gates_padded))
+    lib.dv_lstm_backward(
+        trials, batch, inputs_n, hidden, hidden_padded, gates_padded, _p(w_hh), _p(x), _p(h),
+        _p(played.gates), _p(played.c), _p(dh), _p(d_w), _p(d_bias), _p(scratch),
+    )  # fmt: skip
+    d_w = d_w[:, : 4 * hidden].t()  # [4H, I + H]
+    d_w_ih, d_w_hh = (part.contiguous() for part in d_w.split([inputs_n, hidden], 1))
+    d_bias = d_bias[: 4 * hidden]
+    return d_w_ih, d_w_hh, d_bias, d_bias.clone()  # two tensors: .grad may adopt them
+
+
+class _FusedA2C(torch.autograd.Function):
+    """The A2C loss of a recorded rollout, heads included, with its whole gradient computed in C
+    in the forward; backward hands it to autograd (scaled by what reaches the loss), so DDP's
+    hooks and gradient accumulation see it as any other backward."""
+
+    @staticmethod
+    def forward(
+        ctx, played: Played, signal, spec: _LossSpec, w_ih, w_hh, b_ih, b_hh, w_pol, b_pol, w_val, b_val
+    ):
+        trials, batch, hidden = played.h.shape
+        actions_n, lib = w_pol.shape[0], _library()
+        w_pol, b_pol, w_val = (t.detach().contiguous() for t in (w_pol, b_pol, w_val))
+        heads = _Heads(_p(w_pol), _p(b_pol), _p(w_val), float(b_val))
+        signal, actions = signal.float().contiguous(), played.actions.contiguous()
+        dh = torch.empty(trials, batch, hidden)
+        d_w_pol, d_b_pol = torch.empty(actions_n, hidden), torch.empty(actions_n)
+        d_w_val, d_b_val = torch.empty(1, hidden), torch.empty(1)
+        terms = torch.empty(4, dtype=torch.float64)
+        scratch = torch.empty(lib.dv_loss_scratch(trials, batch, actions_n))
+        lib.dv_a2c_loss(
+            trials, batch, hidden, actions_n, ctypes.byref(spec), ctypes.byref(heads), _p(played.h),
+            _p(actions), _p(signal), _p(dh), _p(d_w_pol), _p(d_b_pol), _p(d_w_val), _p(d_b_val),
+            _p(terms), _p(scratch),
+        )  # fmt: skip
+        ctx.grads = (*_lstm_gradients(played, w_hh, dh), d_w_pol, d_b_pol, d_w_val, d_b_val)
+        total, policy, value, entropy = terms.float().unbind()
+        ctx.mark_non_differentiable(policy, value, entropy)
+        return total, policy, value, entropy
+
+    @staticmethod
+    def backward(ctx, d_total, *_):
+        return (None, None, None, *(g * d_total for g in ctx.grads))
+
+
+def a2c_loss(
+    played: Played,
+    agent: nn.Module,
+    signal: torch.Tensor,
+    gamma: float,
+    lam: float,
+    beta_v: float,
+    beta_e: float,
+    value_scale: bool = False,
+    episodes_per_task: int = 1,
+) -> LossTerms:
+    """dist_vpg.losses.a2c_loss of a rollout played by `act`, heads and all, in two C calls: the
+    same terms (total differentiable in every parameter of `agent`), from `signal` [T, B] (what the
+    loss learns from: dist_vpg.losses.training_signal)."""
+    if played.gates is None:
+        raise ValueError("this rollout was played without for_backward")
+    batch = played.h.shape[1]
+    if episodes_per_task > 1 and batch % episodes_per_task:
+        raise ValueError(f"{batch} episodes do not split into tasks of {episodes_per_task}")
+    spec = _LossSpec(gamma, lam, beta_v, beta_e, int(value_scale), episodes_per_task)
+    lstm = agent.lstm
+    params = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+    params += (agent.policy.weight, agent.policy.bias, agent.value.weight, agent.value.bias)
+    return LossTerms(*_FusedA2C.apply(played, signal, spec, *params))

@@ -392,3 +392,111 @@ int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp,
     }
     return 0;
 }
+
+/* The A2C loss (dist_vpg/losses.py: a2c_loss) of a played batch, and its gradient back to the
+ * hidden states, with the heads computed here from h: logits = h W_pol^T + b_pol, values =
+ * h w_val + b_val. Summed over the T trials, averaged over the B episodes. */
+typedef struct {
+    float gamma, lam, beta_v, beta_e;
+    int32_t value_scale;       /* the value head predicts a return per trial left */
+    int32_t episodes_per_task; /* K > 1: advantages relative to the K - 1 others of the same task */
+} LossSpec;
+
+typedef struct {
+    const float *w_pol; /* [A, H] */
+    const float *b_pol; /* [A] */
+    const float *w_val; /* [H] */
+    float b_val;
+} Heads;
+
+static inline float dot(int n, const float *restrict a, const float *restrict b) {
+    float s = 0.0f;
+    for (int k = 0; k < n; k++) s += a[k] * b[k];
+    return s;
+}
+
+/* scratch holds dv_loss_scratch(T, B, A) floats. Writes dh [T, B, H] = dL/dh, the heads' weight
+ * gradients (overwritten) and terms [4]: total, policy, value, entropy. */
+int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A) { return 3 * (int64_t)T * B + T + 3 * (int64_t)A; }
+
+int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *spec, const Heads *heads,
+                    const float *h, const int64_t *actions, const float *signal, float *dh, float *d_w_pol,
+                    float *d_b_pol, float *d_w_val, float *d_b_val, double *terms, float *scratch) {
+    float *v = scratch, *adv = v + (int64_t)T * B, *target = adv + (int64_t)T * B;
+    float *scale = target + (int64_t)T * B, *z = scale + T, *p = z + A, *dz = p + A;
+    const float gamma = spec->gamma, decay = spec->gamma * spec->lam, inv_b = 1.0f / (float)B;
+    const int K = spec->episodes_per_task;
+    /* The horizons: the discounted count of trials left, the value head's unit under value_scale. */
+    double left = 0.0;
+    for (int t = T - 1; t >= 0; t--) {
+        left = 1.0 + gamma * left;
+        scale[t] = spec->value_scale ? (float)left : 1.0f;
+    }
+    for (int64_t tb = 0; tb < (int64_t)T * B; tb++) v[tb] = (dot(H, h + tb * H, heads->w_val) + heads->b_val) * scale[tb / B];
+    /* GAE(lambda), nothing bootstrapped past the last trial; the critic's target is adv + V. */
+    for (int64_t b = 0; b < B; b++) {
+        float acc = 0.0f;
+        for (int t = T - 1; t >= 0; t--) {
+            const int64_t tb = (int64_t)t * B + b;
+            const float next = t + 1 < T ? v[tb + B] : 0.0f;
+            acc = signal[tb] + gamma * next - v[tb] + decay * acc;
+            adv[tb] = acc;
+            target[tb] = acc + v[tb];
+        }
+    }
+    if (K > 1) /* each advantage minus the mean of its group's others: k / (k - 1) * (a - mean) */
+        for (int64_t g0 = 0; g0 < (int64_t)T * B; g0 += K) {
+            float mean = 0.0f;
+            for (int j = 0; j < K; j++) mean += adv[g0 + j];
+            mean /= (float)K;
+            for (int j = 0; j < K; j++) adv[g0 + j] = (adv[g0 + j] - mean) * ((float)K / (float)(K - 1));
+        }
+    memset(d_w_pol, 0, sizeof(float) * (size_t)A * H);
+    memset(d_b_pol, 0, sizeof(float) * A);
+    memset(d_w_val, 0, sizeof(float) * H);
+    *d_b_val = 0.0f;
+    double policy = 0.0, value = 0.0, entropy = 0.0;
+    for (int64_t tb = 0; tb < (int64_t)T * B; tb++) {
+        const float *ht = h + tb * H;
+        float top = -3.4e38f, total = 0.0f;
+        for (int a = 0; a < A; a++) {
+            z[a] = dot(H, ht, heads->w_pol + (int64_t)a * H) + heads->b_pol[a];
+            top = z[a] > top ? z[a] : top;
+        }
+        for (int a = 0; a < A; a++) total += expf(z[a] - top);
+        const float log_total = logf(total) + top;
+        float ent = 0.0f;
+        for (int a = 0; a < A; a++) {
+            z[a] -= log_total; /* log p */
+            p[a] = expf(z[a]);
+            ent -= p[a] * z[a];
+        }
+        const int64_t chosen = actions[tb];
+        const float s = scale[tb / B], error = (target[tb] - v[tb]) / s;
+        policy -= (double)z[chosen] * adv[tb];
+        value += 0.5 * (double)error * error;
+        entropy += ent;
+        /* d/dlogit_a of -adv * log p_chosen - beta_e * entropy, each over B */
+        for (int a = 0; a < A; a++)
+            dz[a] = inv_b * (-adv[tb] * ((a == chosen ? 1.0f : 0.0f) - p[a]) + spec->beta_e * p[a] * (z[a] + ent));
+        const float dv = -inv_b * spec->beta_v * error; /* d/dvalue of beta_v * 0.5 * error^2 / B */
+        float *dht = dh + tb * H;
+        for (int k = 0; k < H; k++) dht[k] = dv * heads->w_val[k];
+        for (int a = 0; a < A; a++) {
+            const float *wa = heads->w_pol + (int64_t)a * H;
+            float *ga = d_w_pol + (int64_t)a * H;
+            for (int k = 0; k < H; k++) {
+                dht[k] += dz[a] * wa[k];
+                ga[k] += dz[a] * ht[k];
+            }
+            d_b_pol[a] += dz[a];
+        }
+        for (int k = 0; k < H; k++) d_w_val[k] += dv * ht[k];
+        *d_b_val += dv;
+    }
+    terms[1] = policy / B;
+    terms[2] = value / B;
+    terms[3] = entropy / B;
+    terms[0] = terms[1] + spec->beta_v * terms[2] - spec->beta_e * terms[3];
+    return 0;
+}
