@@ -10,8 +10,9 @@ run side by side in the same process:
     python benchmarks/bench_rollout.py [--batches 16 32 64 128 256 512] [--repeats 15] [--quick]
 
 Modes are measured in interleaved rounds, so machine drift hits them alike; figures are medians.
-A second table splits the native update into its phases (acting, heads and loss, backward,
-optimizer step), and a third gives the peak resident memory of each rank of a short training run at
+The process keeps freed memory as training does (cpu.retain_freed). A second table splits the
+native update into its phases (acting; heads, loss and whole gradient in C; autograd taking that
+gradient; clipping and the optimizer step), and a third gives the peak resident memory of each rank of a short training run at
 the default config (2 ranks, torchrun), native and twopass.
 """
 
@@ -32,21 +33,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_report  # noqa: E402
-from dist_vpg import native, noise  # noqa: E402
+from dist_vpg import native, noise, pinning  # noqa: E402
 from dist_vpg.agent import Agent  # noqa: E402
-from dist_vpg.losses import a2c_loss  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
-from dist_vpg.rollout import input_size, rollout  # noqa: E402
+from dist_vpg.rollout import input_size, rollout_loss  # noqa: E402
 from dist_vpg.tasks import Bandit  # noqa: E402
 
 TRIALS, HIDDEN = 100, 48
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("act", "loss", "backward", "step")
+PHASES = ("act", "loss", "backward", "step")  # backward: autograd taking the native gradient
+
+
+LOSS = dict(gamma=0.9, lam=1.0, beta_v=0.05, beta_e=0.05)
 
 
 def update_fn(mode: str, batch: int, phases: dict[str, list[float]] | None = None):
-    """One full training update of `batch` episodes; returns agent steps done. With `phases`, the
-    native update appends the seconds of each of its phases to it."""
+    """One full training update of `batch` episodes, as train.py runs it (rollout.rollout_loss);
+    returns agent steps done. With `phases`, the native update appends the seconds of each of its
+    phases to it: acting, the heads, loss and whole gradient (C), handing the gradient to autograd,
+    and clipping with the optimizer step."""
     task = Bandit(2, "independent", TRIALS)
     agent = Agent(input_size(task, True), task.num_actions, HIDDEN)
     opt = torch.optim.RMSprop(agent.parameters(), lr=7e-4, eps=1e-5)
@@ -57,14 +62,11 @@ def update_fn(mode: str, batch: int, phases: dict[str, list[float]] | None = Non
         draws = noise.draw(0, noise.TRAIN, u, np.arange(batch), TRIALS, task.episode_draws, task.trial_draws)
         marks = [time.perf_counter()]
         if phases is None:
-            b = rollout(agent, task, draws, mode, True)
-        else:  # the native rollout, cut where its phases meet
+            _, loss = rollout_loss(agent, task, draws, mode, True, "reward", LOSS)
+        else:  # the native update, cut where its phases meet
             played = native.act(agent, task, draws, True)
             marks.append(time.perf_counter())
-            logits, values = agent(played.inputs, played)
-            b = played._replace(h=None)  # actions and rewards; logits and values below
-        logits, values = (b.logits, b.values) if phases is None else (logits, values)
-        loss = a2c_loss(logits, values, b.actions, b.rewards, 0.9, 1.0, 0.05, 0.05)
+            loss = native.a2c_loss(played, agent, played.rewards, **LOSS)
         marks.append(time.perf_counter())
         opt.zero_grad()
         loss.total.backward()
@@ -186,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.batches, args.repeats, args.rss_updates = [16, 64], 3, 10
     torch.set_num_threads(1)
+    pinning.retain_freed_memory()  # as training does (cpu.retain_freed): no page faults per update
     modes = ["native", "twopass", "onepass"]
     if native.available() is not None:
         print(f"bench_rollout: {native.available()}; measuring the torch modes only")

@@ -5,6 +5,7 @@ the optimizer step, and the ratio. A task without a native step shows twopass al
     python benchmarks/bench_tasks.py [--repeats 15] [--quick] [--out DIR]
 
 Modes are measured in interleaved rounds, so machine drift hits them alike; figures are medians.
+The process keeps freed memory as training does (cpu.retain_freed).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_report  # noqa: E402
-from dist_vpg import config, native, noise, tasks  # noqa: E402
+from dist_vpg import config, native, noise, pinning, tasks  # noqa: E402
 from dist_vpg.agent import Agent  # noqa: E402
-from dist_vpg.losses import a2c_loss  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
-from dist_vpg.rollout import input_size, rollout  # noqa: E402
+from dist_vpg.rollout import input_size, rollout_loss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # each task's shipped config: its batch, horizon and agent (its training settings do not matter here)
@@ -35,6 +35,9 @@ CONFIGS = {
     "restless": "configs/restless.yaml",
     "harlow": "configs/harlow.yaml",
 }
+
+
+LOSS = dict(gamma=0.9, lam=1.0, beta_v=0.05, beta_e=0.05)
 
 
 def update_fn(cfg: config.Config, mode: str, batch: int):
@@ -49,8 +52,7 @@ def update_fn(cfg: config.Config, mode: str, batch: int):
         draws = noise.draw(
             0, noise.TRAIN, u, np.arange(batch), task.trials, task.episode_draws, task.trial_draws
         )
-        b = rollout(agent, task, draws, mode, cfg.task.trial_input)
-        loss = a2c_loss(b.logits, b.values, b.actions, b.rewards, 0.9, 1.0, 0.05, 0.05)
+        loss = rollout_loss(agent, task, draws, mode, cfg.task.trial_input, "reward", LOSS)[1]
         opt.zero_grad()
         loss.total.backward()
         torch.nn.utils.clip_grad_norm_(agent.parameters(), 50.0)
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    pinning.retain_freed_memory()  # as training does (cpu.retain_freed): no page faults per update
     repeats = 3 if args.quick else args.repeats
     rows, table = [], []
     for name, path in CONFIGS.items():

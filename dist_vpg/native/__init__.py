@@ -45,7 +45,7 @@ class _LossSpec(ctypes.Structure):
 
 
 class _Heads(ctypes.Structure):
-    _fields_ = [("w_pol", _ptr), ("b_pol", _ptr), ("w_val", _ptr), ("b_val", ctypes.c_float)]
+    _fields_ = [("w_pol", _ptr), ("w_val", _ptr)]
 
 
 class Played(NamedTuple):
@@ -56,6 +56,7 @@ class Played(NamedTuple):
     h: torch.Tensor  # [T, B, H] hidden state after each trial
     gates: torch.Tensor | None  # [T, B, 4H] after their nonlinearities (kept for the backward)
     c: torch.Tensor | None  # [T, B, H] cell after each trial (kept for the backward)
+    heads: torch.Tensor | None = None  # [T, B, A + 1] the logits, then the value (kept for the loss)
 
 
 def available(task=None) -> str | None:
@@ -78,12 +79,12 @@ def _library() -> ctypes.CDLL:
         lib.dv_act_scratch.argtypes = [i64, i32, i32, i32, i32, i32]
         lib.dv_backward_scratch.argtypes = [i64, i32, i32, i32]
         lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(TaskState)]
-        lib.dv_act.argtypes += [_ptr] * 10
+        lib.dv_act.argtypes += [_ptr] * 11
         lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32, i32, i32] + [_ptr] * 9
         lib.dv_loss_scratch.restype, lib.dv_a2c_loss.restype = i64, i32
         lib.dv_loss_scratch.argtypes = [i32, i64, i32]
         lib.dv_a2c_loss.argtypes = [i32, i64, i32, i32, ctypes.POINTER(_LossSpec), ctypes.POINTER(_Heads)]
-        lib.dv_a2c_loss.argtypes += [_ptr] * 10
+        lib.dv_a2c_loss.argtypes += [_ptr] * 11
         lib._dist_vpg_typed = True
     return lib
 
@@ -124,13 +125,13 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     trials, batch = noise.action.shape
     lstm, policy = agent.lstm, agent.policy
     hidden, actions_n = lstm.hidden_size, policy.out_features
-    inputs_n, gates_padded, actions_padded = lstm.input_size, _padded(4 * hidden), _padded(actions_n)
-    with torch.no_grad():
+    inputs_n, gates_padded, actions_padded = lstm.input_size, _padded(4 * hidden), _padded(actions_n + 1)
+    with torch.no_grad():  # the value head rides along as the policy's last column
         weights = [
             _pad_columns(torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], 1).t(), gates_padded),
             _pad_columns(lstm.bias_ih_l0 + lstm.bias_hh_l0, gates_padded),
-            _pad_columns(policy.weight.t(), actions_padded),
-            _pad_columns(policy.bias, actions_padded),
+            _pad_columns(torch.cat([policy.weight, agent.value.weight]).t(), actions_padded),
+            _pad_columns(torch.cat([policy.bias, agent.value.bias]), actions_padded),
         ]
     keep: list[torch.Tensor] = []
     state = _task_state(task, noise, keep)
@@ -146,14 +147,15 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     h = torch.empty(trials, batch, hidden)
     gates = torch.empty(trials, batch, 4 * hidden) if for_backward else None
     c = torch.empty(trials, batch, hidden) if for_backward else None
+    heads = torch.empty(trials, batch, actions_n + 1) if for_backward else None
     sizes = (batch, inputs_n, hidden, actions_n, gates_padded, actions_padded)
     scratch = torch.empty(lib.dv_act_scratch(*sizes))
     lib.dv_act(
         trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(state),
         _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),
-        _p(h), _p(gates), _p(c), _p(scratch),
+        _p(h), _p(gates), _p(c), _p(heads), _p(scratch),
     )  # fmt: skip
-    return Played(x, actions, rewards, regrets, h, gates, c)
+    return Played(x, actions, rewards, regrets, h, gates, c, heads)
 
 
 class _RecordedLSTM(torch.autograd.Function):
@@ -210,8 +212,8 @@ class _FusedA2C(torch.autograd.Function):
     ):
         trials, batch, hidden = played.h.shape
         actions_n, lib = w_pol.shape[0], _library()
-        w_pol, b_pol, w_val = (t.detach().contiguous() for t in (w_pol, b_pol, w_val))
-        heads = _Heads(_p(w_pol), _p(b_pol), _p(w_val), float(b_val))
+        w_pol, w_val = w_pol.detach().contiguous(), w_val.detach().contiguous()
+        heads = _Heads(_p(w_pol), _p(w_val))
         signal, actions = signal.float().contiguous(), played.actions.contiguous()
         dh = torch.empty(trials, batch, hidden)
         d_w_pol, d_b_pol = torch.empty(actions_n, hidden), torch.empty(actions_n)
@@ -220,7 +222,7 @@ class _FusedA2C(torch.autograd.Function):
         scratch = torch.empty(lib.dv_loss_scratch(trials, batch, actions_n))
         lib.dv_a2c_loss(
             trials, batch, hidden, actions_n, ctypes.byref(spec), ctypes.byref(heads), _p(played.h),
-            _p(actions), _p(signal), _p(dh), _p(d_w_pol), _p(d_b_pol), _p(d_w_val), _p(d_b_val),
+            _p(played.heads), _p(actions), _p(signal), _p(dh), _p(d_w_pol), _p(d_b_pol), _p(d_w_val), _p(d_b_val),
             _p(terms), _p(scratch),
         )  # fmt: skip
         ctx.grads = (*_lstm_gradients(played, w_hh, dh), d_w_pol, d_b_pol, d_w_val, d_b_val)
@@ -244,9 +246,10 @@ def a2c_loss(
     value_scale: bool = False,
     episodes_per_task: int = 1,
 ) -> LossTerms:
-    """dist_vpg.losses.a2c_loss of a rollout played by `act`, heads and all, in two C calls: the
-    same terms (total differentiable in every parameter of `agent`), from `signal` [T, B] (what the
-    loss learns from: dist_vpg.losses.training_signal)."""
+    """dist_vpg.losses.a2c_loss of a rollout `agent` played by `act`, heads and all, in two C calls:
+    the same terms (total differentiable in every parameter of `agent`), from `signal` [T, B] (what
+    the loss learns from: dist_vpg.losses.training_signal). The heads' outputs are the ones `act`
+    recorded, so the agent's weights must not have changed since it played."""
     if played.gates is None:
         raise ValueError("this rollout was played without for_backward")
     batch = played.h.shape[1]

@@ -137,8 +137,8 @@ typedef struct {
     int32_t inputs, hidden, actions, gates_padded, actions_padded; /* Gp, Ap: rounded up to VW */
     const float *w_t;     /* [I + H, Gp]: W_ih^T over W_hh^T, zero columns past 4H */
     const float *bias;    /* [Gp] b_ih + b_hh */
-    const float *w_pol_t; /* [H, Ap]: the policy head's W^T, zero columns past A */
-    const float *b_pol;   /* [Ap] */
+    const float *w_pol_t; /* [H, Ap]: the policy head's W^T, then the value head's w, zeros past A + 1 */
+    const float *b_pol;   /* [Ap]: the policy head's bias, then the value head's */
 } Weights;
 
 /* A task's constants and per-episode state, as reset by the torch task and handed over by its
@@ -208,8 +208,9 @@ static float reflect(float p) {
 static int harlow_choosing(const TaskState *s, int t) { return !s->fixation || t % 2 == 1; }
 
 /* One trial of episode b's task at agent step t, with the uniforms u[trial_draws] (the torch step
- * of the task's unit in dist_vpg/tasks/). */
-static Outcome task_step(const TaskState *s, int64_t b, int A, int32_t action, const float *u, int t) {
+ * of the task's unit in dist_vpg/tasks/). Built without fused multiply-adds, as torch computes
+ * these steps: a restless p that rounded differently would drift away from the torch task's. */
+__attribute__((optimize("fp-contract=off"))) static Outcome task_step(const TaskState *s, int64_t b, int A, int32_t action, const float *u, int t) {
     Outcome out = {0.0f, 0.0f, 0};
     if (s->kind == TASK_PAYOUTS) { /* deterministic payouts (informative arms) */
         out.reward = s->arm_probs[b * A + action];
@@ -276,7 +277,8 @@ static void next_input(float *x, const TaskState *s, int64_t b, int A, int trial
 
 /* Play T trials of B episodes from a zero state. Writes inputs x [T, B, I], actions [T, B],
  * rewards and regrets [T, B], and h [T, B, H]; with `gates` and `c` non-null also the gates after
- * their nonlinearities [T, B, 4H] and the cells [T, B, H] that the backward needs. `scratch` holds
+ * their nonlinearities [T, B, 4H] and the cells [T, B, H] that the backward needs, and with
+ * `heads` non-null the heads' outputs [T, B, A + 1]: the logits, then the value. `scratch` holds
  * dv_act_scratch(B, I, H, A, Gp) floats. */
 int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap) {
     return 5 * (int64_t)(I + H) + 6 * (int64_t)Gp + 4 * (int64_t)H + A + 5 * (int64_t)Ap + 2 * B * H;
@@ -284,7 +286,8 @@ int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, i
 
 int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, TaskState *s,
                const float *trial_noise, const float *action_noise, float *x, int64_t *actions,
-               float *rewards, float *regrets, float *h, float *gates, float *c, float *scratch) {
+               float *rewards, float *regrets, float *h, float *gates, float *c, float *heads,
+               float *scratch) {
     const int H = w->hidden, G = 4 * H, Gp = w->gates_padded, I = w->inputs, A = w->actions;
     const int K = I + H, D = s->trial_draws, Ap = w->actions_padded;
     float *zeros = scratch, *z = zeros + K + Gp, *pre = z + TILE * K, *dummy = pre + TILE * Gp;
@@ -319,6 +322,7 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
             for (int e = 0; e < TILE && b0 + e < B; e++) {
                 const int64_t b = b0 + e, tb = (int64_t)t * B + b;
                 const int32_t action = sample(A, logits + e * Ap, action_noise[tb], probs);
+                if (heads) memcpy(heads + tb * (A + 1), logits + e * Ap, sizeof(float) * (A + 1));
                 const Outcome out = task_step(s, b, A, action, trial_noise + tb * D, t);
                 actions[tb] = action;
                 rewards[tb] = out.reward;
@@ -394,8 +398,8 @@ int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp,
 }
 
 /* The A2C loss (dist_vpg/losses.py: a2c_loss) of a played batch, and its gradient back to the
- * hidden states, with the heads computed here from h: logits = h W_pol^T + b_pol, values =
- * h w_val + b_val. Summed over the T trials, averaged over the B episodes. */
+ * hidden states, from the heads' outputs dv_act wrote (logits = h W_pol^T + b_pol, then the value
+ * h w_val + b_val). Summed over the T trials, averaged over the B episodes. */
 typedef struct {
     float gamma, lam, beta_v, beta_e;
     int32_t value_scale;       /* the value head predicts a return per trial left */
@@ -404,23 +408,16 @@ typedef struct {
 
 typedef struct {
     const float *w_pol; /* [A, H] */
-    const float *b_pol; /* [A] */
     const float *w_val; /* [H] */
-    float b_val;
 } Heads;
-
-static inline float dot(int n, const float *restrict a, const float *restrict b) {
-    float s = 0.0f;
-    for (int k = 0; k < n; k++) s += a[k] * b[k];
-    return s;
-}
 
 /* scratch holds dv_loss_scratch(T, B, A) floats. Writes dh [T, B, H] = dL/dh, the heads' weight
  * gradients (overwritten) and terms [4]: total, policy, value, entropy. */
 int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A) { return 3 * (int64_t)T * B + T + 3 * (int64_t)A; }
 
 int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *spec, const Heads *heads,
-                    const float *h, const int64_t *actions, const float *signal, float *dh, float *d_w_pol,
+                    const float *h, const float *outputs, const int64_t *actions, const float *signal,
+                    float *dh, float *d_w_pol,
                     float *d_b_pol, float *d_w_val, float *d_b_val, double *terms, float *scratch) {
     float *v = scratch, *adv = v + (int64_t)T * B, *target = adv + (int64_t)T * B;
     float *scale = target + (int64_t)T * B, *z = scale + T, *p = z + A, *dz = p + A;
@@ -432,7 +429,7 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *
         left = 1.0 + gamma * left;
         scale[t] = spec->value_scale ? (float)left : 1.0f;
     }
-    for (int64_t tb = 0; tb < (int64_t)T * B; tb++) v[tb] = (dot(H, h + tb * H, heads->w_val) + heads->b_val) * scale[tb / B];
+    for (int64_t tb = 0; tb < (int64_t)T * B; tb++) v[tb] = outputs[tb * (A + 1) + A] * scale[tb / B];
     /* GAE(lambda), nothing bootstrapped past the last trial; the critic's target is adv + V. */
     for (int64_t b = 0; b < B; b++) {
         float acc = 0.0f;
@@ -460,7 +457,7 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *
         const float *ht = h + tb * H;
         float top = -3.4e38f, total = 0.0f;
         for (int a = 0; a < A; a++) {
-            z[a] = dot(H, ht, heads->w_pol + (int64_t)a * H) + heads->b_pol[a];
+            z[a] = outputs[tb * (A + 1) + a];
             top = z[a] > top ? z[a] : top;
         }
         for (int a = 0; a < A; a++) total += expf(z[a] - top);
