@@ -10,9 +10,10 @@ run side by side in the same process:
     python benchmarks/bench_rollout.py [--batches 16 32 64 128 256 512] [--repeats 15] [--quick]
 
 Modes are measured in interleaved rounds, so machine drift hits them alike; figures are medians.
-The process keeps freed memory as training does (cpu.retain_freed). A second table splits the
-native update into its phases (acting; heads, loss and whole gradient in C; autograd taking that
-gradient; clipping and the optimizer step), and a third gives the peak resident memory of each rank of a short training run at
+The process keeps freed memory as training does (cpu.retain_freed), and each mode steps as training
+does (native: clipping and RMSprop in one C pass). A second table splits the native update into its
+phases (acting; heads, loss and whole gradient in C; autograd taking that gradient; clipping and the
+optimizer step), and a third gives the peak resident memory of each rank of a short training run at
 the default config (2 ranks, torchrun), native and twopass.
 """
 
@@ -28,58 +29,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import write_report  # noqa: E402
-from dist_vpg import native, noise, pinning  # noqa: E402
+from benchmarks.common import PHASES, write_report  # noqa: E402
+from benchmarks.common import update_fn as common_update  # noqa: E402
+from dist_vpg import native, pinning  # noqa: E402
 from dist_vpg.agent import Agent  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
-from dist_vpg.rollout import input_size, rollout_loss  # noqa: E402
+from dist_vpg.rollout import input_size  # noqa: E402
 from dist_vpg.tasks import Bandit  # noqa: E402
 
 TRIALS, HIDDEN = 100, 48
 ROOT = Path(__file__).resolve().parent.parent
-PHASES = ("act", "loss", "backward", "step")  # backward: autograd taking the native gradient
-
-
-LOSS = dict(gamma=0.9, lam=1.0, beta_v=0.05, beta_e=0.05)
 
 
 def update_fn(mode: str, batch: int, phases: dict[str, list[float]] | None = None):
-    """One full training update of `batch` episodes, as train.py runs it (rollout.rollout_loss);
-    returns agent steps done. With `phases`, the native update appends the seconds of each of its
-    phases to it: acting, the heads, loss and whole gradient (C), handing the gradient to autograd,
-    and clipping with the optimizer step."""
+    """One full training update of `batch` episodes of the default task and agent (common.update_fn)."""
     task = Bandit(2, "independent", TRIALS)
-    agent = Agent(input_size(task, True), task.num_actions, HIDDEN)
-    opt = torch.optim.RMSprop(agent.parameters(), lr=7e-4, eps=1e-5)
-    counter = iter(range(10**9))
-
-    def run() -> int:
-        u = next(counter)
-        draws = noise.draw(0, noise.TRAIN, u, np.arange(batch), TRIALS, task.episode_draws, task.trial_draws)
-        marks = [time.perf_counter()]
-        if phases is None:
-            _, loss = rollout_loss(agent, task, draws, mode, True, "reward", LOSS)
-        else:  # the native update, cut where its phases meet
-            played = native.act(agent, task, draws, True)
-            marks.append(time.perf_counter())
-            loss = native.a2c_loss(played, agent, played.rewards, **LOSS)
-        marks.append(time.perf_counter())
-        opt.zero_grad()
-        loss.total.backward()
-        marks.append(time.perf_counter())
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), 50.0)
-        opt.step()
-        marks.append(time.perf_counter())
-        if phases is not None:
-            for name, start, end in zip(PHASES, marks, marks[1:]):
-                phases[name].append(end - start)
-        return batch * TRIALS
-
-    return run
+    return common_update(
+        task, Agent(input_size(task, True), task.num_actions, HIDDEN), mode, batch, True, phases
+    )
 
 
 def bound_fn(batch: int):

@@ -16,15 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import update_fn as common_update  # noqa: E402
 from benchmarks.common import write_report  # noqa: E402
-from dist_vpg import config, native, noise, pinning, tasks  # noqa: E402
+from dist_vpg import config, native, pinning, tasks  # noqa: E402
 from dist_vpg.agent import Agent  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
-from dist_vpg.rollout import input_size, rollout_loss  # noqa: E402
+from dist_vpg.rollout import input_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # each task's shipped config: its batch, horizon and agent (its training settings do not matter here)
@@ -37,29 +37,11 @@ CONFIGS = {
 }
 
 
-LOSS = dict(gamma=0.9, lam=1.0, beta_v=0.05, beta_e=0.05)
-
-
 def update_fn(cfg: config.Config, mode: str, batch: int):
-    """One whole training update of `batch` episodes of cfg's task in `mode`; returns agent steps."""
+    """One whole training update of `batch` episodes of cfg's task and agent (common.update_fn)."""
     task = tasks.make_task(cfg.task)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
-    opt = torch.optim.RMSprop(agent.parameters(), lr=1e-3, eps=1e-5)
-    counter = iter(range(10**9))
-
-    def run() -> int:
-        u = next(counter)
-        draws = noise.draw(
-            0, noise.TRAIN, u, np.arange(batch), task.trials, task.episode_draws, task.trial_draws
-        )
-        loss = rollout_loss(agent, task, draws, mode, cfg.task.trial_input, "reward", LOSS)[1]
-        opt.zero_grad()
-        loss.total.backward()
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), 50.0)
-        opt.step()
-        return batch * task.trials
-
-    return run
+    return common_update(task, agent, mode, batch, cfg.task.trial_input)
 
 
 def measure(fns: dict, repeats: int) -> dict[str, float]:

@@ -8,6 +8,7 @@ and it vectorizes over the whole batch for free.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -36,16 +37,34 @@ def _absorb(h: np.ndarray, value) -> np.ndarray:
     return _mix(h ^ _mix(np.asarray(value, dtype=np.uint64) + _GOLDEN))
 
 
+_BITS = (1 << 64) - 1
+
+
+def _mix_int(x: int) -> int:
+    """_mix of one value, in Python integers: for the few values of a key, far cheaper than arrays."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _BITS
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _BITS
+    return x ^ (x >> 31)
+
+
+def _key_hash(key: tuple[int, ...]) -> np.ndarray:
+    h = 0
+    for part in key:  # _absorb, one part at a time (a negative part wraps as a uint64 would)
+        h = _mix_int(h ^ _mix_int(((part & _BITS) + 0x9E3779B97F4A7C15) & _BITS))
+    return np.array([h], dtype=np.uint64)
+
+
+@lru_cache(maxsize=32)
+def _per_cell(rows: int, cols: int) -> np.ndarray:
+    cells = np.arange(rows * cols, dtype=np.uint64).reshape(rows, 1, cols)
+    return _mix(cells + _GOLDEN)  # [rows, 1, cols]
+
+
 def uniforms(key: tuple[int, ...], episodes: np.ndarray, rows: int, cols: int) -> torch.Tensor:
     """Uniform floats in [0, 1), shape [rows, B, cols]; entry [r, b, c] depends only on
     (key, episodes[b], r, c)."""
-    h = np.zeros(1, dtype=np.uint64)
-    for part in key:
-        h = _absorb(h, [part])
-    per_episode = _absorb(h, np.asarray(episodes, dtype=np.int64).astype(np.uint64))  # [B]
-    cells = np.arange(rows * cols, dtype=np.uint64).reshape(rows, 1, cols)
-    per_cell = _mix(cells + _GOLDEN)  # [rows, 1, cols]
-    bits = _mix(per_episode.reshape(1, -1, 1) ^ per_cell)  # [rows, B, cols]
+    per_episode = _absorb(_key_hash(key), np.asarray(episodes, dtype=np.int64).astype(np.uint64))  # [B]
+    bits = _mix(per_episode.reshape(1, -1, 1) ^ _per_cell(rows, cols))  # [rows, B, cols]
     # 24 bits make a float32 in [0, 1) exactly, never rounding up to 1.
     return torch.from_numpy((bits >> _S40).astype(np.float32) * np.float32(2.0**-24))
 

@@ -17,7 +17,19 @@ import numpy as np
 import psutil
 import torch
 
-from dist_vpg import checkpoint, config, distributed, files, noise, pinning, plots, resume, sync, tracker
+from dist_vpg import (
+    checkpoint,
+    config,
+    distributed,
+    files,
+    native,
+    noise,
+    pinning,
+    plots,
+    resume,
+    sync,
+    tracker,
+)
 from dist_vpg.agent import Agent
 from dist_vpg.board import Board, log_line, scalar_groups
 from dist_vpg.cli import Parser, at_least, refuse
@@ -69,7 +81,7 @@ def train(
     task = make_task(cfg.task)
     mode = agreed_mode(cfg.train.rollout, task, world, board.say)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
-    optimizer = make_optimizer(cfg, agent)
+    optimizer = make_optimizer(cfg, agent, native_step=mode == "native")
     start, train_s = 0, 0.0
     if initial is not None and resumed is None:
         agent.load_state_dict(initial)
@@ -238,12 +250,15 @@ def episode_ids(rank: int, k: int, accumulate: int, share: int) -> np.ndarray:
     return np.arange(first, first + share)
 
 
-def make_optimizer(cfg: Config, agent: Agent) -> torch.optim.Optimizer:
+def make_optimizer(cfg: Config, agent: Agent, native_step: bool = False) -> torch.optim.Optimizer:
+    """The optimizer of cfg.train.optimizer. With `native_step` (the native rollout), RMSprop clips
+    and steps in one C pass (native.RMSprop: the same state, the same arithmetic)."""
     if cfg.train.optimizer == "adam":
         return torch.optim.Adam(agent.parameters(), lr=cfg.train.lr)
     if cfg.train.optimizer == "sgd":  # plain SGD: the reference under which local_sgd is exact
         return torch.optim.SGD(agent.parameters(), lr=cfg.train.lr)
-    return torch.optim.RMSprop(agent.parameters(), lr=cfg.train.lr, alpha=0.99, eps=1e-5)
+    rmsprop = native.RMSprop if native_step else torch.optim.RMSprop
+    return rmsprop(agent.parameters(), lr=cfg.train.lr, alpha=0.99, eps=1e-5)
 
 
 def linear_schedule(start: float, final: float, update: int, updates: int) -> float:

@@ -1,6 +1,7 @@
 """The native rollout against the torch reference: the same episodes, the same gradients, and the
 fallback to twopass where the native library cannot be built."""
 
+import math
 import os
 import subprocess
 import sys
@@ -260,3 +261,42 @@ def test_evaluation_plays_the_same_episodes_natively(monkeypatch):
         monkeypatch.delenv("DIST_VPG_NATIVE")
         build.forget()
     assert fast == slow
+
+
+@pytest.mark.parametrize("max_norm", [50.0, 0.01, float("inf")])
+def test_native_step_equals_torch_clip_and_rmsprop(max_norm):
+    """native.RMSprop.clip_and_step against clip_grad_norm_ and torch's RMSprop.step: the same
+    norm, clipped gradients, parameters and state over several steps (clipping on and off)."""
+    task, agent, draws = _setup(TASKS["independent"], batch=16, hidden=16)
+    twin = Agent(agent.lstm.input_size, task.num_actions, 16)
+    twin.load_state_dict(agent.state_dict())
+    ours = native.RMSprop(agent.parameters(), lr=1e-2, alpha=0.99, eps=1e-5)
+    theirs = torch.optim.RMSprop(twin.parameters(), lr=1e-2, alpha=0.99, eps=1e-5)
+    for step in range(4):
+        for a, b in zip(agent.parameters(), twin.parameters()):
+            a.grad = torch.randn_like(a) * (step + 1)
+            b.grad = a.grad.clone()
+        norm = ours.clip_and_step(list(agent.parameters()), max_norm)
+        want = float(torch.nn.utils.clip_grad_norm_(list(twin.parameters()), max_norm))
+        theirs.step()
+        assert norm == pytest.approx(want, rel=1e-5)
+        for a, b in zip(agent.parameters(), twin.parameters()):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7)
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+            assert torch.allclose(ours.state[a]["square_avg"], theirs.state[b]["square_avg"], rtol=1e-5)
+            assert ours.state[a]["step"] == theirs.state[b]["step"]
+    theirs.load_state_dict(ours.state_dict())  # the same state_dict: checkpoints load either way
+
+
+def test_native_step_skips_a_non_finite_gradient_and_declines_what_it_does_not_compute():
+    task, agent, draws = _setup(TASKS["independent"], batch=8, hidden=8)
+    params = list(agent.parameters())
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    params[0].grad[0, 0] = float("nan")
+    ours = native.RMSprop(params, lr=1e-2)
+    assert math.isnan(ours.clip_and_step(params, 1.0))
+    assert all(torch.equal(a, b) for a, b in zip(params, before))  # nothing stepped
+    assert native.RMSprop(params, lr=1e-2, momentum=0.9).clip_and_step(params, 1.0) is None
+    assert native.RMSprop(params, lr=1e-2, centered=True).clip_and_step(params, 1.0) is None

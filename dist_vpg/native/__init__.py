@@ -14,6 +14,7 @@ reference (tests/test_native.py) and the fallback where this cannot be built
 from __future__ import annotations
 
 import ctypes
+import math
 from typing import NamedTuple
 
 import torch
@@ -24,7 +25,7 @@ from dist_vpg.native.abi import TaskState, floats
 from dist_vpg.native.build import NativeUnavailable, load
 from dist_vpg.noise import Noise
 
-__all__ = ["NativeUnavailable", "Played", "a2c_loss", "act", "available", "lstm_outputs"]
+__all__ = ["NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "lstm_outputs"]
 
 _ptr = ctypes.c_void_p
 
@@ -85,6 +86,8 @@ def _library() -> ctypes.CDLL:
         lib.dv_loss_scratch.argtypes = [i32, i64, i32]
         lib.dv_a2c_loss.argtypes = [i32, i64, i32, i32, ctypes.POINTER(_LossSpec), ctypes.POINTER(_Heads)]
         lib.dv_a2c_loss.argtypes += [_ptr] * 11
+        lib.dv_clip_rmsprop.restype = ctypes.c_double
+        lib.dv_clip_rmsprop.argtypes = [i32, _ptr, _ptr, _ptr, _ptr, ctypes.c_double] + [ctypes.c_float] * 3
         lib._dist_vpg_typed = True
     return lib
 
@@ -222,8 +225,8 @@ class _FusedA2C(torch.autograd.Function):
         scratch = torch.empty(lib.dv_loss_scratch(trials, batch, actions_n))
         lib.dv_a2c_loss(
             trials, batch, hidden, actions_n, ctypes.byref(spec), ctypes.byref(heads), _p(played.h),
-            _p(played.heads), _p(actions), _p(signal), _p(dh), _p(d_w_pol), _p(d_b_pol), _p(d_w_val), _p(d_b_val),
-            _p(terms), _p(scratch),
+            _p(played.heads), _p(actions), _p(signal), _p(dh), _p(d_w_pol), _p(d_b_pol), _p(d_w_val),
+            _p(d_b_val), _p(terms), _p(scratch),
         )  # fmt: skip
         ctx.grads = (*_lstm_gradients(played, w_hh, dh), d_w_pol, d_b_pol, d_w_val, d_b_val)
         total, policy, value, entropy = terms.float().unbind()
@@ -260,3 +263,50 @@ def a2c_loss(
     params = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
     params += (agent.policy.weight, agent.policy.bias, agent.value.weight, agent.value.bias)
     return LossTerms(*_FusedA2C.apply(played, signal, spec, *params))
+
+
+class RMSprop(torch.optim.RMSprop):
+    """torch.optim.RMSprop (the same state and state_dict) whose `clip_and_step` does
+    torch.nn.utils.clip_grad_norm_ and step() in one C pass: what training on the native path uses
+    (train.make_optimizer; tests/test_native.py holds it equal to torch's two calls)."""
+
+    def clip_and_step(self, params: list[torch.Tensor], max_norm: float) -> float | None:
+        """The gradients' norm before clipping; steps only when it is finite. None, having done
+        nothing, where this group is not one dv_clip_rmsprop computes (momentum, centering, weight
+        decay, tensors that are not contiguous float32 on the CPU): the caller then uses torch."""
+        group = self._plain(params)
+        if group is None:
+            return None
+        state = self.state
+        for p in params:
+            if not state[p]:  # as RMSprop's first step makes it
+                state[p]["step"] = torch.zeros((), dtype=torch.float32)
+                state[p]["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        pointers = ctypes.c_void_p * len(params)
+        weights = pointers(*(p.data_ptr() for p in params))
+        grads = pointers(*(p.grad.data_ptr() for p in params))
+        averages = pointers(*(state[p]["square_avg"].data_ptr() for p in params))
+        sizes = (ctypes.c_int64 * len(params))(*(p.numel() for p in params))
+        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        norm = _library().dv_clip_rmsprop(
+            len(params), weights, grads, averages, sizes, max_norm, lr, alpha, eps
+        )
+        if math.isfinite(norm):
+            with torch.no_grad():
+                for p in params:
+                    state[p]["step"] += 1
+        return norm
+
+    def _plain(self, params: list[torch.Tensor]) -> dict | None:
+        if len(self.param_groups) != 1:
+            return None
+        group = self.param_groups[0]
+        plain = not (group["momentum"] or group["centered"] or group["weight_decay"] or group["maximize"])
+        plain = plain and not (group.get("capturable") or group.get("differentiable"))
+        same = len(group["params"]) == len(params) and all(a is b for a, b in zip(group["params"], params))
+        if not (plain and same) or any(p.grad is None for p in params):
+            return None
+        tensors = [t for p in params for t in (p, p.grad)]
+        if any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors):
+            return None
+        return group

@@ -24,7 +24,13 @@ SOURCE = Path(__file__).with_name("kernels.c")
 # -std=c11 alone turns off fused multiply-adds (ISO C mode implies -ffp-contract=off): the kernels'
 # products ran 1.45 times slower (dv_act at 64 episodes, 3.8 against 2.6 ms on this machine).
 FLAGS = ["-O3", "-march=native", "-std=c11", "-ffp-contract=fast", "-shared", "-fPIC"]
-PORTABLE_FLAGS = ["-O3", "-std=c11", "-ffp-contract=fast", "-shared", "-fPIC"]  # where -march=native is not understood
+PORTABLE_FLAGS = [
+    "-O3",
+    "-std=c11",
+    "-ffp-contract=fast",
+    "-shared",
+    "-fPIC",
+]  # where -march=native is not understood
 
 
 class NativeUnavailable(RuntimeError):

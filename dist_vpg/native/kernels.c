@@ -497,3 +497,33 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *
     terms[0] = terms[1] + spec->beta_v * terms[2] - spec->beta_e * terms[3];
     return 0;
 }
+
+/* The optimizer step over n parameter tensors of sizes[i] floats: the gradients' global norm
+ * (before clipping, as torch.nn.utils.clip_grad_norm_ returns it), then, when it is finite, the
+ * gradients scaled by min(1, max_norm / (norm + 1e-6)) in place and one RMSprop step
+ * (torch.optim.RMSprop without momentum, centering or weight decay): square_avg = alpha *
+ * square_avg + (1 - alpha) g^2; p -= lr g / (sqrt(square_avg) + eps). Returns the norm. */
+double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, float *const *square_avg,
+                       const int64_t *sizes, double max_norm, float lr, float alpha, float eps) {
+    double total = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        const float *g = grads[i];
+        float part = 0.0f;
+        for (int64_t k = 0; k < sizes[i]; k++) part += g[k] * g[k];
+        total += part;
+    }
+    const double norm = sqrt(total);
+    if (!isfinite(norm)) return norm;
+    const double coef = max_norm / (norm + 1e-6);
+    const float scale = coef < 1.0 ? (float)coef : 1.0f;
+    for (int32_t i = 0; i < n; i++) {
+        float *restrict p = params[i], *restrict g = grads[i], *restrict s = square_avg[i];
+        for (int64_t k = 0; k < sizes[i]; k++) {
+            const float gk = g[k] * scale;
+            g[k] = gk;
+            s[k] = s[k] * alpha + (1.0f - alpha) * gk * gk;
+            p[k] -= lr * gk / (sqrtf(s[k]) + eps);
+        }
+    }
+    return norm;
+}

@@ -60,8 +60,14 @@ def _unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
 def clip_and_step(
     params: list[torch.Tensor], optimizer: torch.optim.Optimizer, max_norm: float
 ) -> tuple[bool, float]:
-    """Clip the (already reduced) gradient by global norm and step, unless it is not finite."""
-    norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf")))
+    """Clip the (already reduced) gradient by global norm and step, unless it is not finite. An
+    optimizer with its own `clip_and_step` (dist_vpg.native.RMSprop) does both in one pass."""
+    max_norm = max_norm if max_norm > 0 else float("inf")
+    fused = getattr(optimizer, "clip_and_step", None)
+    norm = fused(params, max_norm) if fused else None
+    if norm is not None:
+        return math.isfinite(norm), norm
+    norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
     finite = math.isfinite(norm)
     if finite:
         optimizer.step()
