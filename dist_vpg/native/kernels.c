@@ -460,12 +460,12 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *
             z[a] = outputs[tb * (A + 1) + a];
             top = z[a] > top ? z[a] : top;
         }
-        for (int a = 0; a < A; a++) total += expf(z[a] - top);
+        for (int a = 0; a < A; a++) total += exp_approx(z[a] - top);
         const float log_total = logf(total) + top;
         float ent = 0.0f;
         for (int a = 0; a < A; a++) {
             z[a] -= log_total; /* log p */
-            p[a] = expf(z[a]);
+            p[a] = exp_approx(z[a]);
             ent -= p[a] * z[a];
         }
         const int64_t chosen = actions[tb];
