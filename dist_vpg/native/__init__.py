@@ -45,10 +45,6 @@ class _LossSpec(ctypes.Structure):
     _fields_ += [("value_scale", ctypes.c_int32), ("episodes_per_task", ctypes.c_int32)]
 
 
-class _Heads(ctypes.Structure):
-    _fields_ = [("w_pol", _ptr), ("w_val", _ptr)]
-
-
 class Played(NamedTuple):
     inputs: torch.Tensor  # [T, B, I]
     actions: torch.Tensor  # [T, B] long
@@ -81,11 +77,10 @@ def _library() -> ctypes.CDLL:
         lib.dv_backward_scratch.argtypes = [i64, i32, i32, i32]
         lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(TaskState)]
         lib.dv_act.argtypes += [_ptr] * 11
-        lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32, i32, i32] + [_ptr] * 9
+        lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32, i32, i32] + [_ptr] * 6 + [i32] + [_ptr] * 3
         lib.dv_loss_scratch.restype, lib.dv_a2c_loss.restype = i64, i32
-        lib.dv_loss_scratch.argtypes = [i32, i64, i32]
-        lib.dv_a2c_loss.argtypes = [i32, i64, i32, i32, ctypes.POINTER(_LossSpec), ctypes.POINTER(_Heads)]
-        lib.dv_a2c_loss.argtypes += [_ptr] * 11
+        lib.dv_loss_scratch.argtypes = [i64, i64, i32, i32, i32]
+        lib.dv_a2c_loss.argtypes = [i32, i64, i32, i32, i32, i32, ctypes.POINTER(_LossSpec)] + [_ptr] * 10
         lib.dv_clip_rmsprop.restype = ctypes.c_double
         lib.dv_clip_rmsprop.argtypes = [i32, _ptr, _ptr, _ptr, _ptr, ctypes.c_double] + [ctypes.c_float] * 3
         lib._dist_vpg_typed = True
@@ -184,19 +179,21 @@ def lstm_outputs(played: Played, lstm: nn.LSTM) -> torch.Tensor:
 
 
 def _lstm_gradients(played: Played, w_hh: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The LSTM's weight gradients (w_ih, w_hh, b_ih, b_hh) of a rollout played by `act`, from dL/dh."""
+    """The LSTM's weight gradients (w_ih, w_hh, b_ih, b_hh) of a rollout played by `act`, from dL/dh
+    [T, B, H] (or [T, B, Hp] with columns past H ignored)."""
     x, h = played.inputs, played.h
     trials, batch, hidden = h.shape
     inputs_n, lib = x.shape[2], _library()
     hidden_padded, gates_padded = _padded(hidden), _padded(4 * hidden)
     # Every tensor handed to C by address is held in a name until the call returns.
     w_hh, dh = _pad_columns(w_hh.detach(), hidden_padded), dh.contiguous()
+    dh_stride = dh.shape[2]
     d_w = torch.empty(inputs_n + hidden, gates_padded)  # [W_ih | W_hh]'s gradient, transposed
     d_bias = torch.empty(gates_padded)
     scratch = torch.empty(lib.dv_backward_scratch(batch, hidden, hidden_padded, gates_padded))
     lib.dv_lstm_backward(
         trials, batch, inputs_n, hidden, hidden_padded, gates_padded, _p(w_hh), _p(x), _p(h),
-        _p(played.gates), _p(played.c), _p(dh), _p(d_w), _p(d_bias), _p(scratch),
+        _p(played.gates), _p(played.c), _p(dh), dh_stride, _p(d_w), _p(d_bias), _p(scratch),
     )  # fmt: skip
     d_w = d_w[:, : 4 * hidden].t()  # [4H, I + H]
     d_w_ih, d_w_hh = (part.contiguous() for part in d_w.split([inputs_n, hidden], 1))
@@ -215,19 +212,22 @@ class _FusedA2C(torch.autograd.Function):
     ):
         trials, batch, hidden = played.h.shape
         actions_n, lib = w_pol.shape[0], _library()
-        w_pol, w_val = w_pol.detach().contiguous(), w_val.detach().contiguous()
-        heads = _Heads(_p(w_pol), _p(w_val))
+        hidden_padded, outputs_padded = _padded(hidden), _padded(actions_n + 1)
+        w_heads = _pad_columns(torch.cat([w_pol, w_val]).detach(), hidden_padded)  # [A + 1, Hp]
         signal, actions = signal.float().contiguous(), played.actions.contiguous()
-        dh = torch.empty(trials, batch, hidden)
-        d_w_pol, d_b_pol = torch.empty(actions_n, hidden), torch.empty(actions_n)
-        d_w_val, d_b_val = torch.empty(1, hidden), torch.empty(1)
+        dh = torch.empty(trials, batch, hidden_padded)
+        d_heads = torch.empty(hidden, outputs_padded)  # (dW_pol | dw_val)^T
+        d_b_heads = torch.empty(outputs_padded)
         terms = torch.empty(4, dtype=torch.float64)
-        scratch = torch.empty(lib.dv_loss_scratch(trials, batch, actions_n))
+        scratch = torch.empty(lib.dv_loss_scratch(trials, batch, actions_n, outputs_padded, hidden_padded))
         lib.dv_a2c_loss(
-            trials, batch, hidden, actions_n, ctypes.byref(spec), ctypes.byref(heads), _p(played.h),
-            _p(played.heads), _p(actions), _p(signal), _p(dh), _p(d_w_pol), _p(d_b_pol), _p(d_w_val),
-            _p(d_b_val), _p(terms), _p(scratch),
+            trials, batch, hidden, hidden_padded, actions_n, outputs_padded, ctypes.byref(spec),
+            _p(w_heads), _p(played.h), _p(played.heads), _p(actions), _p(signal), _p(dh), _p(d_heads),
+            _p(d_b_heads), _p(terms), _p(scratch),
         )  # fmt: skip
+        d_heads = d_heads[:, : actions_n + 1].t()
+        d_w_pol, d_w_val = d_heads[:actions_n].contiguous(), d_heads[actions_n:].contiguous()
+        d_b_pol, d_b_val = d_b_heads[:actions_n].clone(), d_b_heads[actions_n : actions_n + 1].clone()
         ctx.grads = (*_lstm_gradients(played, w_hh, dh), d_w_pol, d_b_pol, d_w_val, d_b_val)
         total, policy, value, entropy = terms.float().unbind()
         ctx.mark_non_differentiable(policy, value, entropy)

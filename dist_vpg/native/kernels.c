@@ -352,7 +352,8 @@ static void cell_backward(int H, const float *restrict g, const float *restrict 
 }
 
 /* Back-propagation through time of the LSTM with its weight gradients: from dL/dh [T, B, H] (what
- * the heads sent back) to dw_t [I + H, Gp] = d[W_ih | W_hh]^T (zero columns past 4H) and dbias [Gp].
+ * the heads sent back; rows dh_stride floats apart) to dw_t [I + H, Gp] = d[W_ih | W_hh]^T (zero
+ * columns past 4H) and dbias [Gp].
  * Each trial's gate gradients [B, Gp] are used at once, while in cache: for the next trial back
  * (dh_{t-1} = dg W_hh) and for the weights (x_t and h_{t-1} against dg), so nothing [T, B, 4H]
  * is written. x [T, B, I], h [T, B, H], gates [T, B, 4H], c [T, B, H] are the rollout's; w_hh is
@@ -364,7 +365,8 @@ int64_t dv_backward_scratch(int64_t B, int32_t H, int32_t Hp, int32_t Gp) {
 
 int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp, int32_t Gp,
                          const float *w_hh, const float *x, const float *h, const float *gates,
-                         const float *c, const float *dh_out, float *dw_t, float *dbias, float *scratch) {
+                         const float *c, const float *dh_out, int32_t dh_stride, float *dw_t, float *dbias,
+                         float *scratch) {
     const int G = 4 * H;
     float *dc = scratch, *dh_next = dc + B * H, *dh = dh_next + B * Hp, *dg = dh + B * H;
     float *zeros = dg + B * Gp, *dummy = zeros + Gp;
@@ -377,7 +379,7 @@ int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp,
         for (int64_t b = 0; b < B; b++) {
             const int64_t tb = (int64_t)t * B + b;
             float *dhb = dh + b * H, *dgb = dg + b * Gp;
-            for (int k = 0; k < H; k++) dhb[k] = dh_out[tb * H + k] + dh_next[b * Hp + k];
+            for (int k = 0; k < H; k++) dhb[k] = dh_out[tb * dh_stride + k] + dh_next[b * Hp + k];
             const float *c_prev = t > 0 ? c + (tb - B) * H : zeros;
             cell_backward(H, gates + tb * G, c + tb * H, c_prev, dhb, dc + b * H, dgb);
             for (int k = 0; k < G; k++) dbias[k] += dgb[k];
@@ -406,30 +408,32 @@ typedef struct {
     int32_t episodes_per_task; /* K > 1: advantages relative to the K - 1 others of the same task */
 } LossSpec;
 
-typedef struct {
-    const float *w_pol; /* [A, H] */
-    const float *w_val; /* [H] */
-} Heads;
+/* scratch holds dv_loss_scratch(T, B, A, Ap, Hp) floats. The heads are w_heads [A + 1, Hp]: the
+ * policy's rows, then the value's, zero columns past H. Writes dh [T, B, Hp] = dL/dh (zero
+ * columns past H), the heads' gradients d_heads_t [H, Ap] = (dW_pol | dw_val)^T and d_b_heads [Ap]
+ * (overwritten; zeros past A + 1), and terms [4]: total, policy, value, entropy. */
+int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A, int32_t Ap, int32_t Hp) {
+    return (int64_t)T * B * (3 + Ap) + T + 2 * (int64_t)A + Ap + Hp;
+}
 
-/* scratch holds dv_loss_scratch(T, B, A) floats. Writes dh [T, B, H] = dL/dh, the heads' weight
- * gradients (overwritten) and terms [4]: total, policy, value, entropy. */
-int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A) { return 3 * (int64_t)T * B + T + 3 * (int64_t)A; }
-
-int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *spec, const Heads *heads,
-                    const float *h, const float *outputs, const int64_t *actions, const float *signal,
-                    float *dh, float *d_w_pol,
-                    float *d_b_pol, float *d_w_val, float *d_b_val, double *terms, float *scratch) {
-    float *v = scratch, *adv = v + (int64_t)T * B, *target = adv + (int64_t)T * B;
-    float *scale = target + (int64_t)T * B, *z = scale + T, *p = z + A, *dz = p + A;
+int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t Hp, int32_t A, int32_t Ap, const LossSpec *spec,
+                    const float *w_heads, const float *h, const float *outputs, const int64_t *actions,
+                    const float *signal, float *dh, float *d_heads_t, float *d_b_heads, double *terms,
+                    float *scratch) {
+    const int64_t TB = (int64_t)T * B;
+    float *v = scratch, *adv = v + TB, *target = adv + TB, *dz = target + TB; /* dz [TB, Ap] */
+    float *scale = dz + TB * Ap, *z = scale + T, *p = z + A, *zeros = p + A, *dummy = zeros + Ap;
     const float gamma = spec->gamma, decay = spec->gamma * spec->lam, inv_b = 1.0f / (float)B;
     const int K = spec->episodes_per_task;
+    memset(dz, 0, sizeof(float) * TB * Ap);
+    memset(zeros, 0, sizeof(float) * Ap);
     /* The horizons: the discounted count of trials left, the value head's unit under value_scale. */
     double left = 0.0;
     for (int t = T - 1; t >= 0; t--) {
         left = 1.0 + gamma * left;
         scale[t] = spec->value_scale ? (float)left : 1.0f;
     }
-    for (int64_t tb = 0; tb < (int64_t)T * B; tb++) v[tb] = outputs[tb * (A + 1) + A] * scale[tb / B];
+    for (int64_t tb = 0; tb < TB; tb++) v[tb] = outputs[tb * (A + 1) + A] * scale[tb / B];
     /* GAE(lambda), nothing bootstrapped past the last trial; the critic's target is adv + V. */
     for (int64_t b = 0; b < B; b++) {
         float acc = 0.0f;
@@ -442,19 +446,15 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *
         }
     }
     if (K > 1) /* each advantage minus the mean of its group's others: k / (k - 1) * (a - mean) */
-        for (int64_t g0 = 0; g0 < (int64_t)T * B; g0 += K) {
+        for (int64_t g0 = 0; g0 < TB; g0 += K) {
             float mean = 0.0f;
             for (int j = 0; j < K; j++) mean += adv[g0 + j];
             mean /= (float)K;
             for (int j = 0; j < K; j++) adv[g0 + j] = (adv[g0 + j] - mean) * ((float)K / (float)(K - 1));
         }
-    memset(d_w_pol, 0, sizeof(float) * (size_t)A * H);
-    memset(d_b_pol, 0, sizeof(float) * A);
-    memset(d_w_val, 0, sizeof(float) * H);
-    *d_b_val = 0.0f;
+    /* Each trial's gradient in the heads' outputs: dz[tb] = (d/dlogits, d/dvalue). */
     double policy = 0.0, value = 0.0, entropy = 0.0;
-    for (int64_t tb = 0; tb < (int64_t)T * B; tb++) {
-        const float *ht = h + tb * H;
+    for (int64_t tb = 0; tb < TB; tb++) {
         float top = -3.4e38f, total = 0.0f;
         for (int a = 0; a < A; a++) {
             z[a] = outputs[tb * (A + 1) + a];
@@ -473,23 +473,26 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t A, const LossSpec *
         policy -= (double)z[chosen] * adv[tb];
         value += 0.5 * (double)error * error;
         entropy += ent;
+        float *row = dz + tb * Ap;
         /* d/dlogit_a of -adv * log p_chosen - beta_e * entropy, each over B */
         for (int a = 0; a < A; a++)
-            dz[a] = inv_b * (-adv[tb] * ((a == chosen ? 1.0f : 0.0f) - p[a]) + spec->beta_e * p[a] * (z[a] + ent));
-        const float dv = -inv_b * spec->beta_v * error; /* d/dvalue of beta_v * 0.5 * error^2 / B */
-        float *dht = dh + tb * H;
-        for (int k = 0; k < H; k++) dht[k] = dv * heads->w_val[k];
-        for (int a = 0; a < A; a++) {
-            const float *wa = heads->w_pol + (int64_t)a * H;
-            float *ga = d_w_pol + (int64_t)a * H;
-            for (int k = 0; k < H; k++) {
-                dht[k] += dz[a] * wa[k];
-                ga[k] += dz[a] * ht[k];
-            }
-            d_b_pol[a] += dz[a];
+            row[a] = inv_b * (-adv[tb] * ((a == chosen ? 1.0f : 0.0f) - p[a]) + spec->beta_e * p[a] * (z[a] + ent));
+        row[A] = -inv_b * spec->beta_v * error; /* d/dvalue of beta_v * 0.5 * error^2 / B */
+    }
+    /* The heads' gradients (h against dz, summed over all trials) and dh = dz [W_pol; w_val]. */
+    memset(d_heads_t, 0, sizeof(float) * (size_t)H * Ap);
+    outer_accumulate(TB, H, h, H, dz, Ap, d_heads_t);
+    memset(d_b_heads, 0, sizeof(float) * Ap);
+    for (int64_t tb = 0; tb < TB; tb++)
+        for (int j = 0; j < Ap; j++) d_b_heads[j] += dz[tb * Ap + j];
+    const float *dz_rows[TILE];
+    float *dh_rows[TILE];
+    for (int64_t r0 = 0; r0 < TB; r0 += TILE) {
+        for (int e = 0; e < TILE; e++) {
+            dz_rows[e] = r0 + e < TB ? dz + (r0 + e) * Ap : zeros;
+            dh_rows[e] = r0 + e < TB ? dh + (r0 + e) * Hp : dummy;
         }
-        for (int k = 0; k < H; k++) d_w_val[k] += dv * ht[k];
-        *d_b_val += dv;
+        matmul_tile(A + 1, Hp, w_heads, NULL, dz_rows, dh_rows);
     }
     terms[1] = policy / B;
     terms[2] = value / B;
