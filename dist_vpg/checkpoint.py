@@ -79,6 +79,11 @@ def load(path: Path) -> dict[str, Any]:
     return state
 
 
+def has_average(path: Path) -> bool:
+    """Whether the checkpoint holds a weight average (a run with train.average > 0)."""
+    return "average" in load(path)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -95,17 +100,19 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     tracker_state: dict | None,
     train_s: float = 0.0,
+    average: dict | None = None,
 ) -> Path:
-    """The state a run resumes from: weights, optimizer, config, RNG, tracker and training time."""
-    return save(
-        run_dir,
-        {
-            "update": update,
-            "model": agent.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "config": config.to_dict(cfg),
-            "rng": {"torch": torch.get_rng_state()},
-            "tracker": tracker_state,
-            "train_s": train_s,
-        },
-    )
+    """The state a run resumes from: weights, optimizer, config, RNG, tracker and training time, and
+    the weights' average where the run keeps one (dist_vpg.averaging)."""
+    state = {
+        "update": update,
+        "model": agent.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "config": config.to_dict(cfg),
+        "rng": {"torch": torch.get_rng_state()},
+        "tracker": tracker_state,
+        "train_s": train_s,
+    }
+    if average is not None:
+        state["average"] = average
+    return save(run_dir, state)

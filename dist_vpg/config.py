@@ -89,6 +89,10 @@ class TrainConfig:
     # hidden parameters alone make the critic get wrong cancels. Rollouts of each rank must hold
     # whole groups.
     episodes_per_task: int = 1  # episodes side by side on one task draw, advantages relative within
+    # An exponential average of the weights (dist_vpg.averaging), saved in each checkpoint beside
+    # them; evaluation, validation and play use it where a checkpoint holds one (evaluate
+    # --weights trained for the weights themselves).
+    average: float = 0.0  # decay of the weights' exponential average (0.999: the last ~1000 updates); 0: none
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.
     resume: str = "never"  # never (a run_dir with checkpoints is refused) | auto (go on from the newest)
@@ -359,6 +363,7 @@ def check(cfg: Config) -> None:
     require(tr.beta_v >= 0, "train.beta_v", "must be >= 0")
     require(tr.beta_e >= 0, "train.beta_e", "must be >= 0")
     require(tr.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0 (0 disables clipping)")
+    require(0.0 <= tr.average < 1.0, "train.average", "must lie in [0, 1) (0: no weight average)")
     choice(tr.resume, "train.resume", RESUME)
     choice(s.strategy, "sync.strategy", SYNC_STRATEGIES)
     require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")

@@ -117,14 +117,28 @@ def training_objective(cfg: config.Config) -> tuple[float, float]:
     return final(tr.gamma, tr.gamma_final), final(tr.beta_e, tr.beta_e_final)
 
 
-def load_agent(path: Path, overrides: list[str] | tuple = ()) -> tuple[Agent, config.Config]:
-    """The agent of a checkpoint, in eval mode, with its config (task.* overrides applied)."""
+WEIGHTS = ("auto", "average", "trained")
+
+
+def load_agent(
+    path: Path, overrides: list[str] | tuple = (), weights: str = "auto"
+) -> tuple[Agent, config.Config]:
+    """The agent of a checkpoint, in eval mode, with its config (task.* overrides applied).
+    `weights`: auto, the weights' average where the checkpoint holds one (train.average), else the
+    trained weights; average or trained, that one (average refused where there is none)."""
     state = checkpoint.load(path)
     cfg = config.from_checkpoint(state["config"], overrides)
     task = make_task(cfg.task)
     agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)} (got {weights!r})")
+    if weights == "average" and "average" not in state:
+        raise checkpoint.CheckpointError(
+            f"{path}: holds no weight average (it was trained with train.average=0)"
+        )
+    chosen = state["average"] if weights != "trained" and "average" in state else state["model"]
     try:
-        agent.load_state_dict(state["model"])
+        agent.load_state_dict(chosen)
     except RuntimeError as e:
         raise checkpoint.CheckpointError(f"{path}: weights do not fit this task and model ({e})") from None
     agent.eval()
@@ -223,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="directory for metrics.json, per_trial.csv and plots")
     parser.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="auto",
+        help="auto: the weights' average where the checkpoint holds one (train.average), else the weights",
+    )
+    parser.add_argument(
         "--show-config",
         action="store_true",
         help="print the checkpoint's configuration (overrides applied), and exit",
@@ -233,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("only task.* keys can be overridden at evaluation")
     world = distributed.world_from_env()
     try:
-        agent, cfg = load_agent(args.checkpoint, args.overrides)
+        agent, cfg = load_agent(args.checkpoint, args.overrides, args.weights)
     except (checkpoint.CheckpointError, config.ConfigError) as e:
         return cli.refuse(parser.name, str(e))
     if args.show_config:
@@ -259,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     metrics = {
         "checkpoint": str(args.checkpoint),
+        "weights": "average"
+        if args.weights != "trained" and checkpoint.has_average(args.checkpoint)
+        else "trained",
         "task": config.to_dict(cfg)["task"],
         "seed": args.seed,
         "split": args.split,

@@ -31,6 +31,7 @@ from dist_vpg import (
     tracker,
 )
 from dist_vpg.agent import Agent
+from dist_vpg.averaging import WeightAverage
 from dist_vpg.board import Board, log_line, scalar_groups
 from dist_vpg.cli import Parser, at_least, refuse
 from dist_vpg.config import Config, ConfigError
@@ -98,6 +99,9 @@ def train(
     compared_optimizer = optimizer if strategy.owns_optimizer_everywhere else None
     sync.broadcast_initial(agent, compared_optimizer)
     model = strategy.wrap()
+    average = WeightAverage(agent, cfg.train.average) if cfg.train.average else None
+    if average is not None and resumed is not None and "average" in resumed:
+        average.load_state_dict(resumed["average"])
 
     tr, accumulate = cfg.train, cfg.sync.accumulate
     share = tr.batch_episodes // world.world_size  # episodes per rank per rollout
@@ -119,8 +123,9 @@ def train(
 
     def checkpoint_now() -> None:  # rank 0, at the update `done` the loop has reached
         checkpoint.save_training_state(
-            run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock
-        )
+            run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock,
+            average.state_dict() if average else None,
+        )  # fmt: skip
 
     with tracker.timeouts_named(shared, world, cfg.sync.timeout_s):
         for update in range(start, tr.updates):
@@ -168,6 +173,8 @@ def train(
             with timings.phase("step"):
                 result = strategy.step(optimizer, tr.max_grad_norm)
             timings.add("sync", result.sync_s)
+            if average is not None and result.applied:
+                average.update(agent)
             skips.record(result.applied)  # raises on every rank alike after too many in a row
             done = update + 1
             with timings.phase("tracker"):
@@ -207,7 +214,7 @@ def train(
             if validation.due(done):
                 strategy.agree()
                 eval_started = time.perf_counter()
-                validation.run(agent, done, eval_started - clock)
+                validation.run(average.model if average else agent, done, eval_started - clock)
                 clock += time.perf_counter() - eval_started  # training time leaves evaluation out
             if done % STOP_POLL == 0 and distributed.all_sum([float(stop.requested)])[0] > 0:
                 stopped_by = done

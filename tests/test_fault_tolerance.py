@@ -25,12 +25,15 @@ def train_once(run_dir, *overrides):
 
 
 def test_resume_goes_on_exactly_where_the_run_stopped(tmp_path):
-    whole = train_once(tmp_path / "whole", "train.updates=40", "checkpoint.every=10")
-    first = train_once(tmp_path / "split", "train.updates=20", "checkpoint.every=10")
-    second = train_once(tmp_path / "split", "train.updates=40", "checkpoint.every=10", "train.resume=auto")
+    common = ["checkpoint.every=10", "train.average=0.9"]  # the weights' average resumes too
+    whole = train_once(tmp_path / "whole", "train.updates=40", *common)
+    first = train_once(tmp_path / "split", "train.updates=20", *common)
+    second = train_once(tmp_path / "split", "train.updates=40", *common, "train.resume=auto")
     assert raised(whole) is None and raised(first) is None and raised(second) is None, second
     assert second["resumed_from"] == 20 and second["last_update"] == 40
     assert second["params_crc32"] == whole["params_crc32"]
+    averages = [checkpoint.load(checkpoint.existing(tmp_path / d)[-1])["average"] for d in ("whole", "split")]
+    assert all(torch.equal(averages[0][k], averages[1][k]) for k in averages[0])
     # the tracker's count goes on from the checkpoint: every episode counted once
     assert second["tracker"]["episodes_total"] == whole["tracker"]["episodes_total"] == 40 * 16
     # eval.csv holds each evaluated update once, the same figures as the uninterrupted run

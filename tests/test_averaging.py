@@ -1,0 +1,53 @@
+"""The weights' exponential average: its arithmetic, its place in checkpoints, and which weights
+evaluation loads."""
+
+import pytest
+import torch
+
+from dist_vpg import checkpoint, evaluate
+from dist_vpg.agent import Agent
+from dist_vpg.averaging import WeightAverage
+from tests.helpers import raised, run_ranks, train_worker
+
+SMOKE = "configs/smoke.yaml"
+
+
+def test_average_follows_its_formula():
+    agent = Agent(5, 2, 8)
+    start = [p.detach().clone() for p in agent.parameters()]
+    average = WeightAverage(agent, 0.9)
+    want = [s.clone() for s in start]
+    for _ in range(3):
+        with torch.no_grad():
+            for p in agent.parameters():
+                p.add_(torch.randn_like(p))
+        average.update(agent)
+        want = [0.9 * w + 0.1 * p.detach() for w, p in zip(want, agent.parameters())]
+    for got, w in zip(average.model.parameters(), want):
+        assert torch.allclose(got, w, atol=1e-6)
+    assert not any(p.requires_grad for p in average.model.parameters())
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(agent, 1.0)
+
+
+def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
+    run = tmp_path / "run"
+    (summary,) = run_ranks(1, train_worker, SMOKE, ["train.updates=6", "train.average=0.5", f"run_dir={run}"])
+    assert raised(summary) is None, summary
+    path = checkpoint.existing(run)[-1]
+    state = checkpoint.load(path)
+    assert set(state["average"]) == set(state["model"])
+    assert any(not torch.equal(state["average"][k], state["model"][k]) for k in state["model"])
+    averaged, _ = evaluate.load_agent(path)  # auto: the average
+    trained, _ = evaluate.load_agent(path, weights="trained")
+    for name, value in averaged.state_dict().items():
+        assert torch.equal(value, state["average"][name])
+        assert torch.equal(trained.state_dict()[name], state["model"][name])
+
+    plain = tmp_path / "plain"
+    (summary,) = run_ranks(1, train_worker, SMOKE, ["train.updates=2", f"run_dir={plain}"])
+    assert raised(summary) is None, summary
+    without = checkpoint.existing(plain)[-1]
+    assert "average" not in checkpoint.load(without)
+    with pytest.raises(checkpoint.CheckpointError, match="holds no weight average"):
+        evaluate.load_agent(without, weights="average")
