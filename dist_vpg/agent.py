@@ -29,7 +29,7 @@ class Agent(nn.Module):
     the same function.
     """
 
-    def __init__(self, input_size: int, num_actions: int, hidden: int = 48):
+    def __init__(self, input_size: int, num_actions: int, hidden: int = 48, privileged: int = 0):
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden)
         self.policy = nn.Linear(hidden, num_actions)
@@ -37,6 +37,18 @@ class Agent(nn.Module):
         # Equal logits: the first policy is uniform, the most entropic one.
         nn.init.zeros_(self.policy.weight)
         nn.init.zeros_(self.policy.bias)
+        # A privileged critic: `privileged` features only the trainer knows add to the value (see
+        # critic); nothing the policy computes depends on them. Zero at first: the plain critic.
+        self.privileged = nn.Linear(privileged, 1, bias=False) if privileged else None
+        if self.privileged is not None:
+            nn.init.zeros_(self.privileged.weight)
+
+    def critic(self, values: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """The values [T, B] of the privileged critic given its features [T, B, P]: the value head's
+        own values plus a linear term of the features (values alone without a privileged critic)."""
+        if self.privileged is None:
+            return values
+        return values + self.privileged(features).squeeze(-1)
 
     @property
     def hidden(self) -> int:

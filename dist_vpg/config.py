@@ -47,6 +47,10 @@ SYNC_STRATEGIES = (
 @dataclass(frozen=True)
 class AgentConfig:
     hidden: int = 48  # LSTM units of the actor-critic
+    # The critic also sees what only the trainer knows (the task's privileged features, e.g. the
+    # arms' payout probabilities, and the trial index); the policy never does, so what the agent
+    # plays from its inputs is unchanged (dist_vpg.agent).
+    privileged_critic: bool = False  # the value head also sees the task's hidden parameters (training only)
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,11 @@ class TrainConfig:
     # hidden parameters alone make the critic get wrong cancels. Rollouts of each rank must hold
     # whole groups.
     episodes_per_task: int = 1  # episodes side by side on one task draw, advantages relative within
+    # Arm-swapped mirrors: episode 2g + 1 of every rollout plays episode 2g's task with the arms'
+    # order reversed, on the same reward draws and mirrored action noise (TaskUnit.mirror), so an
+    # agent that treats the arms alike plays it as 2g's mirror image: what a gradient learns about
+    # one arm it learns about the other.
+    mirror: bool = False  # odd episodes are the arm-swapped mirrors of the even ones before them
     # An exponential average of the weights (dist_vpg.averaging), saved in each checkpoint beside
     # them; evaluation, validation and play use it where a checkpoint holds one (evaluate
     # --weights trained for the weights themselves).
@@ -339,6 +348,11 @@ def check(cfg: Config) -> None:
     require(cfg.seed >= 0, "seed", "must be >= 0")
     t.check()
     require(a.hidden >= 1, "agent.hidden", "must be >= 1")
+    require(
+        not a.privileged_critic or tasks.lookup(t.name).privileged is not tasks.TaskUnit.privileged,
+        "agent.privileged_critic",
+        f"the {t.name} task offers no privileged features (its unit defines no `privileged`)",
+    )
     require(tr.updates >= 1, "train.updates", "must be >= 1")
     require(tr.batch_episodes >= 1, "train.batch_episodes", "must be >= 1")
     choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
@@ -364,6 +378,16 @@ def check(cfg: Config) -> None:
     require(tr.beta_e >= 0, "train.beta_e", "must be >= 0")
     require(tr.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0 (0 disables clipping)")
     require(0.0 <= tr.average < 1.0, "train.average", "must lie in [0, 1) (0: no weight average)")
+    require(
+        not tr.mirror or tasks.lookup(t.name).mirror is not tasks.TaskUnit.mirror,
+        "train.mirror",
+        f"the {t.name} task has no arm-swapped mirror (its unit defines no `mirror`)",
+    )
+    require(
+        not (tr.mirror and tr.episodes_per_task > 1),
+        "train.mirror",
+        "pairs an episode with its mirror; it cannot also group episodes by task (train.episodes_per_task)",
+    )
     choice(tr.resume, "train.resume", RESUME)
     choice(s.strategy, "sync.strategy", SYNC_STRATEGIES)
     require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")
@@ -416,6 +440,12 @@ def check_world(cfg: Config, world_size: int) -> None:
         f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks",
     )
     share, k = cfg.train.batch_episodes // world_size, cfg.train.episodes_per_task
+    require(
+        not cfg.train.mirror or share % 2 == 0,
+        "train.mirror",
+        f"each of the {world_size} rank(s) plays {share} episodes a rollout: an odd number cannot hold "
+        "whole pairs of an episode and its mirror",
+    )
     require(
         share % k == 0,
         "train.episodes_per_task",

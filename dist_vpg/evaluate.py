@@ -28,7 +28,7 @@ from dist_vpg import belief, checkpoint, cli, config, distributed, files, native
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.results import EvalResult, Played, Player
-from dist_vpg.rollout import act, input_size
+from dist_vpg.rollout import act, make_agent
 from dist_vpg.tasks import Task, make_task
 
 CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
@@ -129,7 +129,7 @@ def load_agent(
     state = checkpoint.load(path)
     cfg = config.from_checkpoint(state["config"], overrides)
     task = make_task(cfg.task)
-    agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
+    agent = make_agent(task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic)
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)} (got {weights!r})")
     if weights == "average" and "average" not in state:

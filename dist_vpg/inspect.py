@@ -20,7 +20,7 @@ import torch
 from dist_vpg import checkpoint, cli, config, noise
 from dist_vpg.agent import Agent
 from dist_vpg.losses import a2c_loss, training_signal
-from dist_vpg.rollout import input_size, rollout, usable_mode
+from dist_vpg.rollout import make_agent, rollout, usable_mode
 from dist_vpg.tasks import make_task
 
 STATS = ("mean", "median", "std", "min", "max", "sum")
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg, state = config.load(args.config, args.overrides), None
         torch.manual_seed(cfg.seed)
         task = make_task(cfg.task)
-        agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
+        agent = make_agent(task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic)
         if state is not None:
             agent.load_state_dict(state["model"])
     except (config.ConfigError, checkpoint.CheckpointError) as e:

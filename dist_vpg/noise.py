@@ -97,3 +97,15 @@ def draw(
         trial=uniforms((*key, _TRIAL), episodes, trials, trial_draws),
         action=uniforms((*key, _ACTION), episodes, trials, 1)[..., 0],
     )
+
+
+def with_mirrors(draws: Noise, mirror) -> Noise:
+    """`draws` with episodes 1, 3, 5, ... replaced by the mirror images of episodes 0, 2, 4, ...:
+    `mirror(noise) -> noise` is the task's (TaskUnit.mirror). The batch must hold whole pairs."""
+    if draws.action.shape[1] % 2:
+        raise ValueError(f"{draws.action.shape[1]} episodes do not make whole pairs")
+    even = Noise(draws.episode[0::2], draws.trial[:, 0::2], draws.action[:, 0::2])
+    mirrored = mirror(even)
+    episode, trial, action = draws.episode.clone(), draws.trial.clone(), draws.action.clone()
+    episode[1::2], trial[:, 1::2], action[:, 1::2] = mirrored.episode, mirrored.trial, mirrored.action
+    return Noise(episode, trial, action)

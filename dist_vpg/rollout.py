@@ -134,6 +134,22 @@ def rollout(
     return Rollout(inputs, actions, rewards, regrets, logits, values)
 
 
+def make_agent(task: Task, trial_input: bool, hidden: int, privileged_critic: bool = False) -> Agent:
+    """The agent for `task` (agent.* settings): with a privileged critic, one that also takes the
+    task's privileged features and the trial index."""
+    extra = task.privileged_size + 1 if privileged_critic else 0
+    return Agent(input_size(task, trial_input), task.num_actions, hidden, privileged=extra)
+
+
+def privileged_features(task: Task, noise: Noise) -> torch.Tensor:
+    """[T, B, P + 1]: what the task's privileged critic sees at each trial, its hidden parameters
+    (TaskUnit.privileged) and the trial index t / T."""
+    trials, batch = noise.action.shape
+    hidden = task.privileged(task.reset(noise.episode)).float()  # [B, P]
+    index = (torch.arange(trials, dtype=torch.float32) / trials).view(trials, 1, 1).expand(-1, batch, 1)
+    return torch.cat([hidden.unsqueeze(0).expand(trials, -1, -1), index], 2)
+
+
 def rollout_loss(
     agent: Agent,
     task: Task,
@@ -147,7 +163,13 @@ def rollout_loss(
     """One batch of episodes and its A2C loss: dist_vpg.losses.a2c_loss with `loss_args`, learning
     from `signal` (training_signal). On the native path the heads, the loss and the whole gradient
     are computed in C (dist_vpg.native.a2c_loss: the same terms and gradients) and the rollout
-    carries no logits or values; `replay` is the module that call goes through (a DDP wrapper, say)."""
+    carries no logits or values; `replay` is the module that call goes through (a DDP wrapper, say).
+    An agent with a privileged critic has its values computed in torch on every path."""
+    if agent.privileged is not None:
+        batch = rollout(agent, task, noise, mode, trial_input, replay)
+        batch = batch._replace(values=agent.critic(batch.values, privileged_features(task, noise)))
+        target = training_signal(batch.rewards, batch.regrets, signal)
+        return batch, a2c_loss(batch.logits, batch.values, batch.actions, target, **loss_args)
     if mode == "native":
         played = native.act(agent, task, noise, trial_input)
         target = training_signal(played.rewards, played.regrets, signal)

@@ -36,7 +36,7 @@ from dist_vpg.board import Board, log_line, scalar_groups
 from dist_vpg.cli import Parser, at_least, refuse
 from dist_vpg.config import Config, ConfigError
 from dist_vpg.metrics import Timings, Window
-from dist_vpg.rollout import agreed_mode, input_size, rollout_loss
+from dist_vpg.rollout import agreed_mode, make_agent, rollout_loss
 from dist_vpg.tasks import make_task
 from dist_vpg.validation import Validation
 
@@ -81,7 +81,7 @@ def train(
     torch.manual_seed(cfg.seed)
     task = make_task(cfg.task)
     mode = agreed_mode(cfg.train.rollout, task, world, board.say)
-    agent = Agent(input_size(task, cfg.task.trial_input), task.num_actions, cfg.agent.hidden)
+    agent = make_agent(task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic)
     optimizer = make_optimizer(cfg, agent, native_step=mode == "native")
     start, train_s = 0, 0.0
     if initial is not None and resumed is None:
@@ -150,6 +150,8 @@ def train(
                         task.trial_draws,
                         tr.episodes_per_task,
                     )
+                    if tr.mirror:
+                        draws = noise.with_mirrors(draws, task.mirror)
                     batch, loss = rollout_loss(
                         agent,
                         task,

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import torch
 
+from dist_vpg.noise import Noise
 from dist_vpg.results import EvalResult, Player
 from dist_vpg.settings import TaskSettings
 
@@ -68,6 +69,22 @@ class TaskUnit:
         """What the first trial shows: nothing (zeros). The first field of the task's state must
         have the batch as its first dimension."""
         return torch.zeros(len(state[0]), self.obs_size)
+
+    # --- training ---
+
+    privileged_size: ClassVar[int] = 0  # features of `privileged`; 0: no privileged critic
+
+    def privileged(self, state: NamedTuple) -> torch.Tensor:
+        """[B, privileged_size] what a privileged critic (agent.privileged_critic) may see of the
+        episodes' reset state: the task's hidden parameters, which the agent never sees."""
+        raise NotImplementedError(f"the {type(self).__name__} task offers no privileged features")
+
+    def mirror(self, draws: Noise) -> Noise:
+        """train.mirror: the noise of episodes that play the mirror images of `draws`' episodes, the
+        arms' order reversed: the same task with its arms swapped (episode draws), the same reward
+        draws (trial draws), and the action noise 1 - u, under which inverse-CDF sampling from
+        reversed probabilities picks the reversed arm."""
+        raise NotImplementedError(f"the {type(self).__name__} task has no arm-swapped mirror")
 
     # --- evaluation (dist_vpg.evaluate) ---
 

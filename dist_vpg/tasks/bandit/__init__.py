@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 
 from dist_vpg.native import abi
+from dist_vpg.noise import Noise
 from dist_vpg.results import Player
 from dist_vpg.settings import TaskSettings, choice, require
 from dist_vpg.tasks.bandit import bayes, players
@@ -88,6 +89,20 @@ class Bandit(TaskUnit):
         reward = (u[:, 0] < chosen).float()
         regret = state.best - chosen
         return Step(state, self._no_obs.expand(len(action), 0), reward, regret)
+
+    @property
+    def privileged_size(self) -> int:
+        return self.num_actions
+
+    def privileged(self, state: BanditState) -> torch.Tensor:
+        """The arms' payout probabilities."""
+        return state.probs
+
+    def mirror(self, draws: Noise) -> Noise:
+        """Independent arms: the arms' draws in reverse order. Dependent arms: p -> 1 - p (for a
+        level set, the other level; a draw of exactly 0.5 stays on its own, one in 2^24)."""
+        flipped = draws.episode.flip(1) if self.distribution == "independent" else 1.0 - draws.episode
+        return Noise(flipped, draws.trial, 1.0 - draws.action)
 
     def native_state(self, state: BanditState, keep: list) -> abi.TaskState:
         probs, best = abi.floats(state.probs, keep), abi.floats(state.best, keep)
