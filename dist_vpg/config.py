@@ -27,7 +27,7 @@ __all__ = ["Config", "ConfigError", "TaskSettings", "printable"]  # the last two
 DEFAULT_TASK = tasks.DEFAULT
 ROLLOUT_MODES = ("native", "twopass", "onepass")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
-SIGNALS = ("reward", "regret")
+SIGNALS = ("reward", "regret", "imitation")
 PROGRESS = ("auto", "bar", "lines")
 RESUME = ("never", "auto")
 SYNC_STRATEGIES = (
@@ -87,7 +87,10 @@ class TrainConfig:
     # drops the reward's sampling noise and the episode-to-episode spread of the task's payouts,
     # which the agent can neither control nor foresee (losses.training_signal). It uses the task's
     # hidden parameters, which only the trainer sees: the agent's inputs are the same either way.
-    signal: str = "regret"  # reward (what each trial paid) | regret (minus its expected regret)
+    # `imitation` is no reinforcement learning at all: the policy learns the cross-entropy to the
+    # task's exact Bayes-optimal action on the histories the agent itself plays (DAgger-style;
+    # TaskUnit.expert), its critic the regret signal; a measure of what the network can hold.
+    signal: str = "regret"  # reward (what each trial paid) | regret (minus its expected regret) | imitation
     # Episodes that play one task draw, side by side in a rollout. With K > 1 each episode's
     # advantages are taken relative to the others' on its task (losses.a2c_loss): what the task's
     # hidden parameters alone make the critic get wrong cancels. Rollouts of each rank must hold
@@ -358,6 +361,11 @@ def check(cfg: Config) -> None:
     choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
     choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
     choice(tr.signal, "train.signal", SIGNALS)
+    require(
+        tr.signal != "imitation" or tasks.make_task(t).has_expert,
+        "train.signal",
+        f"imitation needs an exact expert, which this {t.name} task does not offer (TaskUnit.expert)",
+    )
     require(tr.episodes_per_task >= 1, "train.episodes_per_task", "must be >= 1")
     require(
         tr.batch_episodes % tr.episodes_per_task == 0,

@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return cli.refuse(parser.name, f"{args.checkpoint}: weights do not fit the config ({first})")
+    if cfg.train.signal == "imitation":
+        return cli.refuse(
+            parser.name,
+            "train.signal=imitation: this splits the A2C loss's gradient, which imitation has none of",
+        )
     grads = component_gradients(agent, cfg, args.seed)
     print(format_table(grads))
     bad = components_add_up(grads)

@@ -114,3 +114,13 @@ def a2c_loss(
     value = 0.5 * error.pow(2).sum(0).mean()
     entropy = -(log_probs.exp() * log_probs).sum(-1).sum(0).mean()
     return LossTerms(policy + beta_v * value - beta_e * entropy, policy, value, entropy)
+
+
+def imitation_loss(logits: torch.Tensor, expert: torch.Tensor, critic: LossTerms, beta_v: float) -> LossTerms:
+    """The policy's cross-entropy to the expert's action probabilities expert [T, B, A], summed over
+    trials and averaged over episodes, plus beta_v times the critic's loss `critic.value` (from
+    a2c_loss, so the value head keeps learning). The policy term is the cross-entropy."""
+    log_probs = F.log_softmax(logits, dim=-1)
+    cross_entropy = -(expert * log_probs).sum(-1).sum(0).mean()
+    entropy = -(log_probs.exp() * log_probs).sum(-1).sum(0).mean()
+    return LossTerms(cross_entropy + beta_v * critic.value, cross_entropy, critic.value, entropy.detach())

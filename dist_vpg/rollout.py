@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from dist_vpg import distributed, native
 from dist_vpg.agent import Agent
-from dist_vpg.losses import LossTerms, a2c_loss, training_signal
+from dist_vpg.losses import LossTerms, a2c_loss, imitation_loss, training_signal
 from dist_vpg.noise import Noise
 from dist_vpg.tasks import Task
 
@@ -150,6 +150,11 @@ def privileged_features(task: Task, noise: Noise) -> torch.Tensor:
     return torch.cat([hidden.unsqueeze(0).expand(trials, -1, -1), index], 2)
 
 
+def features(agent: Agent, task: Task, noise: Noise) -> torch.Tensor | None:
+    """The privileged critic's features, or None for a plain critic."""
+    return privileged_features(task, noise) if agent.privileged is not None else None
+
+
 def rollout_loss(
     agent: Agent,
     task: Task,
@@ -164,10 +169,17 @@ def rollout_loss(
     from `signal` (training_signal). On the native path the heads, the loss and the whole gradient
     are computed in C (dist_vpg.native.a2c_loss: the same terms and gradients) and the rollout
     carries no logits or values; `replay` is the module that call goes through (a DDP wrapper, say).
-    An agent with a privileged critic has its values computed in torch on every path."""
+    An agent with a privileged critic has its values computed in torch on every path. `imitation`
+    teaches the task's expert (TaskUnit.expert) on these episodes, the critic learning the regret."""
+    if signal == "imitation":
+        batch = rollout(agent, task, noise, mode, trial_input, replay)
+        batch = batch._replace(values=agent.critic(batch.values, features(agent, task, noise)))
+        critic = a2c_loss(batch.logits, batch.values, batch.actions, -batch.regrets, **loss_args)
+        expert = task.expert(task.reset(noise.episode), batch.actions, batch.rewards)
+        return batch, imitation_loss(batch.logits, expert, critic, loss_args["beta_v"])
     if agent.privileged is not None:
         batch = rollout(agent, task, noise, mode, trial_input, replay)
-        batch = batch._replace(values=agent.critic(batch.values, privileged_features(task, noise)))
+        batch = batch._replace(values=agent.critic(batch.values, features(agent, task, noise)))
         target = training_signal(batch.rewards, batch.regrets, signal)
         return batch, a2c_loss(batch.logits, batch.values, batch.actions, target, **loss_args)
     if mode == "native":

@@ -79,6 +79,14 @@ class TaskUnit:
         episodes' reset state: the task's hidden parameters, which the agent never sees."""
         raise NotImplementedError(f"the {type(self).__name__} task offers no privileged features")
 
+    has_expert: ClassVar[bool] = False  # whether `expert` gives the exact Bayes-optimal policy
+
+    def expert(self, state: NamedTuple, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """[T, B, A] the Bayes-optimal player's action probabilities at each trial, given the
+        history the episodes (reset state `state`) played before it, actions and rewards [T, B]:
+        what train.signal=imitation teaches."""
+        raise NotImplementedError(f"the {type(self).__name__} task has no exact expert")
+
     def mirror(self, draws: Noise) -> Noise:
         """train.mirror: the noise of episodes that play the mirror images of `draws`' episodes, the
         arms' order reversed: the same task with its arms swapped (episode draws), the same reward

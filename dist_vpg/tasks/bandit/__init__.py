@@ -98,6 +98,29 @@ class Bandit(TaskUnit):
         """The arms' payout probabilities."""
         return state.probs
 
+    @property
+    def has_expert(self) -> bool:
+        return self.num_actions == 2  # the exact DP covers 2 arms
+
+    def expert(self, state: BanditState, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """The Bayes-optimal player's chance of each arm before each trial (bayes.py's tables),
+        indexed by the successes and pulls of each arm the episode's history holds."""
+        if not self.has_expert:
+            raise NotImplementedError(f"no exact expert for {self.num_actions} arms")
+        optimal = bayes.BayesOptimal(self.distribution, self.trials, DEPENDENT_SETS.get(self.distribution))
+        pulled = torch.nn.functional.one_hot(actions, 2).to(torch.int64)  # [T, B, 2]
+        paid = pulled * rewards.to(torch.int64).unsqueeze(-1)
+        # counts before each trial: the cumulative sums shifted by one trial
+        pulls = torch.cat([torch.zeros_like(pulled[:1]), pulled.cumsum(0)[:-1]])
+        wins = torch.cat([torch.zeros_like(paid[:1]), paid.cumsum(0)[:-1]])
+        arm1 = torch.empty(actions.shape, dtype=torch.float32)
+        for t in range(self.trials):
+            s, f = wins[t].numpy(), (pulls[t] - wins[t]).numpy()
+            table = optimal.solution.p_arm1[t]
+            p = table[s[:, 0] + f[:, 1]] if optimal.dependent else table[s[:, 0], f[:, 0], s[:, 1]]
+            arm1[t] = torch.from_numpy(p.astype("float32"))
+        return torch.stack([1.0 - arm1, arm1], dim=-1)
+
     def mirror(self, draws: Noise) -> Noise:
         """Independent arms: the arms' draws in reverse order. Dependent arms: p -> 1 - p (for a
         level set, the other level; a draw of exactly 0.5 stays on its own, one in 2^24)."""
