@@ -20,7 +20,7 @@ import torch
 from dist_vpg import checkpoint, cli, config, noise
 from dist_vpg.agent import Agent
 from dist_vpg.losses import a2c_loss, training_signal
-from dist_vpg.rollout import make_agent, rollout, usable_mode
+from dist_vpg.rollout import features, make_agent, rollout, usable_mode
 from dist_vpg.tasks import make_task
 
 STATS = ("mean", "median", "std", "min", "max", "sum")
@@ -47,6 +47,7 @@ def component_gradients(agent: Agent, cfg: config.Config, seed: int) -> dict[str
         seed, noise.EVAL, 0, ids, task.trials, task.episode_draws, task.trial_draws, tr.episodes_per_task
     )
     batch = rollout(agent, task, draws, usable_mode(tr.rollout, task)[0], cfg.task.trial_input)
+    batch = batch._replace(values=agent.critic(batch.values, features(agent, task, draws)))
     loss = a2c_loss(
         batch.logits,
         batch.values,
