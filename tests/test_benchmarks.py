@@ -37,3 +37,27 @@ def test_quick_mode_writes_table_json_and_plot(tmp_path, name, per_row):
     assert all(row.get("steps_per_s", 1) > 0 and row.get("median_ms", 1) > 0 for row in report["rows"])
     assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "|" in proc.stdout  # the table
+
+
+def test_scale_figure_plots_each_runs_end_point(tmp_path):
+    specs = []
+    for i, (steps, wall, regret) in enumerate([(1e8, 300.0, 1.95), (2e8, 610.0, 1.90)]):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        (run / "summary.json").write_text(json.dumps({"agent_steps": steps, "wall_s": wall}))
+        (run / "metrics.json").write_text(
+            json.dumps({"agent": {"regret_at_end": regret, "regret_sem": 0.02}})
+        )
+        specs.append(f"setting {i}={run}={run / 'metrics.json'}")
+    out = tmp_path / "scale.png"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/scale_figure.py", "--out", str(out), *specs],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run(
+        [sys.executable, "benchmarks/scale_figure.py", "--out", str(out), "no-run-dir"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "expected LABEL=RUN_DIR=METRICS_JSON" in bad.stderr
