@@ -5,6 +5,8 @@ nothing is replayed. `onepass` builds the gradient graph while acting, one LSTM 
 `twopass` acts under inference mode (no graph), then replays the recorded inputs through nn.LSTM's
 fused kernel. All three give the same gradients (tests/test_rollout.py, tests/test_native.py);
 onepass and twopass are the torch references, and twopass the fallback where native cannot build.
+`rollout_loss` is what training calls: a batch and its loss, which on the native path is computed
+in C as well (heads, loss and the whole gradient).
 """
 
 from __future__ import annotations
@@ -171,23 +173,17 @@ def rollout_loss(
     carries no logits or values; `replay` is the module that call goes through (a DDP wrapper, say).
     An agent with a privileged critic has its values computed in torch on every path. `imitation`
     teaches the task's expert (TaskUnit.expert) on these episodes, the critic learning the regret."""
-    if signal == "imitation":
-        batch = rollout(agent, task, noise, mode, trial_input, replay)
-        batch = batch._replace(values=agent.critic(batch.values, features(agent, task, noise)))
-        critic = a2c_loss(batch.logits, batch.values, batch.actions, -batch.regrets, **loss_args)
-        expert = task.expert(task.reset(noise.episode), batch.actions, batch.rewards)
-        return batch, imitation_loss(batch.logits, expert, critic, loss_args["beta_v"])
-    if agent.privileged is not None:
-        batch = rollout(agent, task, noise, mode, trial_input, replay)
-        batch = batch._replace(values=agent.critic(batch.values, features(agent, task, noise)))
-        target = training_signal(batch.rewards, batch.regrets, signal)
-        return batch, a2c_loss(batch.logits, batch.values, batch.actions, target, **loss_args)
-    if mode == "native":
+    if mode == "native" and signal != "imitation" and agent.privileged is None:
         played = native.act(agent, task, noise, trial_input)
         target = training_signal(played.rewards, played.regrets, signal)
         loss = (replay or agent)(played.inputs, played, loss_args | {"signal": target})
         return Rollout(played.inputs, played.actions, played.rewards, played.regrets, None, None), loss
     batch = rollout(agent, task, noise, mode, trial_input, replay)
+    batch = batch._replace(values=agent.critic(batch.values, features(agent, task, noise)))
+    if signal == "imitation":
+        critic = a2c_loss(batch.logits, batch.values, batch.actions, -batch.regrets, **loss_args)
+        expert = task.expert(task.reset(noise.episode), batch.actions, batch.rewards)
+        return batch, imitation_loss(batch.logits, expert, critic, loss_args["beta_v"])
     target = training_signal(batch.rewards, batch.regrets, signal)
     return batch, a2c_loss(batch.logits, batch.values, batch.actions, target, **loss_args)
 
