@@ -1,6 +1,6 @@
 """train.mirror: odd episodes play the arm-swapped mirror of the even ones before them. An agent
 and its mirror image (the same weights with the arms' rows and columns swapped) then play each
-other's episodes exactly, arm for arm."""
+other's episodes exactly, arm for arm. (2 ranks reproduce 1 with mirrors: tests/test_train.py.)"""
 
 import numpy as np
 import pytest
@@ -11,7 +11,6 @@ from dist_vpg.agent import Agent
 from dist_vpg.rollout import act, input_size
 from dist_vpg.tasks import make_task
 from dist_vpg.tasks import settings as task_settings
-from tests.helpers import raised, run_ranks, train_worker
 
 
 def mirror_image(agent: Agent, arms: int) -> Agent:
@@ -60,17 +59,3 @@ def test_mirror_is_refused_where_it_cannot_hold():
     cfg = config.load(None, ["train.mirror=true", "train.batch_episodes=6"])
     with pytest.raises(config.ConfigError, match="an odd number cannot hold whole pairs"):
         config.check_world(cfg, 2)
-
-
-def test_two_ranks_reproduce_one_with_mirrors(tmp_path):
-    common = [
-        "train.updates=4",
-        "train.batch_episodes=8",
-        "task.trials=20",
-        "train.lr=0.001",
-        "train.mirror=true",
-    ]
-    (one,) = run_ranks(1, train_worker, "configs/smoke.yaml", common + [f"run_dir={tmp_path / 'one'}"])
-    two = run_ranks(2, train_worker, "configs/smoke.yaml", common + [f"run_dir={tmp_path / 'two'}"])
-    assert raised(one) is None and raised(two[0]) is None, (one, two)
-    assert one["final"]["return"] == pytest.approx(two[0]["final"]["return"])

@@ -101,6 +101,8 @@ def test_two_ranks_reproduce_one(tmp_path, rollout):
     common.append(f"train.rollout={rollout}")
     if rollout == "twopass":  # and with pairs of episodes on one task: pairs never straddle ranks
         common.append("train.episodes_per_task=2")
+    else:  # and with arm-swapped mirror pairs (train.mirror), which never straddle ranks either
+        common.append("train.mirror=true")
     (one,) = run_ranks(1, train_worker, SMOKE, common + [f"run_dir={tmp_path / 'one'}"])
     two = run_ranks(2, train_worker, SMOKE, common + [f"run_dir={tmp_path / 'two'}"])
     assert raised(one) is None and raised(two[0]) is None, (one, two)
