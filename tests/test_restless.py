@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import noise
+from dist_vpg import native, noise
 from dist_vpg.tasks import RestlessBandit, make_task
 from dist_vpg.tasks import settings as task_settings
 from dist_vpg.tasks.restless import players as restless
@@ -134,6 +134,26 @@ def test_a_finer_grid_changes_the_optimal_players_regret_by_little():
     assert abs(per_episode[0] - per_episode[1]) < 0.01
 
 
+@pytest.mark.skipif(native.available() is not None, reason="the native build is unavailable here")
+def test_the_native_filter_is_the_torch_filter():
+    """dist_vpg.native.filter_update against Filter.update in torch: the same posterior to 1e-12 after
+    every trial of 100, on a batch that leaves a partial tile, and the filter players' very choices."""
+    task = RestlessBandit()
+    draws = _draws(task, 203)
+    fast, slow = restless.Filter(task), restless.Filter(task, use_native=False)
+    assert fast.native and not slow.native
+    belief = fast.start(203)
+    for t in range(task.trials):
+        seen = (draws.trial[t, :, 0] < 0.5).double()
+        got, want = fast.update(belief, seen), slow.update(belief, seen)
+        assert torch.allclose(got, want, rtol=1e-12, atol=1e-300), t
+        belief = want
+    for name in ("optimal", "thompson", "ucb"):
+        played = restless.filter_player(task, name)(draws)
+        reference = restless.filter_player(task, name, use_native=False)(draws)
+        assert torch.equal(played[2], reference[2]), name
+
+
 def _softmax_rw(task, draws, alpha, beta):
     """A Rescorla-Wagner learner choosing by softmax: actions [T, B], rewards [T, B]."""
     state = task.reset(draws.episode)
@@ -157,6 +177,31 @@ def test_the_fit_recovers_a_rescorla_wagner_learners_learning_rate(alpha, beta):
     found_alpha, found_beta = restless.fit_learning_rate(actions, rewards)
     assert found_alpha == pytest.approx(alpha, rel=0.15)
     assert found_beta == pytest.approx(beta, rel=0.25)
+
+
+@pytest.mark.skipif(native.available() is not None, reason="the native build is unavailable here")
+def test_the_native_fit_is_the_numpy_fit():
+    """dist_vpg.native.rw_fits against the numpy reference on a softmax learner, a greedy one (whose
+    likelihood is largest at beta's bound for its own alpha), random choices (beta near 0) and a
+    shape that leaves padding in the C loops' last vector."""
+    task = RestlessBandit()
+    draws = _draws(task, 301)
+    greedy = restless.rw_player(task, float(restless.ALPHAS[20]))(draws)
+    cases = {
+        "softmax": _softmax_rw(task, draws, 0.1, 8.0),
+        "greedy": (greedy[2].numpy(), greedy[1].numpy()),
+        "random": (draws.action.numpy() >= 0.5, draws.trial[..., 0].numpy() < 0.5),
+    }
+    cases["odd"] = (cases["softmax"][0][:13, :37], cases["softmax"][1][:13, :37])
+    found = {}
+    for name, (actions, rewards) in cases.items():
+        betas, lls = found[name] = restless.rw_fits(actions, rewards)
+        want_betas, want_lls = restless.rw_fits(actions, rewards, use_native=False)
+        assert np.allclose(betas, want_betas, rtol=1e-6, atol=1e-9), name
+        assert np.allclose(lls, want_lls, rtol=1e-12, atol=1e-9), name
+        assert lls.argmax() == want_lls.argmax(), name
+    assert found["greedy"][0][20] == restless.BETA_MAX > found["softmax"][0].max()
+    assert found["random"][0].max() < 0.5
 
 
 def test_learning_rates_are_fitted_per_block_of_each_volatility():

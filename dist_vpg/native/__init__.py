@@ -17,6 +17,7 @@ import ctypes
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,7 +26,9 @@ from dist_vpg.native.abi import TaskState, floats
 from dist_vpg.native.build import NativeUnavailable, load
 from dist_vpg.noise import Noise
 
-__all__ = ["NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "lstm_outputs"]
+__all__ = [
+    "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_update", "lstm_outputs", "rw_fits"
+]  # fmt: skip
 
 _ptr = ctypes.c_void_p
 
@@ -83,6 +86,11 @@ def _library() -> ctypes.CDLL:
         lib.dv_a2c_loss.argtypes = [i32, i64, i32, i32, i32, i32, ctypes.POINTER(_LossSpec)] + [_ptr] * 10
         lib.dv_clip_rmsprop.restype = ctypes.c_double
         lib.dv_clip_rmsprop.argtypes = [i32, _ptr, _ptr, _ptr, _ptr, ctypes.c_double] + [ctypes.c_float] * 3
+        lib.dv_rw_fits.restype = None
+        lib.dv_rw_fits.argtypes = [i32, i64, i32] + [_ptr] * 3 + [ctypes.c_double, i32, ctypes.c_double]
+        lib.dv_rw_fits.argtypes += [_ptr] * 3
+        lib.dv_filter_update.restype = None
+        lib.dv_filter_update.argtypes = [i64, i32] + [_ptr] * 6
         lib._dist_vpg_typed = True
     return lib
 
@@ -310,3 +318,36 @@ class RMSprop(torch.optim.RMSprop):
         if any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors):
             return None
         return group
+
+
+def rw_fits(alphas, seen, sign, beta_max: float, steps: int, tol: float):
+    """The Rescorla-Wagner fits of dist_vpg.tasks.restless.players.rw_fits in one C call (each
+    learning rate's Newton iterations stopped on their own, from the last one's beta): seen, sign [T, N] float64 arrays (the
+    outcome from arm 0's side; +1 where arm 0 was chosen, -1 for arm 1) -> (betas, log_likelihoods),
+    each [len(alphas)] float64."""
+    lib = _library()
+    alphas, seen, sign = (np.ascontiguousarray(a, dtype=np.float64) for a in (alphas, seen, sign))
+    trials, episodes = seen.shape
+    betas, log_likelihoods = np.empty(len(alphas)), np.empty(len(alphas))
+    x = np.empty(trials * episodes + 8)  # padded to whole vectors
+    lib.dv_rw_fits(
+        trials, episodes, len(alphas), *(a.ctypes.data for a in (alphas, seen, sign)), beta_max, steps, tol,
+        *(a.ctypes.data for a in (x, betas, log_likelihoods)),
+    )  # fmt: skip
+    return betas, log_likelihoods
+
+
+def filter_update(belief: torch.Tensor, outcome: torch.Tensor, centres: torch.Tensor, kernels: torch.Tensor):
+    """Restless bandits' filter step (dist_vpg.tasks.restless.players.Filter.update) in one C call:
+    belief [B, 2, G] float64 (G a multiple of 8), outcome [B] (the reward from arm 0's side), the
+    grid's centres [G] and the two step kernels [2, G, G] -> the next trial's belief [B, 2, G]."""
+    lib = _library()
+    batch, _, grid = belief.shape
+    if grid % 8:
+        raise ValueError(f"the native filter needs a grid of a multiple of 8 cells, not {grid}")
+    belief, outcome = belief.contiguous(), outcome.to(torch.float64).contiguous()
+    centres, kernels = centres.contiguous(), kernels.contiguous()
+    out = torch.empty_like(belief)
+    scratch = torch.empty((batch + 16) * 2 * grid, dtype=torch.float64)
+    lib.dv_filter_update(batch, grid, *(_p(t) for t in (belief, outcome, centres, kernels, out, scratch)))
+    return out

@@ -114,7 +114,7 @@ def _compile(cc: str, target: Path) -> None:
         errors = ""
         for flags in (FLAGS, PORTABLE_FLAGS):
             done = subprocess.run(
-                [cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300
+                [cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300
             )
             if done.returncode == 0:
                 os.replace(tmp, target)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from dist_vpg import noise
+from dist_vpg import native, noise
 from dist_vpg.noise import Noise
 
 if TYPE_CHECKING:  # the task imports this module: its class is named for the annotations alone
@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # the task imports this module: its class is named for the an
 GRID = 200  # cells of p in the exact filter
 PLAYERS = ("optimal", "thompson", "ucb", "rescorla_wagner", "rw_oracle", "random")
 ALPHAS = np.geomspace(0.01, 1.0, 41)  # learning rates tried, by the RW players and the fit
-BETA_MAX, NEWTON_STEPS = 1000.0, 30  # the fit's inverse temperature: its bound, and how it is found
+# the fit's inverse temperature: its bound, and Newton's steps at most and their relative tolerance
+BETA_MAX, NEWTON_STEPS, NEWTON_TOL = 1000.0, 30, 1e-4
 BLOCK = 250  # episodes of one volatility per fit (`learning_rates`)
 # The episodes that choose the RW players' learning rates: validation episodes of a seed of their own.
 TUNE_SEED, TUNE_EPISODES = 99_991, 2000
@@ -60,7 +61,8 @@ def step_kernel(drift: float, grid: int = GRID) -> torch.Tensor:
 class Filter:
     """The posterior over (volatility, p) of B episodes, float64 [B, 2, grid]."""
 
-    def __init__(self, task: RestlessBandit, grid: int = GRID):
+    def __init__(self, task: RestlessBandit, grid: int = GRID, use_native: bool = True):
+        self.native = use_native and grid % 8 == 0 and native.available() is None
         self.centres = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
         self.kernels = torch.stack([step_kernel(task.drift_low, grid), step_kernel(task.drift_high, grid)])
         self.prior = torch.tensor([1.0 - task.volatile_share, task.volatile_share], dtype=torch.float64)
@@ -83,7 +85,11 @@ class Filter:
         return self.centres[cell]
 
     def update(self, belief: torch.Tensor, outcome: torch.Tensor) -> torch.Tensor:
-        """The posterior for the next trial, after seeing `outcome` [B] (the reward from arm 0's side)."""
+        """The posterior for the next trial, after seeing `outcome` [B] (the reward from arm 0's side):
+        in one C call where the native build is available (dist_vpg.native.filter_update, its sums
+        in another order: the same posterior to about 1e-15), else in torch, the reference."""
+        if self.native:
+            return native.filter_update(belief, outcome, self.centres, self.kernels)
         o = outcome.to(torch.float64).view(-1, 1, 1)
         belief = belief * (o * self.centres + (1 - o) * (1 - self.centres))
         belief = belief / belief.sum((1, 2), keepdim=True)
@@ -117,10 +123,10 @@ def play_episodes(task: RestlessBandit, draws: Noise, choose, learn, start):
     return torch.stack(regrets), torch.stack(rewards), torch.stack(actions)
 
 
-def filter_player(task: RestlessBandit, name: str):
+def filter_player(task: RestlessBandit, name: str, use_native: bool = True):
     """optimal (greedy on the posterior mean), thompson (a sample of p), ucb (Bayes-UCB: each arm's
     posterior quantile 1 - 1/(t + 1), t the trial from 1)."""
-    f = Filter(task)
+    f = Filter(task, use_native=use_native)
 
     def choose(belief, t, u):
         if name == "optimal":
@@ -196,13 +202,18 @@ def player(task: RestlessBandit, name: str) -> Callable[[Noise], tuple]:
     raise ValueError(f"unknown restless player {name!r}")
 
 
-def rw_fits(actions: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rw_fits(actions: np.ndarray, rewards: np.ndarray, use_native: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """For each learning rate of ALPHAS, the RW model's best inverse temperature (in [0, BETA_MAX])
     and the log-likelihood it gives the choices actions [T, N] (0/1) given rewards [T, N], summed over
     the N episodes: (betas, log_likelihoods), each [len(ALPHAS)]. For a fixed alpha the likelihood
-    is concave in beta (a logistic regression on one covariate, no intercept): Newton's method."""
+    is concave in beta (a logistic regression on one covariate, no intercept): Newton's method. In one
+    C call where the native build is available (dist_vpg.native.rw_fits: each rate's iterations
+    stopped on their own, from its neighbour's beta, so betas agree to about NEWTON_TOL^2), else in
+    numpy, the reference."""
     actions, rewards = np.asarray(actions, dtype=np.float64), np.asarray(rewards, dtype=np.float64)
     seen = np.where(actions == 0, rewards, 1.0 - rewards)  # [T, N]
+    if use_native and native.available() is None:
+        return native.rw_fits(ALPHAS, seen, 1.0 - 2.0 * actions, BETA_MAX, NEWTON_STEPS, NEWTON_TOL)
     q = np.empty((len(ALPHAS), *actions.shape))  # q before each trial
     q_t = np.full((len(ALPHAS), actions.shape[1]), 0.5)
     for t in range(actions.shape[0]):
@@ -216,7 +227,7 @@ def rw_fits(actions: np.ndarray, rewards: np.ndarray) -> tuple[np.ndarray, np.nd
         slope = (x * p_wrong).sum(1, keepdims=True)
         curve = (x * x * p_wrong * (1.0 - p_wrong)).sum(1, keepdims=True)
         beta, before = np.clip(beta + slope / np.maximum(curve, 1e-12), 0.0, BETA_MAX), beta
-        if np.all(np.abs(beta - before) <= 1e-4 * (1.0 + beta)):
+        if np.all(np.abs(beta - before) <= NEWTON_TOL * (1.0 + beta)):
             break
     log_likelihood = -np.logaddexp(0.0, -beta * x).sum(1)
     return beta[:, 0], log_likelihood
