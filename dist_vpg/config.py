@@ -55,7 +55,7 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    updates: int = 8000  # optimizer steps of the run
+    updates: int = 16000  # optimizer steps of the run
     # Global episodes per rollout round, split evenly over the ranks. One update sees
     # batch_episodes * sync.accumulate episodes.
     batch_episodes: int = 256  # episodes per rollout round, all ranks together
@@ -104,7 +104,7 @@ class TrainConfig:
     # An exponential average of the weights (dist_vpg.averaging), saved in each checkpoint beside
     # them; evaluation, validation and play use it where a checkpoint holds one (evaluate
     # --weights trained for the weights themselves).
-    average: float = 0.0  # decay of the weights' exponential average (0.999: the last ~1000 updates); 0: none
+    average: float = 0.999  # decay of the weights' exponential average (0.999: ~the last 1000 updates)
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.
     resume: str = "never"  # never (a run_dir with checkpoints is refused) | auto (go on from the newest)
@@ -241,6 +241,8 @@ ADDED_LATER = {
         "init_from": "",
         "signal": "reward",
         "episodes_per_task": 1,
+        "average": 0.0,
+        "mirror": False,
     },
     "sync": {"measure_wait": False},
     "task": {"informative_scale": 1.0, "fixation": False},

@@ -46,7 +46,7 @@ def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
         assert torch.equal(value, state["average"][name])
         assert torch.equal(trained.state_dict()[name], state["model"][name])
 
-    without = Path(__file__).resolve().parent.parent / "pretrained/bandit_independent.pt"  # no average
+    without = Path(__file__).resolve().parent.parent / "pretrained/bandit_dependent.pt"  # no average
     assert "average" not in checkpoint.load(without)
     with pytest.raises(checkpoint.CheckpointError, match="holds no weight average"):
         evaluate.load_agent(without, weights="average")

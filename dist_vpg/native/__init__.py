@@ -27,7 +27,8 @@ from dist_vpg.native.build import NativeUnavailable, load
 from dist_vpg.noise import Noise
 
 __all__ = [
-    "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_update", "lstm_outputs", "rw_fits"
+    "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_update", "lstm_outputs",
+    "rw_fits",
 ]  # fmt: skip
 
 _ptr = ctypes.c_void_p
@@ -322,9 +323,9 @@ class RMSprop(torch.optim.RMSprop):
 
 def rw_fits(alphas, seen, sign, beta_max: float, steps: int, tol: float):
     """The Rescorla-Wagner fits of dist_vpg.tasks.restless.players.rw_fits in one C call (each
-    learning rate's Newton iterations stopped on their own, from the last one's beta): seen, sign [T, N] float64 arrays (the
-    outcome from arm 0's side; +1 where arm 0 was chosen, -1 for arm 1) -> (betas, log_likelihoods),
-    each [len(alphas)] float64."""
+    learning rate's Newton iterations stopped on their own, from the last one's beta): seen, sign
+    [T, N] float64 arrays (the outcome from arm 0's side; +1 where arm 0 was chosen, -1 for arm 1)
+    -> (betas, log_likelihoods), each [len(alphas)] float64."""
     lib = _library()
     alphas, seen, sign = (np.ascontiguousarray(a, dtype=np.float64) for a in (alphas, seen, sign))
     trials, episodes = seen.shape

@@ -202,7 +202,9 @@ def player(task: RestlessBandit, name: str) -> Callable[[Noise], tuple]:
     raise ValueError(f"unknown restless player {name!r}")
 
 
-def rw_fits(actions: np.ndarray, rewards: np.ndarray, use_native: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def rw_fits(
+    actions: np.ndarray, rewards: np.ndarray, use_native: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """For each learning rate of ALPHAS, the RW model's best inverse temperature (in [0, BETA_MAX])
     and the log-likelihood it gives the choices actions [T, N] (0/1) given rewards [T, N], summed over
     the N episodes: (betas, log_likelihoods), each [len(ALPHAS)]. For a fixed alpha the likelihood
