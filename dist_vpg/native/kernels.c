@@ -626,20 +626,22 @@ void dv_rw_fits(int32_t T, int64_t N, int32_t K, const double *alphas, const dou
  * for a 1 from arm 0's side, 1 - centres[g] for a 0), normalized, then moved through each
  * volatility's step kernel: out[b][c][h] = sum_g w[b][c][g] kernels[c][g][h]. float64 [B, 2, G] in
  * and out, G a multiple of 8. The product runs a strip of 16 columns of a kernel at a time (25 KB
- * for 200 cells: it stays in L1) over all episodes in tiles of eight. scratch: [B + 16, 2, G]. */
+ * for 200 cells: it stays in L1) over all episodes in tiles of eight, over the rows where the strip
+ * is not all zeros (a band, for the slow volatility). scratch: [B + 16, 2, G]. */
 typedef double vd __attribute__((vector_size(8 * sizeof(double))));
 enum { FILTER_TILE = 8 };
 
 static inline vd vdload(const double *p) { vd v; memcpy(&v, p, sizeof v); return v; }
 static inline void vdstore(double *p, vd v) { memcpy(p, &v, sizeof v); }
 
-static inline __attribute__((always_inline)) void filter_chunk(int G, int h0, const int NV, const double *kernel,
-                                                                const double *w, int64_t stride, double *out) {
+static inline __attribute__((always_inline)) void filter_chunk(int G, int h0, const int NV, int g0, int g1,
+                                                                const double *kernel, const double *w,
+                                                                int64_t stride, double *out) {
     vd a[FILTER_TILE][2];
     for (int e = 0; e < FILTER_TILE; e++)
         for (int v = 0; v < NV; v++) a[e][v] = (vd){0};
-    const double *row = kernel + h0;
-    for (int g = 0; g < G; g++, row += G) {
+    const double *row = kernel + (int64_t)g0 * G + h0;
+    for (int g = g0; g < g1; g++, row += G) {
         vd k[2];
         for (int v = 0; v < NV; v++) k[v] = vdload(row + 8 * v);
         for (int e = 0; e < FILTER_TILE; e++) {
@@ -670,12 +672,23 @@ void dv_filter_update(int64_t B, int32_t G, const double *belief, const double *
     for (int c = 0; c < 2; c++) {
         const double *kernel = kernels + (int64_t)c * G * G;
         for (int h0 = 0; h0 < G; h0 += 16) {
+            const int width = h0 + 16 <= G ? 16 : 8;
+            /* the strip's rows from the first to the last holding a nonzero: a slow volatility's
+             * kernel is banded, and the exact zeros skipped add nothing to the sums */
+            int g0 = G, g1 = 0;
+            for (int g = 0; g < G; g++)
+                for (int h = h0; h < h0 + width; h++)
+                    if (kernel[(int64_t)g * G + h] != 0.0) {
+                        g0 = g < g0 ? g : g0;
+                        g1 = g + 1;
+                    }
+            if (g1 <= g0) g0 = g1 = 0;
             for (int64_t t = 0; t < tiles; t++) {
                 const int64_t b0 = t * FILTER_TILE;
                 const double *w = w_all + b0 * stride + c * G;
                 double *o = (b0 + FILTER_TILE <= B ? out + b0 * stride : tail) + c * G;
-                if (h0 + 16 <= G) filter_chunk(G, h0, 2, kernel, w, stride, o);
-                else filter_chunk(G, h0, 1, kernel, w, stride, o);
+                if (width == 16) filter_chunk(G, h0, 2, g0, g1, kernel, w, stride, o);
+                else filter_chunk(G, h0, 1, g0, g1, kernel, w, stride, o);
             }
         }
     }
