@@ -62,7 +62,23 @@ def _per_cell(rows: int, cols: int) -> np.ndarray:
 
 def uniforms(key: tuple[int, ...], episodes: np.ndarray, rows: int, cols: int) -> torch.Tensor:
     """Uniform floats in [0, 1), shape [rows, B, cols]; entry [r, b, c] depends only on
-    (key, episodes[b], r, c)."""
+    (key, episodes[b], r, c). In one C call where the native build is available
+    (dist_vpg.native.uniforms: the same bits), else in numpy, the reference (`uniforms_reference`)."""
+    native = _native()
+    if native.available() is None:
+        return native.uniforms(int(_key_hash(key)[0]), episodes, rows, _per_cell(rows, cols))
+    return uniforms_reference(key, episodes, rows, cols)
+
+
+def _native():
+    """dist_vpg.native, imported on first use (it imports this module)."""
+    from dist_vpg import native
+
+    return native
+
+
+def uniforms_reference(key: tuple[int, ...], episodes: np.ndarray, rows: int, cols: int) -> torch.Tensor:
+    """`uniforms` in numpy."""
     per_episode = _absorb(_key_hash(key), np.asarray(episodes, dtype=np.int64).astype(np.uint64))  # [B]
     bits = _mix(per_episode.reshape(1, -1, 1) ^ _per_cell(rows, cols))  # [rows, B, cols]
     # 24 bits make a float32 in [0, 1) exactly, never rounding up to 1.

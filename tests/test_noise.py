@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
-from dist_vpg import noise
+from dist_vpg import native, noise
 
 
 def test_uniforms_depend_only_on_their_coordinates():
@@ -52,3 +53,15 @@ def test_episodes_per_task_share_the_task_and_nothing_else():
         assert torch.equal(block[0], noise.draw(3, noise.TRAIN, 5, np.array([2 + g]), 10, 2, 1).episode[0])
     assert not torch.equal(grouped.episode[0], grouped.episode[4])
     assert torch.equal(grouped.trial, alone.trial) and torch.equal(grouped.action, alone.action)
+
+
+@pytest.mark.skipif(native.available() is not None, reason="the native build is unavailable here")
+def test_the_native_hash_gives_the_numpy_hash_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for cols in (1, 2, 3, 5):
+        for _ in range(5):
+            key = tuple(int(k) for k in rng.integers(-(2**40), 2**40, size=4))
+            episodes = rng.integers(-(2**50), 2**50, size=int(rng.integers(1, 70)))
+            rows = int(rng.integers(1, 30))
+            got = noise.uniforms(key, episodes, rows, cols)
+            assert torch.equal(got, noise.uniforms_reference(key, episodes, rows, cols)), (cols, key)

@@ -28,7 +28,7 @@ from dist_vpg.noise import Noise
 
 __all__ = [
     "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_update", "lstm_outputs",
-    "rw_fits",
+    "rw_fits", "uniforms",
 ]  # fmt: skip
 
 _ptr = ctypes.c_void_p
@@ -92,6 +92,8 @@ def _library() -> ctypes.CDLL:
         lib.dv_rw_fits.argtypes += [_ptr] * 3
         lib.dv_filter_update.restype = None
         lib.dv_filter_update.argtypes = [i64, i32] + [_ptr] * 6
+        lib.dv_uniforms.restype = None
+        lib.dv_uniforms.argtypes = [ctypes.c_uint64, i64, _ptr, i32, i32, _ptr, _ptr, _ptr]
         lib._dist_vpg_typed = True
     return lib
 
@@ -351,4 +353,20 @@ def filter_update(belief: torch.Tensor, outcome: torch.Tensor, centres: torch.Te
     out = torch.empty_like(belief)
     scratch = torch.empty((batch + 16) * 2 * grid, dtype=torch.float64)
     lib.dv_filter_update(batch, grid, *(_p(t) for t in (belief, outcome, centres, kernels, out, scratch)))
+    return out
+
+
+def uniforms(key_hash: int, episodes: np.ndarray, rows: int, cells: np.ndarray) -> torch.Tensor:
+    """dist_vpg.noise.uniforms in one C call, bit for bit: key_hash the key's (noise._key_hash),
+    episodes [B] int64, cells [rows, 1, cols] uint64 (noise._per_cell) -> [rows, B, cols] float32."""
+    lib = _library()
+    episodes = np.ascontiguousarray(episodes, dtype=np.int64)
+    cells = np.ascontiguousarray(cells, dtype=np.uint64)
+    cols = cells.shape[-1]
+    out = torch.empty(rows, len(episodes), cols)
+    per_episode = np.empty(len(episodes), dtype=np.uint64)
+    lib.dv_uniforms(
+        key_hash, len(episodes), episodes.ctypes.data, rows, cols, cells.ctypes.data, per_episode.ctypes.data,
+        _p(out),
+    )  # fmt: skip
     return out
