@@ -246,6 +246,8 @@ class _FusedA2C(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_total, *_):
+        if d_total.numel() == 1 and float(d_total) == 1.0:  # the loss itself: no scaling to do
+            return (None, None, None, *ctx.grads)
         return (None, None, None, *(g * d_total for g in ctx.grads))
 
 
@@ -303,9 +305,7 @@ class RMSprop(torch.optim.RMSprop):
             len(params), weights, grads, averages, sizes, max_norm, lr, alpha, eps
         )
         if math.isfinite(norm):
-            with torch.no_grad():
-                for p in params:
-                    state[p]["step"] += 1
+            torch._foreach_add_([state[p]["step"] for p in params], 1.0)
         return norm
 
     def _plain(self, params: list[torch.Tensor]) -> dict | None:
