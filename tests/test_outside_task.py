@@ -32,7 +32,7 @@ def trained(tmp_path_factory) -> Path:
     proc = run(
         "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "dist_vpg.train",
         "task.name=coin:Coin", "train.updates=200", "train.batch_episodes=64", "log.every=100",
-        "eval.every=100", "eval.episodes=200", "log.progress=lines", "cpu.affinity=none",
+        "eval.every=100", "eval.episodes=200", "log.progress=lines", "cpu.affinity=none", "train.average=0",
         f"run_dir={run_dir}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
