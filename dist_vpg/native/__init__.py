@@ -27,8 +27,8 @@ from dist_vpg.native.build import NativeUnavailable, load
 from dist_vpg.noise import Noise
 
 __all__ = [
-    "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_update", "lstm_outputs",
-    "rw_fits", "uniforms",
+    "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_bands", "filter_update",
+    "lstm_outputs", "rw_fits", "uniforms",
 ]  # fmt: skip
 
 _ptr = ctypes.c_void_p
@@ -91,7 +91,7 @@ def _library() -> ctypes.CDLL:
         lib.dv_rw_fits.argtypes = [i32, i64, i32] + [_ptr] * 3 + [ctypes.c_double, i32, ctypes.c_double]
         lib.dv_rw_fits.argtypes += [_ptr] * 3
         lib.dv_filter_update.restype = None
-        lib.dv_filter_update.argtypes = [i64, i32] + [_ptr] * 6
+        lib.dv_filter_update.argtypes = [i64, i32] + [_ptr] * 7
         lib.dv_uniforms.restype = None
         lib.dv_uniforms.argtypes = [ctypes.c_uint64, i64, _ptr, i32, i32, _ptr, _ptr, _ptr]
         lib._dist_vpg_typed = True
@@ -340,19 +340,41 @@ def rw_fits(alphas, seen, sign, beta_max: float, steps: int, tol: float):
     return betas, log_likelihoods
 
 
-def filter_update(belief: torch.Tensor, outcome: torch.Tensor, centres: torch.Tensor, kernels: torch.Tensor):
+def filter_bands(kernels: torch.Tensor) -> torch.Tensor:
+    """For `filter_update`: [2, ceil(G / 16), 2] int32, the first row and the row past the last where
+    each strip of 16 columns of each kernel [2, G, G] is not all zeros (0, 0 for an all-zero strip)."""
+    grid = kernels.shape[-1]
+    bands = torch.zeros(2, -(-grid // 16), 2, dtype=torch.int32)
+    for c in range(2):
+        for strip in range(bands.shape[1]):
+            rows = torch.nonzero((kernels[c, :, strip * 16 : strip * 16 + 16] != 0).any(1))
+            if len(rows):
+                bands[c, strip] = torch.tensor([int(rows[0]), int(rows[-1]) + 1])
+    return bands
+
+
+def filter_update(
+    belief: torch.Tensor,
+    outcome: torch.Tensor,
+    centres: torch.Tensor,
+    kernels: torch.Tensor,
+    bands: torch.Tensor,
+) -> torch.Tensor:
     """Restless bandits' filter step (dist_vpg.tasks.restless.players.Filter.update) in one C call:
     belief [B, 2, G] float64 (G a multiple of 8), outcome [B] (the reward from arm 0's side), the
-    grid's centres [G] and the two step kernels [2, G, G] -> the next trial's belief [B, 2, G]."""
+    grid's centres [G], the two step kernels [2, G, G] and their `filter_bands` -> the next trial's
+    belief [B, 2, G]."""
     lib = _library()
     batch, _, grid = belief.shape
     if grid % 8:
         raise ValueError(f"the native filter needs a grid of a multiple of 8 cells, not {grid}")
     belief, outcome = belief.contiguous(), outcome.to(torch.float64).contiguous()
-    centres, kernels = centres.contiguous(), kernels.contiguous()
+    centres, kernels, bands = centres.contiguous(), kernels.contiguous(), bands.contiguous()
     out = torch.empty_like(belief)
     scratch = torch.empty((batch + 16) * 2 * grid, dtype=torch.float64)
-    lib.dv_filter_update(batch, grid, *(_p(t) for t in (belief, outcome, centres, kernels, out, scratch)))
+    lib.dv_filter_update(
+        batch, grid, *(_p(t) for t in (belief, outcome, centres, kernels, bands, out, scratch))
+    )
     return out
 
 

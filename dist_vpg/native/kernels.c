@@ -627,7 +627,9 @@ void dv_rw_fits(int32_t T, int64_t N, int32_t K, const double *alphas, const dou
  * volatility's step kernel: out[b][c][h] = sum_g w[b][c][g] kernels[c][g][h]. float64 [B, 2, G] in
  * and out, G a multiple of 8. The product runs a strip of 16 columns of a kernel at a time (25 KB
  * for 200 cells: it stays in L1) over all episodes in tiles of eight, over the rows where the strip
- * is not all zeros (a band, for the slow volatility). scratch: [B + 16, 2, G]. */
+ * is not all zeros (a band, for the slow volatility): bands [2, ceil(G / 16), 2] holds each strip's
+ * first row and the row past its last (dist_vpg.native.filter_bands), the exact zeros skipped adding
+ * nothing to the sums. scratch: [B + 16, 2, G]. */
 typedef double vd __attribute__((vector_size(8 * sizeof(double))));
 enum { FILTER_TILE = 8 };
 
@@ -654,7 +656,7 @@ static inline __attribute__((always_inline)) void filter_chunk(int G, int h0, co
 }
 
 void dv_filter_update(int64_t B, int32_t G, const double *belief, const double *outcome, const double *centres,
-                      const double *kernels, double *out, double *scratch) {
+                      const double *kernels, const int32_t *bands, double *out, double *scratch) {
     const int64_t tiles = (B + FILTER_TILE - 1) / FILTER_TILE, stride = 2 * (int64_t)G;
     double *w_all = scratch, *tail = scratch + (B + FILTER_TILE) * stride; /* a last, partial tile's out */
     memset(scratch + B * stride, 0, FILTER_TILE * stride * sizeof *scratch);
@@ -673,16 +675,8 @@ void dv_filter_update(int64_t B, int32_t G, const double *belief, const double *
         const double *kernel = kernels + (int64_t)c * G * G;
         for (int h0 = 0; h0 < G; h0 += 16) {
             const int width = h0 + 16 <= G ? 16 : 8;
-            /* the strip's rows from the first to the last holding a nonzero: a slow volatility's
-             * kernel is banded, and the exact zeros skipped add nothing to the sums */
-            int g0 = G, g1 = 0;
-            for (int g = 0; g < G; g++)
-                for (int h = h0; h < h0 + width; h++)
-                    if (kernel[(int64_t)g * G + h] != 0.0) {
-                        g0 = g < g0 ? g : g0;
-                        g1 = g + 1;
-                    }
-            if (g1 <= g0) g0 = g1 = 0;
+            const int32_t *band = bands + 2 * ((int64_t)c * ((G + 15) / 16) + h0 / 16);
+            const int g0 = band[0], g1 = band[1];
             for (int64_t t = 0; t < tiles; t++) {
                 const int64_t b0 = t * FILTER_TILE;
                 const double *w = w_all + b0 * stride + c * G;

@@ -62,9 +62,10 @@ class Filter:
     """The posterior over (volatility, p) of B episodes, float64 [B, 2, grid]."""
 
     def __init__(self, task: RestlessBandit, grid: int = GRID, use_native: bool = True):
-        self.native = use_native and grid % 8 == 0 and native.available() is None
         self.centres = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
         self.kernels = torch.stack([step_kernel(task.drift_low, grid), step_kernel(task.drift_high, grid)])
+        in_c = use_native and grid % 8 == 0 and native.available() is None
+        self.bands = native.filter_bands(self.kernels) if in_c else None  # None: the torch step
         self.prior = torch.tensor([1.0 - task.volatile_share, task.volatile_share], dtype=torch.float64)
 
     def start(self, batch: int) -> torch.Tensor:
@@ -88,8 +89,8 @@ class Filter:
         """The posterior for the next trial, after seeing `outcome` [B] (the reward from arm 0's side):
         in one C call where the native build is available (dist_vpg.native.filter_update, its sums
         in another order: the same posterior to about 1e-15), else in torch, the reference."""
-        if self.native:
-            return native.filter_update(belief, outcome, self.centres, self.kernels)
+        if self.bands is not None:
+            return native.filter_update(belief, outcome, self.centres, self.kernels, self.bands)
         o = outcome.to(torch.float64).view(-1, 1, 1)
         belief = belief * (o * self.centres + (1 - o) * (1 - self.centres))
         belief = belief / belief.sum((1, 2), keepdim=True)
