@@ -58,6 +58,10 @@ class Played(NamedTuple):
     gates: torch.Tensor | None  # [T, B, 4H] after their nonlinearities (kept for the backward)
     c: torch.Tensor | None  # [T, B, H] cell after each trial (kept for the backward)
     heads: torch.Tensor | None = None  # [T, B, A + 1] the logits, then the value (kept for the loss)
+    # the weights it was played with as the backward and the loss read them (dv_stage): W_hh
+    # [4H, Hp] and the heads [A + 1, Hp], zero columns past H
+    w_hh: torch.Tensor | None = None
+    w_heads: torch.Tensor | None = None
 
 
 def available(task=None) -> str | None:
@@ -87,6 +91,8 @@ def _library() -> ctypes.CDLL:
         lib.dv_a2c_loss.argtypes = [i32, i64, i32, i32, i32, i32, ctypes.POINTER(_LossSpec)] + [_ptr] * 10
         lib.dv_clip_rmsprop.restype = ctypes.c_double
         lib.dv_clip_rmsprop.argtypes = [i32, _ptr, _ptr, _ptr, _ptr, ctypes.c_double] + [ctypes.c_float] * 3
+        lib.dv_stage_size.restype, lib.dv_stage_size.argtypes = i64, [i32] * 5
+        lib.dv_stage.restype, lib.dv_stage.argtypes = None, [i32] * 5 + [_ptr] * 9
         lib.dv_rw_fits.restype = None
         lib.dv_rw_fits.argtypes = [i32, i64, i32] + [_ptr] * 3 + [ctypes.c_double, i32, ctypes.c_double]
         lib.dv_rw_fits.argtypes += [_ptr] * 3
@@ -135,16 +141,25 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     lstm, policy = agent.lstm, agent.policy
     hidden, actions_n = lstm.hidden_size, policy.out_features
     inputs_n, gates_padded, actions_padded = lstm.input_size, _padded(4 * hidden), _padded(actions_n + 1)
-    with torch.no_grad():  # the value head rides along as the policy's last column
-        weights = [
-            _pad_columns(torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], 1).t(), gates_padded),
-            _pad_columns(lstm.bias_ih_l0 + lstm.bias_hh_l0, gates_padded),
-            _pad_columns(torch.cat([policy.weight, agent.value.weight]).t(), actions_padded),
-            _pad_columns(torch.cat([policy.bias, agent.value.bias]), actions_padded),
-        ]
+    # the weights transposed and padded as dv_act reads them, the value head riding along as the
+    # policy's last column: one C call (dv_stage) from the parameters as they are
+    params = [lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0]
+    params = [
+        p.detach().float().contiguous() for p in params + [*policy.parameters(), *agent.value.parameters()]
+    ]
+    staged = torch.empty(lib.dv_stage_size(inputs_n, hidden, actions_n, gates_padded, actions_padded))
+    lib.dv_stage(
+        inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in params), _p(staged)
+    )
+    hidden_padded = _padded(hidden)
+    parts = [(inputs_n + hidden) * gates_padded, gates_padded, hidden * actions_padded, actions_padded]
+    parts += [4 * hidden * hidden_padded, (actions_n + 1) * hidden_padded]
+    weights = staged.split(parts)
+    w_hh_padded = weights[4].view(4 * hidden, hidden_padded) if for_backward else None
+    w_heads = weights[5].view(actions_n + 1, hidden_padded) if for_backward else None
     keep: list[torch.Tensor] = []
     state = _task_state(task, noise, keep)
-    w = _Weights(inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in weights))
+    w = _Weights(inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in weights[:4]))
     # the trial's uniforms, or what the task's native step reads instead (restless: the normal
     # quantile of its drift's uniform, computed by torch as its torch step does)
     trial_noise = task.native_noise(noise.trial) if hasattr(task, "native_noise") else noise.trial
@@ -164,7 +179,7 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
         _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),
         _p(h), _p(gates), _p(c), _p(heads), _p(scratch),
     )  # fmt: skip
-    return Played(x, actions, rewards, regrets, h, gates, c, heads)
+    return Played(x, actions, rewards, regrets, h, gates, c, heads, w_hh_padded, w_heads)
 
 
 class _RecordedLSTM(torch.autograd.Function):
@@ -178,7 +193,7 @@ class _RecordedLSTM(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dh):
-        w_hh, x, gates, c, h = ctx.saved_tensors
+        w_hh, x, gates, c, h = ctx.saved_tensors  # w_hh is the parameter: padded in _lstm_gradients
         return None, *_lstm_gradients(Played(x, None, None, None, h, gates, c), w_hh, dh)
 
 
@@ -197,7 +212,8 @@ def _lstm_gradients(played: Played, w_hh: torch.Tensor, dh: torch.Tensor) -> tup
     inputs_n, lib = x.shape[2], _library()
     hidden_padded, gates_padded = _padded(hidden), _padded(4 * hidden)
     # Every tensor handed to C by address is held in a name until the call returns.
-    w_hh, dh = _pad_columns(w_hh.detach(), hidden_padded), dh.contiguous()
+    w_hh = played.w_hh if played.w_hh is not None else _pad_columns(w_hh.detach(), hidden_padded)
+    dh = dh.contiguous()
     dh_stride = dh.shape[2]
     d_w = torch.empty(inputs_n + hidden, gates_padded)  # [W_ih | W_hh]'s gradient, transposed
     d_bias = torch.empty(gates_padded)
@@ -224,7 +240,9 @@ class _FusedA2C(torch.autograd.Function):
         trials, batch, hidden = played.h.shape
         actions_n, lib = w_pol.shape[0], _library()
         hidden_padded, outputs_padded = _padded(hidden), _padded(actions_n + 1)
-        w_heads = _pad_columns(torch.cat([w_pol, w_val]).detach(), hidden_padded)  # [A + 1, Hp]
+        w_heads = played.w_heads  # [A + 1, Hp], as `act` played
+        if w_heads is None:
+            w_heads = _pad_columns(torch.cat([w_pol, w_val]).detach(), hidden_padded)
         signal, actions = signal.float().contiguous(), played.actions.contiguous()
         dh = torch.empty(trials, batch, hidden_padded)
         d_heads = torch.empty(hidden, outputs_padded)  # (dW_pol | dw_val)^T

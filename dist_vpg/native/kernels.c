@@ -275,6 +275,40 @@ static void next_input(float *x, const TaskState *s, int64_t b, int A, int trial
     if (trial_input) x[i++] = (float)t_next / (float)T;
 }
 
+/* The weights as the kernels read them, from the agent's parameters in torch's layouts: w_ih
+ * [4H, I], w_hh [4H, H], b_ih, b_hh [4H], w_pol [A, H], b_pol [A], w_val [H], b_val [1]. Writes
+ * into `out` (dv_stage_size floats), one after another with zeros in the padding: dv_act's w_t
+ * [I + H, Gp], bias [Gp], w_pol_t [H, Ap] and b_pol [Ap]; then dv_lstm_backward's w_hh [4H, Hp]
+ * and dv_a2c_loss's w_heads [A + 1, Hp] (the policy's rows, then the value's). One call where
+ * torch took a dozen small ops. */
+int64_t dv_stage_size(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap) {
+    const int64_t Hp = (H + VW - 1) / VW * VW;
+    return (int64_t)(I + H) * Gp + Gp + (int64_t)H * Ap + Ap + (4 * (int64_t)H + A + 1) * Hp;
+}
+
+void dv_stage(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, const float *w_ih, const float *w_hh,
+              const float *b_ih, const float *b_hh, const float *w_pol, const float *b_pol,
+              const float *w_val, const float *b_val, float *out) {
+    const int G = 4 * H, K = I + H, Hp = (H + VW - 1) / VW * VW;
+    float *w_t = out, *bias = w_t + (int64_t)K * Gp, *w_pol_t = bias + Gp, *b_heads = w_pol_t + (int64_t)H * Ap;
+    float *w_hh_p = b_heads + Ap, *w_heads = w_hh_p + (int64_t)G * Hp;
+    memset(out, 0, sizeof(float) * dv_stage_size(I, H, A, Gp, Ap));
+    for (int g = 0; g < G; g++) memcpy(w_hh_p + (int64_t)g * Hp, w_hh + (int64_t)g * H, sizeof(float) * H);
+    for (int a = 0; a < A; a++) memcpy(w_heads + (int64_t)a * Hp, w_pol + (int64_t)a * H, sizeof(float) * H);
+    memcpy(w_heads + (int64_t)A * Hp, w_val, sizeof(float) * H);
+    for (int g = 0; g < G; g++) {
+        for (int k = 0; k < I; k++) w_t[(int64_t)k * Gp + g] = w_ih[(int64_t)g * I + k];
+        for (int k = 0; k < H; k++) w_t[(int64_t)(I + k) * Gp + g] = w_hh[(int64_t)g * H + k];
+        bias[g] = b_ih[g] + b_hh[g];
+    }
+    for (int k = 0; k < H; k++) {
+        for (int a = 0; a < A; a++) w_pol_t[(int64_t)k * Ap + a] = w_pol[(int64_t)a * H + k];
+        w_pol_t[(int64_t)k * Ap + A] = w_val[k];
+    }
+    for (int a = 0; a < A; a++) b_heads[a] = b_pol[a];
+    b_heads[A] = b_val[0];
+}
+
 /* Play T trials of B episodes from a zero state. Writes inputs x [T, B, I], actions [T, B],
  * rewards and regrets [T, B], and h [T, B, H]; with `gates` and `c` non-null also the gates after
  * their nonlinearities [T, B, 4H] and the cells [T, B, H] that the backward needs, and with
