@@ -7,6 +7,7 @@ Other ranks get a Board that does nothing, so the training loop never asks who i
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -128,12 +129,30 @@ class EventFile:
         self.events.close()
 
 
-def log_line(done: int, updates: int, figures: dict, ema: float, skipped: int, window: Window) -> str:
+def log_line(
+    done: int,
+    updates: int,
+    figures: dict,
+    ema: float,
+    skipped: int,
+    window: Window,
+    noise: dict | None = None,
+) -> str:
     return (
         f"update {done}/{updates} | episodes {int(window.totals[0]):,} | return {figures['return']:.2f} "
         f"(ema {ema:.2f}) | regret {figures['regret']:.2f} | entropy {figures['entropy_per_trial']:.3f} | "
-        f"{figures['steps_per_s']:,.0f} steps/s" + (f" | skipped {skipped}" if skipped else "")
+        f"{figures['steps_per_s']:,.0f} steps/s"
+        + (f" | noise scale {noise_scale_text(noise['episodes'])}" if noise else "")
+        + (f" | skipped {skipped}" if skipped else "")
     )
+
+
+def noise_scale_text(episodes: float) -> str:
+    """The gradient noise scale in episodes, to two or three figures; "unresolved" while the averaged
+    |G|^2 is not yet above zero (the noise still drowns the signal at the batches measured)."""
+    if not math.isfinite(episodes):
+        return "unresolved"
+    return f"{float(f'{episodes:.2g}') if episodes >= 100 else episodes:,.0f} episodes"
 
 
 def _histogram(writer, tag: str, values, step: int) -> None:
@@ -148,9 +167,11 @@ def _histogram(writer, tag: str, values, step: int) -> None:
             pass
 
 
-def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped, regret: bool) -> dict:
+def scalar_groups(
+    figures, snap, phases, result, tr, schedule, strategy, skipped, regret: bool, noise: dict | None = None
+) -> dict:
     """TensorBoard scalars by group; see docs/watching.md, "TensorBoard". `schedule`: this update's scheduled
-    values (lr, beta_e, gamma)."""
+    values (lr, beta_e, gamma); `noise`: the gradient noise scale's figures (NoiseScale.report)."""
     norm = result.grad_norm
     clipped = min(norm, tr.max_grad_norm) if tr.max_grad_norm > 0 else norm
     charts = {
@@ -187,4 +208,11 @@ def scalar_groups(figures, snap, phases, result, tr, schedule, strategy, skipped
         | ({f"{strategy}_sync_ms": ms["sync"]} if "sync" in ms else {})
         | ({f"{strategy}_wait_ms": ms["sync_wait"]} if "sync_wait" in ms else {}),
         "perf": perf,
-    }
+    } | ({"noise": _noise_scalars(noise)} if noise else {})
+
+
+def _noise_scalars(noise: dict) -> dict:
+    scalars = {"grad_sq": noise["grad_sq"], "trace": noise["trace"]}
+    if math.isfinite(noise["episodes"]):  # a NaN scalar only draws a gap and a warning
+        scalars["scale_episodes"] = noise["episodes"]
+    return scalars

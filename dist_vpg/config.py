@@ -158,6 +158,9 @@ class LogConfig:
     tensorboard: bool = True  # event files in <run_dir>/tb, written by rank 0
     histograms_every: int = 500  # updates between weight and gradient histograms; 0: never
     progress: str = "auto"  # auto (a bar on a terminal, lines otherwise) | bar | lines
+    # The gradient noise scale's exponential averages, per update (dist_vpg.gradient_noise): each
+    # update's estimate is the difference of two large numbers, so it takes hundreds to settle.
+    noise_scale_decay: float = 0.995  # smoothing of the gradient noise scale's averages, per update
 
 
 @dataclass(frozen=True)
@@ -426,6 +429,7 @@ def check(cfg: Config) -> None:
     require(0.001 <= cfg.tracker.timeout_s <= MAX_TIMEOUT_S, "tracker.timeout_s", TIMEOUT_RANGE)
     require(cfg.checkpoint.every >= 1, "checkpoint.every", "must be >= 1")
     require(cfg.log.every >= 1, "log.every", "must be >= 1")
+    require(0 <= cfg.log.noise_scale_decay < 1, "log.noise_scale_decay", "must lie in [0, 1)")
     require(cfg.log.histograms_every >= 0, "log.histograms_every", "must be >= 0 (0: never)")
     choice(cfg.log.progress, "log.progress", PROGRESS)
     require(cfg.eval.every >= 0, "eval.every", "must be >= 0 (0: never)")

@@ -32,9 +32,10 @@ from dist_vpg import (
 )
 from dist_vpg.agent import Agent
 from dist_vpg.averaging import WeightAverage
-from dist_vpg.board import Board, log_line, scalar_groups
+from dist_vpg.board import Board, log_line, noise_scale_text, scalar_groups
 from dist_vpg.cli import Parser, at_least, refuse
 from dist_vpg.config import Config, ConfigError
+from dist_vpg.gradient_noise import NoiseScale
 from dist_vpg.metrics import Timings, Window
 from dist_vpg.rollout import agreed_mode, make_agent, rollout_loss
 from dist_vpg.tasks import make_task
@@ -113,13 +114,19 @@ def train(
     )
     timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
     zero_grads = sync.ZeroGradTrap(board.say)
+    noise_scale = NoiseScale(
+        share, accumulate, world.world_size, cfg.log.noise_scale_decay,
+        per_rank=strategy.reduces_in_backward, unavailable=strategy.noise_scale_unavailable,
+    )  # fmt: skip
+    if noise_scale.unavailable:
+        board.say(f"dist_vpg: gradient noise scale not measured: {noise_scale.unavailable}")
     validation = Validation(cfg, task, world, run_dir, board)
     validation.forget_after(start)
     board.say(
         f"dist_vpg: {world.world_size} rank(s), {mode} rollout, sync {strategy.name}, {tr.updates} "
         f"updates of {tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
     )
-    clock, stopped_by = time.perf_counter() - train_s, None
+    clock, stopped_by, scale = time.perf_counter() - train_s, None, None
 
     def checkpoint_now() -> None:  # rank 0, at the update `done` the loop has reached
         checkpoint.save_training_state(
@@ -165,6 +172,7 @@ def train(
                 # Only the last backward of an accumulation may start DDP's reduction.
                 with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
                     (loss.total / accumulate).backward()
+                    noise_scale.after_backward(strategy.params, k)
                 episodes, ret = window.add(batch, loss)
                 played_episodes, played_return = played_episodes + episodes, played_return + ret
                 if peek and k == 0:
@@ -175,6 +183,7 @@ def train(
             with timings.phase("step"):
                 result = strategy.step(optimizer, tr.max_grad_norm)
             timings.add("sync", result.sync_s)
+            noise_scale.after_step(result.grad_norm, strategy.local_sq_norm())
             if average is not None and result.applied:
                 average.update(agent)
             skips.record(result.applied)  # raises on every rank alike after too many in a row
@@ -189,11 +198,14 @@ def train(
             line, postfix = "", {}
             if logging_now:
                 figures = window.report(task.trials)  # a collective: every rank takes part
+                scale = noise_scale.report(world.world_size)  # a collective too, where measured
                 snap = shared.snapshot() if world.is_main else None
                 phases = timings.window_medians()
                 ema = snap["ema_return"] if snap else figures["return"]
-                line = log_line(done, tr.updates, figures, ema, skips.total, window)
+                line = log_line(done, tr.updates, figures, ema, skips.total, window, scale)
                 postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
+                if scale:
+                    postfix["noise scale"] = noise_scale_text(scale["episodes"])
                 board.scalars(
                     done,
                     scalar_groups(
@@ -206,6 +218,7 @@ def train(
                         strategy.name,
                         skips.total,
                         task.regret_chart,
+                        scale,
                     ),
                 )
                 if world.is_main:
@@ -241,6 +254,7 @@ def train(
         last_update=stopped_by or tr.updates,
         skipped_updates=skips.total,
         phase_median_s=timings.medians(),
+        noise_scale=noise_scale.describe(scale),
         tracker=shared.snapshot() if world.is_main else None,
         params_crc32=sync.checksum(agent, None),
     )

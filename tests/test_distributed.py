@@ -80,6 +80,11 @@ def test_strategy_matches_one_process(reference, sgd_reference, tmp_path, strate
     # check_every=1: the checksums of every rank agreed after every update, or the run had failed.
     assert len({s["params_crc32"] for s in summaries}) == 1
     assert summaries[0]["world_size"] == world_size and summaries[0]["strategy"] == strategy
+    noise = summaries[0]["noise_scale"]  # measured wherever the reduced gradient is the ranks' mean
+    if strategy in ("local_sgd", "ddp_powersgd"):
+        assert noise == {"unavailable": sync.STRATEGIES[strategy].noise_scale_unavailable}
+    else:
+        assert (noise["b_small"], noise["b_big"], noise["updates"]) == (12 // world_size, 12, 5), noise
     expected = sgd_reference if strategy == "local_sgd" else reference
     _assert_close(_final_params(summaries[0]), expected, atol=TOLERANCE.get(strategy, 2e-5))
     torch.manual_seed(0)  # the weights every run above started from (seed=0)

@@ -79,6 +79,11 @@ class Strategy:
 
     name = ""
     owns_optimizer_everywhere = True  # every rank keeps optimizer state (compared by the checksum)
+    # Why the gradient noise scale (dist_vpg.gradient_noise) cannot be measured under this strategy,
+    # "" where it can: the reduced gradient must be the mean of the ranks' own, and each rank's own
+    # must be seen before the reduce (in .grad after backward, or by `local_sq_norm`).
+    noise_scale_unavailable = ""
+    reduces_in_backward = False  # DDP: .grad holds the reduced gradient as soon as backward ends
 
     def __init__(self, agent: nn.Module, settings: SyncConfig):
         self.agent = agent
@@ -97,6 +102,11 @@ class Strategy:
     def reduce(self) -> None:
         """Turn each rank's .grad into the mean over ranks."""
         raise NotImplementedError
+
+    def local_sq_norm(self) -> float | None:
+        """This rank's own gradient's squared norm over the whole update, where the reduce runs
+        inside backward (DDP) and .grad never holds it; None where .grad does."""
+        return None
 
     def agree(self) -> None:
         """Make the ranks' parameters equal where a strategy lets them part between steps (local

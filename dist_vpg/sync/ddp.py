@@ -19,15 +19,31 @@ if TYPE_CHECKING:
 
 
 class DDP(Strategy):
-    """DDP with its default hook: every bucket all-reduced (and averaged) in float32. Only a
+    """DDP with torch's allreduce hook: every bucket all-reduced (and averaged) in float32. Only a
     forward through the wrapper arms the hooks: a forward through `.module` would skip the
-    reduction without a word."""
+    reduction without a word. The hook is wrapped to note each bucket's squared norm before it is
+    reduced: the rank's own gradient, which the noise scale needs and .grad never holds."""
 
     name = "ddp"
+    reduces_in_backward = True
+    hook = staticmethod(default_hooks.allreduce_hook)
 
     def __init__(self, agent: nn.Module, settings: SyncConfig):
         super().__init__(agent, settings)
         self.ddp = DistributedDataParallel(agent)
+        self._local_sq = 0.0
+        self.register_hook()
+
+    def register_hook(self) -> None:
+        def measured(strategy, bucket):  # no annotations: DDP checks them, and ours would be strings
+            strategy._local_sq += float(bucket.buffer().square().sum())
+            return strategy.hook(None, bucket)
+
+        self.ddp.register_comm_hook(self, measured)
+
+    def local_sq_norm(self) -> float | None:
+        local, self._local_sq = self._local_sq, 0.0
+        return local
 
     def wrap(self) -> nn.Module:
         return self.ddp
@@ -50,10 +66,6 @@ class DDPFP16(DDP):
 
     name = "ddp_fp16"
     hook = staticmethod(default_hooks.fp16_compress_hook)
-
-    def __init__(self, agent: nn.Module, settings: SyncConfig):
-        super().__init__(agent, settings)
-        self.ddp.register_comm_hook(None, self.hook)
 
 
 def bf16_hook(process_group, bucket):  # no annotations: DDP checks them, and ours would be strings
@@ -89,14 +101,19 @@ class DDPPowerSGD(DDP):
     a resumed run starts them at zero and runs the plain updates again."""
 
     name = "ddp_powersgd"
+    noise_scale_unavailable = "ddp_powersgd compresses the gradient: the reduced one is not the ranks' mean"
 
     def __init__(self, agent: nn.Module, settings: SyncConfig, min_compression_rate: float = 2.0):
+        self.min_compression_rate = min_compression_rate
         super().__init__(agent, settings)
+
+    def register_hook(self) -> None:
+        settings = self.settings
         self.state = powerSGD_hook.PowerSGDState(
             process_group=None,
             matrix_approximation_rank=settings.powersgd_rank,
             start_powerSGD_iter=settings.powersgd_start,
-            min_compression_rate=min_compression_rate,
+            min_compression_rate=self.min_compression_rate,
             # Keeps a rank-deficient matrix (the gradient of a 2-action policy's weight has two
             # opposite rows) from dividing by zero in the orthogonalization.
             orthogonalization_epsilon=1e-8,

@@ -29,6 +29,7 @@ class LocalSGD(Strategy):
 
     name = "local_sgd"
     owns_optimizer_everywhere = False
+    noise_scale_unavailable = "local_sgd averages weights, not gradients: no reduced gradient to compare"
 
     def __init__(self, agent: nn.Module, settings: SyncConfig):
         super().__init__(agent, settings)

@@ -1,0 +1,135 @@
+"""The gradient noise scale, measured while training: about how many episodes an update needs
+before its gradient is more signal than noise (B_simple of McCandlish et al. 2018, "An Empirical
+Model of Large-Batch Training", appendix A.1).
+
+Every update already holds the gradient at two batch sizes: each rollout's own (one rank's share
+of one accumulation round, b_small episodes) before the reduce, and the reduced one of the whole
+update (b_big episodes). A batch of b episodes has E|g_b|^2 = |G|^2 + tr(S) / b, where G is the true
+gradient and S the covariance of one episode's gradient: a line in 1 / b, so the two sizes give
+unbiased estimates of |G|^2 and tr(S). Update by update they are very noisy (the difference of two
+large numbers); their exponential averages are not, and B_simple = tr(S) / |G|^2 is the ratio of
+the averages. Both estimates are linear in the squared norms, so each rank averages its own
+rollouts' squared norms and the ranks meet only when a figure is reported (one all_sum of one
+number), never inside an update.
+
+Where the reduced gradient is not the mean of the rollouts' (a compressed reduce, local SGD) or
+there is only one rollout per update (one rank, no accumulation), nothing is measured and
+`NoiseScale.unavailable` says why.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import torch
+
+from dist_vpg import distributed
+
+
+def unbiased(small_sq: float, b_small: float, big_sq: float, b_big: float) -> tuple[float, float]:
+    """(|G|^2, tr(S)) from the mean squared norm of gradients of b_small episodes and the squared
+    norm of (or the mean over) gradients of b_big > b_small episodes. Either may be negative on
+    one sample: the estimates are unbiased, not clipped."""
+    g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
+    trace = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
+    return g2, trace
+
+
+class NoiseScale:
+    """Per update: `after_backward` once per rollout, `after_step` once; `report` (a collective,
+    every rank at once) returns the smoothed figures. `share` is one rollout's episodes on one
+    rank; the update's gradient is the mean of `accumulate * world_size` such rollouts."""
+
+    def __init__(
+        self,
+        share: int,
+        accumulate: int,
+        world_size: int,
+        decay: float,
+        per_rank: bool,
+        unavailable: str = "",
+    ):
+        # per_rank: the reduce runs inside backward (DDP), so the smallest gradient seen is the
+        # rank's own over all its rollouts, handed to after_step; otherwise each rollout's, in .grad.
+        self.per_rank = per_rank
+        self.b_small = share * accumulate if per_rank else share
+        self.b_big = share * accumulate * world_size
+        self.accumulate = accumulate
+        self.decay = decay
+        if not unavailable and self.b_big == self.b_small:
+            unavailable = "one gradient per update, nothing smaller to compare it with" + (
+                "" if per_rank else " (on one rank, sync.accumulate=2 or more measures it)"
+            )
+        self.unavailable = unavailable
+        self.updates = 0  # measured updates (finite gradients)
+        self.small_ema = 0.0  # of this rank's mean squared norm of its smaller gradients
+        self.big_ema = 0.0  # of the reduced gradient's squared norm (the same on every rank)
+        self.weight = 0.0  # the averages' total weight: 1 - decay ** updates
+        self._rounds_sq = 0.0
+        self._before: torch.Tensor | None = None
+        self._spent = 0.0  # seconds this update
+        self.seconds: list[float] = []  # per update, for summary.json's median
+
+    def after_backward(self, params: list[torch.Tensor], k: int) -> None:
+        """Rollout k of this update has added its gradient, divided by `accumulate`, to .grad."""
+        if self.unavailable or self.per_rank:
+            return
+        start = time.perf_counter()
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        rollout = flat if k == 0 else flat - self._before
+        self._rounds_sq += float(rollout.square().sum()) * self.accumulate**2
+        if k + 1 < self.accumulate:
+            self._before = flat
+        self._spent += time.perf_counter() - start
+
+    def after_step(self, grad_norm: float, local_sq: float | None = None) -> None:
+        """`grad_norm`: the reduced gradient's norm before clipping (StepResult.grad_norm);
+        `local_sq` (per_rank): the rank's own gradient's squared norm (Strategy.local_sq_norm)."""
+        if self.unavailable:
+            return
+        start = time.perf_counter()
+        small = local_sq if self.per_rank else self._rounds_sq / self.accumulate
+        self._rounds_sq = 0.0
+        if math.isfinite(grad_norm) and math.isfinite(small):
+            d = self.decay
+            self.small_ema = d * self.small_ema + (1 - d) * small
+            self.big_ema = d * self.big_ema + (1 - d) * grad_norm**2
+            self.weight = d * self.weight + (1 - d)
+            self.updates += 1
+        self.seconds.append(self._spent + time.perf_counter() - start)
+        self._spent = 0.0
+
+    def report(self, world_size: int) -> dict[str, float] | None:
+        """The smoothed figures over all ranks: grad_sq (|G|^2), trace (tr(S)) and episodes
+        (B_simple, NaN while the averaged |G|^2 is not yet positive). None where unavailable or
+        nothing was measured yet. A collective wherever it is available."""
+        if self.unavailable:
+            return None
+        small_ema = (
+            distributed.all_sum([self.small_ema])[0] / world_size if world_size > 1 else self.small_ema
+        )
+        if self.updates == 0:
+            return None
+        g2, trace = unbiased(small_ema / self.weight, self.b_small, self.big_ema / self.weight, self.b_big)
+        return {
+            "episodes": trace / g2 if g2 > 0 else math.nan,
+            "grad_sq": g2,
+            "trace": trace,
+        }
+
+    def describe(self, last: dict[str, float] | None) -> dict:
+        """What summary.json records: the `last` report's figures (None for a NaN: JSON has none)
+        and the measurement's own terms."""
+        if self.unavailable:
+            return {"unavailable": self.unavailable}
+        figures = {key: value if math.isfinite(value) else None for key, value in (last or {}).items()}
+        return figures | {
+            "b_small": self.b_small,
+            "b_big": self.b_big,
+            "decay": self.decay,
+            "updates": self.updates,
+            # per update on this rank; DDP's squared norms inside its hook are not counted
+            "median_ms": 1e3 * statistics.median(self.seconds) if self.seconds else 0.0,
+        }

@@ -1,0 +1,143 @@
+"""The gradient noise scale: the estimators on synthetic gradients of known |G|^2 and tr(S), and the
+training loop's figure the same whoever holds the small gradients (ranks, accumulation, DDP)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dist_vpg.gradient_noise import NoiseScale, unbiased
+from dist_vpg.sync.ddp import DDPPowerSGD
+from dist_vpg.sync.local_sgd import LocalSGD
+from tests.helpers import raised, run_ranks, train_worker
+
+DIM = 40
+TRUE_G = np.full(DIM, 0.5)  # |G|^2 = 10
+SIGMA = np.linspace(0.5, 3.0, DIM)  # per-episode gradient noise, independent coordinates
+TRUE_G2, TRUE_TRACE = float(TRUE_G @ TRUE_G), float(SIGMA @ SIGMA)
+
+
+def test_expected_squared_norms_give_the_exact_terms():
+    """E|g_b|^2 = |G|^2 + tr(S) / b: fed the expectations, the estimators return the terms exactly."""
+    for b_small, b_big in [(1, 2), (16, 32), (32, 4096), (128, 256)]:
+        g2, trace = unbiased(TRUE_G2 + TRUE_TRACE / b_small, b_small, TRUE_G2 + TRUE_TRACE / b_big, b_big)
+        assert g2 == pytest.approx(TRUE_G2, rel=1e-9) and trace == pytest.approx(TRUE_TRACE, rel=1e-9)
+
+
+def _episode_gradients(rng, n: int) -> np.ndarray:
+    return TRUE_G + SIGMA * rng.standard_normal((n, DIM))
+
+
+@pytest.mark.parametrize("world_size,accumulate,share", [(1, 4, 8), (4, 1, 8), (2, 3, 5)])
+def test_noise_scale_recovers_known_terms_from_sampled_gradients(world_size, accumulate, share):
+    """Simulated updates as the loop makes them: each rollout's gradient accumulates into .grad
+    divided by `accumulate`, the ranks' rollouts are the 'ranks' here, and the reduced norm is the
+    mean's. Over 4000 updates the smoothed figures land on the true |G|^2, tr(S) and their ratio."""
+    rng = np.random.default_rng(0)
+    scales = [
+        NoiseScale(share, accumulate, world_size, decay=0.999, per_rank=False) for _ in range(world_size)
+    ]
+    param = torch.zeros(DIM, dtype=torch.float64)
+    for _ in range(4000):
+        grads = _episode_gradients(rng, world_size * accumulate * share).reshape(
+            world_size, accumulate, share, DIM
+        )
+        for rank, scale in enumerate(scales):
+            param.grad = torch.zeros(DIM, dtype=torch.float64)
+            for k in range(accumulate):
+                param.grad += torch.from_numpy(grads[rank, k].mean(0)) / accumulate
+                scale.after_backward([param], k)
+        reduced = grads.reshape(-1, DIM).mean(0)
+        for scale in scales:
+            scale.after_step(float(np.linalg.norm(reduced)))
+    # report()'s all_sum over ranks, done by hand: the mean of the ranks' averages
+    small = np.mean([s.small_ema for s in scales]) / scales[0].weight
+    g2, trace = unbiased(small, scales[0].b_small, scales[0].big_ema / scales[0].weight, scales[0].b_big)
+    assert g2 == pytest.approx(TRUE_G2, rel=0.15)
+    assert trace == pytest.approx(TRUE_TRACE, rel=0.05)
+    assert trace / g2 == pytest.approx(TRUE_TRACE / TRUE_G2, rel=0.15)
+
+
+def test_per_rank_mode_takes_the_ranks_own_norm_and_ignores_grad():
+    """DDP: .grad is already reduced after backward, so the rank's own squared norm comes from the
+    strategy's hook, and the small batch is the rank's whole share."""
+    scale = NoiseScale(share=8, accumulate=2, world_size=2, decay=0.0, per_rank=True)
+    assert (scale.b_small, scale.b_big) == (16, 32)
+    param = torch.zeros(3)
+    param.grad = torch.full((3,), 1e6)  # would wreck the figure if it were read
+    scale.after_backward([param], 0)
+    scale.after_step(grad_norm=2.0, local_sq=5.0)
+    g2, trace = unbiased(5.0, 16, 4.0, 32)
+    assert scale.report(world_size=1) == {"episodes": trace / g2, "grad_sq": g2, "trace": trace}
+
+
+def test_unresolved_until_the_averaged_signal_is_positive():
+    scale = NoiseScale(share=4, accumulate=2, world_size=1, decay=0.0, per_rank=False)
+    param = torch.zeros(2)
+    param.grad = torch.tensor([1.0, 0.0])
+    scale.after_backward([param], 0)
+    param.grad = torch.tensor([1.0, 0.0]) + torch.tensor([-1.0, 0.0]) / 2  # rollouts +1 and -1: mean 0
+    scale.after_backward([param], 1)
+    scale.after_step(grad_norm=0.0)
+    report = scale.report(world_size=1)
+    assert report["grad_sq"] < 0 and math.isnan(report["episodes"]) and report["trace"] > 0
+    assert scale.describe(report)["episodes"] is None  # JSON has no NaN
+
+
+def test_non_finite_updates_are_left_out():
+    scale = NoiseScale(share=4, accumulate=1, world_size=2, decay=0.5, per_rank=False)
+    param = torch.zeros(2)
+    param.grad = torch.tensor([3.0, 4.0])
+    scale.after_backward([param], 0)
+    scale.after_step(grad_norm=float("inf"))
+    assert scale.updates == 0 and scale.report(world_size=1) is None
+    scale.after_backward([param], 0)
+    scale.after_step(grad_norm=4.0)
+    assert scale.updates == 1 and scale.small_ema / scale.weight == pytest.approx(25.0)
+
+
+def test_where_nothing_can_be_measured_it_says_why():
+    one = NoiseScale(share=16, accumulate=1, world_size=1, decay=0.99, per_rank=False)
+    assert "sync.accumulate=2" in one.unavailable
+    assert one.report(world_size=1) is None and one.describe(None) == {"unavailable": one.unavailable}
+    assert NoiseScale(16, 1, 1, 0.99, per_rank=True).unavailable  # DDP on one rank
+    assert "compresses" in DDPPowerSGD.noise_scale_unavailable
+    assert "weights, not gradients" in LocalSGD.noise_scale_unavailable
+
+
+SMALL = [
+    "task.trials=20",
+    "agent.hidden=16",
+    "train.updates=12",
+    "train.lr=0.001",
+    "log.every=4",
+    "checkpoint.every=12",
+    "eval.every=0",
+    "log.noise_scale_decay=0.9",
+]
+
+
+@pytest.mark.dist
+def test_two_ranks_and_two_accumulation_rounds_give_the_same_figure(tmp_path):
+    """The same episodes cut two ways (2 ranks of 16, or 1 rank of 2 rounds of 16) give the same small
+    and large gradients, so the same noise scale; DDP sees each rank's gradient in its hook and
+    gives it too."""
+    runs = {
+        "ranks": (2, ["train.batch_episodes=32"]),
+        "rounds": (1, ["train.batch_episodes=16", "sync.accumulate=2"]),
+        "ddp": (2, ["train.batch_episodes=32", "sync.strategy=ddp"]),
+    }
+    figures = {}
+    for name, (world_size, overrides) in runs.items():
+        summaries = run_ranks(
+            world_size, train_worker, None, SMALL + overrides + [f"run_dir={tmp_path / name}"]
+        )
+        assert raised(summaries[0]) is None, summaries
+        figures[name] = summaries[0]["noise_scale"]
+        assert figures[name]["b_small"] == 16 and figures[name]["b_big"] == 32
+        assert figures[name]["updates"] == 12
+    for key in ("grad_sq", "trace"):
+        assert figures["rounds"][key] == pytest.approx(figures["ranks"][key], rel=1e-3), figures
+        assert figures["ddp"][key] == pytest.approx(figures["ranks"][key], rel=1e-3), figures
+    assert figures["ranks"]["trace"] > 0
