@@ -19,7 +19,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dist_vpg import tasks
+from dist_vpg import batching, tasks
 from dist_vpg.settings import ConfigError, TaskSettings, choice, describe, printable, require
 
 __all__ = ["Config", "ConfigError", "TaskSettings", "printable"]  # the last two re-exported
@@ -28,6 +28,7 @@ DEFAULT_TASK = tasks.DEFAULT
 ROLLOUT_MODES = ("native", "twopass", "onepass")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SIGNALS = ("reward", "regret", "imitation")
+LR_SCALING = ("none", "sqrt", "linear")
 PROGRESS = ("auto", "bar", "lines")
 RESUME = ("never", "auto")
 SYNC_STRATEGIES = (
@@ -59,6 +60,11 @@ class TrainConfig:
     # Global episodes per rollout round, split evenly over the ranks. One update sees
     # batch_episodes * sync.accumulate episodes.
     batch_episodes: int = 256  # episodes per rollout round, all ranks together
+    # Weak scaling (dist_vpg.batching): batch_episodes is each rank's rollout round instead, so the
+    # global batch grows with the ranks, and lr_scaling sets how the learning rate follows it:
+    # multiplied by (ranks) ** 0, 1/2 or 1. The lr and lr_final above are for one rank's batch.
+    weak_scaling: bool = False  # batch_episodes is each rank's: the global batch grows with the ranks
+    lr_scaling: str = "none"  # with weak_scaling: the lr times ranks ** 0 (none), 1/2 (sqrt) or 1 (linear)
     rollout: str = "native"  # native (C, where the task has a native step) | twopass | onepass (torch)
     # A checkpoint whose weights this run starts from (not its optimizer, schedule or update
     # count): fine-tuning a trained agent under another objective. "" starts from random weights.
@@ -115,6 +121,9 @@ class TrainConfig:
 class SyncConfig:
     strategy: str = "allreduce"  # how gradients are synchronized (docs/sync.md)
     accumulate: int = 1  # rollouts (backward calls) per rank before one synchronization
+    # A batch schedule: the accumulation rounds rise linearly from `accumulate` at the first update
+    # to this at the last (dist_vpg.batching), later updates seeing more episodes. 0: constant.
+    accumulate_final: int = 0  # accumulation rounds at the last update, reached linearly; 0: constant
     check_every: int = 100  # updates between cross-rank checksums of parameters and optimizer
     max_skipped: int = 10  # consecutive non-finite gradients tolerated before the run stops
     timeout_s: float = 300.0  # collective timeout
@@ -364,6 +373,13 @@ def check(cfg: Config) -> None:
     )
     require(tr.updates >= 1, "train.updates", "must be >= 1")
     require(tr.batch_episodes >= 1, "train.batch_episodes", "must be >= 1")
+    choice(tr.lr_scaling, "train.lr_scaling", LR_SCALING)
+    require(
+        tr.weak_scaling or tr.lr_scaling == "none",
+        "train.lr_scaling",
+        "scales the lr with the ranks under train.weak_scaling=true only (without it the batch is the same "
+        "on any number of ranks)",
+    )
     choice(tr.rollout, "train.rollout", ROLLOUT_MODES)
     choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
     choice(tr.signal, "train.signal", SIGNALS)
@@ -405,6 +421,11 @@ def check(cfg: Config) -> None:
     choice(tr.resume, "train.resume", RESUME)
     choice(s.strategy, "sync.strategy", SYNC_STRATEGIES)
     require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")
+    require(
+        s.accumulate_final == 0 or s.accumulate_final >= s.accumulate,
+        "sync.accumulate_final",
+        f"must be 0 (constant) or at least sync.accumulate={s.accumulate}: the schedule grows the batch",
+    )
     require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
     require(s.max_skipped >= 1, "sync.max_skipped", "must be >= 1")
     require(0.001 <= s.timeout_s <= MAX_TIMEOUT_S, "sync.timeout_s", TIMEOUT_RANGE)
@@ -450,11 +471,12 @@ def _check_affinity(affinity: Any) -> None:
 def check_world(cfg: Config, world_size: int) -> None:
     """Each rank rolls out an equal share of every rollout round."""
     require(
-        cfg.train.batch_episodes % world_size == 0,
+        cfg.train.weak_scaling or cfg.train.batch_episodes % world_size == 0,
         "train.batch_episodes",
-        f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks",
+        f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks "
+        "(train.weak_scaling=true makes them each rank's)",
     )
-    share, k = cfg.train.batch_episodes // world_size, cfg.train.episodes_per_task
+    share, k = batching.plan(cfg, world_size).share, cfg.train.episodes_per_task
     require(
         not cfg.train.mirror or share % 2 == 0,
         "train.mirror",
@@ -487,7 +509,7 @@ def rollout_bytes(cfg: Config, world_size: int, task=None) -> int:
     # observation (counted as at least 2), previous action, reward, trial index
     inputs = max(task.obs_size, 2) + actions + 2
     weights = 4 * hidden * (hidden + inputs + 2) + (actions + 1) * (hidden + 1)
-    share = cfg.train.batch_episodes // world_size
+    share = batching.plan(cfg, world_size).share
     per_step = STEP_BYTES_PER_UNIT * hidden + STEP_BYTES_PER_ACTION * actions + STEP_BYTES_FIXED
     return BASE_BYTES + 5 * 4 * weights + share * task.trials * per_step
 

@@ -40,84 +40,83 @@ def unbiased(small_sq: float, b_small: float, big_sq: float, b_big: float) -> tu
 class NoiseScale:
     """Per update: `after_backward` once per rollout, `after_step` once; `report` (a collective,
     every rank at once) returns the smoothed figures. `share` is one rollout's episodes on one
-    rank; the update's gradient is the mean of `accumulate * world_size` such rollouts."""
+    rank; an update's gradient is the mean of `rounds * world_size` such rollouts, `rounds` being
+    its accumulation rounds (which a batch schedule may change from update to update)."""
 
     def __init__(
         self,
         share: int,
-        accumulate: int,
         world_size: int,
         decay: float,
         per_rank: bool,
+        most_rounds: int,
         unavailable: str = "",
     ):
         # per_rank: the reduce runs inside backward (DDP), so the smallest gradient seen is the
         # rank's own over all its rollouts, handed to after_step; otherwise each rollout's, in .grad.
-        self.per_rank = per_rank
-        self.b_small = share * accumulate if per_rank else share
-        self.b_big = share * accumulate * world_size
-        self.accumulate = accumulate
-        self.decay = decay
-        if not unavailable and self.b_big == self.b_small:
+        self.per_rank, self.share, self.world_size, self.decay = per_rank, share, world_size, decay
+        if not unavailable and (world_size == 1 and (per_rank or most_rounds == 1)):
             unavailable = "one gradient per update, nothing smaller to compare it with" + (
                 "" if per_rank else " (on one rank, sync.accumulate=2 or more measures it)"
             )
         self.unavailable = unavailable
-        self.updates = 0  # measured updates (finite gradients)
-        self.small_ema = 0.0  # of this rank's mean squared norm of its smaller gradients
-        self.big_ema = 0.0  # of the reduced gradient's squared norm (the same on every rank)
+        self.updates = 0  # measured updates (finite gradients, two sizes)
+        # Exponential averages of this rank's part of each update's estimates: both are linear in
+        # the mean of the ranks' small squared norms, so the ranks' mean of these is the estimate.
+        self.grad_sq_ema = 0.0
+        self.trace_ema = 0.0
         self.weight = 0.0  # the averages' total weight: 1 - decay ** updates
+        self.b_small = self.b_big = 0  # of the last update measured
         self._rounds_sq = 0.0
         self._before: torch.Tensor | None = None
         self._spent = 0.0  # seconds this update
         self.seconds: list[float] = []  # per update, for summary.json's median
 
-    def after_backward(self, params: list[torch.Tensor], k: int) -> None:
-        """Rollout k of this update has added its gradient, divided by `accumulate`, to .grad."""
+    def after_backward(self, params: list[torch.Tensor], k: int, rounds: int) -> None:
+        """Rollout k of this update's `rounds` has added its gradient, divided by `rounds`, to .grad."""
         if self.unavailable or self.per_rank:
             return
         start = time.perf_counter()
         flat = torch.cat([p.grad.reshape(-1) for p in params])
         rollout = flat if k == 0 else flat - self._before
-        self._rounds_sq += float(rollout.square().sum()) * self.accumulate**2
-        if k + 1 < self.accumulate:
+        self._rounds_sq += float(rollout.square().sum()) * rounds**2
+        if k + 1 < rounds:
             self._before = flat
         self._spent += time.perf_counter() - start
 
-    def after_step(self, grad_norm: float, local_sq: float | None = None) -> None:
+    def after_step(self, grad_norm: float, rounds: int, local_sq: float | None = None) -> None:
         """`grad_norm`: the reduced gradient's norm before clipping (StepResult.grad_norm);
         `local_sq` (per_rank): the rank's own gradient's squared norm (Strategy.local_sq_norm)."""
         if self.unavailable:
             return
         start = time.perf_counter()
-        small = local_sq if self.per_rank else self._rounds_sq / self.accumulate
+        small = local_sq if self.per_rank else self._rounds_sq / rounds
+        b_small = self.share * rounds if self.per_rank else self.share
+        b_big = self.share * rounds * self.world_size
         self._rounds_sq = 0.0
-        if math.isfinite(grad_norm) and math.isfinite(small):
+        if b_big > b_small and math.isfinite(grad_norm) and math.isfinite(small):
+            g2, trace = unbiased(small, b_small, grad_norm**2, b_big)
             d = self.decay
-            self.small_ema = d * self.small_ema + (1 - d) * small
-            self.big_ema = d * self.big_ema + (1 - d) * grad_norm**2
+            self.grad_sq_ema = d * self.grad_sq_ema + (1 - d) * g2
+            self.trace_ema = d * self.trace_ema + (1 - d) * trace
             self.weight = d * self.weight + (1 - d)
             self.updates += 1
+            self.b_small, self.b_big = b_small, b_big
         self.seconds.append(self._spent + time.perf_counter() - start)
         self._spent = 0.0
 
-    def report(self, world_size: int) -> dict[str, float] | None:
+    def report(self) -> dict[str, float] | None:
         """The smoothed figures over all ranks: grad_sq (|G|^2), trace (tr(S)) and episodes
         (B_simple, NaN while the averaged |G|^2 is not yet positive). None where unavailable or
         nothing was measured yet. A collective wherever it is available."""
         if self.unavailable:
             return None
-        small_ema = (
-            distributed.all_sum([self.small_ema])[0] / world_size if world_size > 1 else self.small_ema
-        )
+        sums = [self.grad_sq_ema, self.trace_ema]
+        g2, trace = (x / self.world_size for x in distributed.all_sum(sums)) if self.world_size > 1 else sums
         if self.updates == 0:
             return None
-        g2, trace = unbiased(small_ema / self.weight, self.b_small, self.big_ema / self.weight, self.b_big)
-        return {
-            "episodes": trace / g2 if g2 > 0 else math.nan,
-            "grad_sq": g2,
-            "trace": trace,
-        }
+        g2, trace = g2 / self.weight, trace / self.weight
+        return {"episodes": trace / g2 if g2 > 0 else math.nan, "grad_sq": g2, "trace": trace}
 
     def describe(self, last: dict[str, float] | None) -> dict:
         """What summary.json records: the `last` report's figures (None for a NaN: JSON has none)

@@ -18,6 +18,7 @@ import psutil
 import torch
 
 from dist_vpg import (
+    batching,
     checkpoint,
     config,
     distributed,
@@ -104,8 +105,8 @@ def train(
     if average is not None and resumed is not None and "average" in resumed:
         average.load_state_dict(resumed["average"])
 
-    tr, accumulate = cfg.train, cfg.sync.accumulate
-    share = tr.batch_episodes // world.world_size  # episodes per rank per rollout
+    tr, batches = cfg.train, batching.plan(cfg, world.world_size)
+    share = batches.share  # episodes per rank per rollout
     loss_args = dict(
         lam=tr.gae_lambda,
         beta_v=tr.beta_v,
@@ -115,17 +116,19 @@ def train(
     timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
     zero_grads = sync.ZeroGradTrap(board.say)
     noise_scale = NoiseScale(
-        share, accumulate, world.world_size, cfg.log.noise_scale_decay,
-        per_rank=strategy.reduces_in_backward, unavailable=strategy.noise_scale_unavailable,
+        share, world.world_size, cfg.log.noise_scale_decay, per_rank=strategy.reduces_in_backward,
+        most_rounds=batches.rounds_final, unavailable=strategy.noise_scale_unavailable,
     )  # fmt: skip
     if noise_scale.unavailable:
         board.say(f"dist_vpg: gradient noise scale not measured: {noise_scale.unavailable}")
-    validation = Validation(cfg, task, world, run_dir, board)
+    validation = Validation(cfg, task, world, run_dir, board, batches)
     validation.forget_after(start)
     board.say(
         f"dist_vpg: {world.world_size} rank(s), {mode} rollout, sync {strategy.name}, {tr.updates} "
-        f"updates of {tr.batch_episodes * accumulate} episodes; run dir {run_dir}"
+        f"updates of {batches.describe()}; run dir {run_dir}"
     )
+    if batches.lr_factor != 1:
+        board.say(f"dist_vpg: weak scaling: the lr times {batches.lr_factor:.4g} ({tr.lr_scaling} rule)")
     clock, stopped_by, scale = time.perf_counter() - train_s, None, None
 
     def checkpoint_now() -> None:  # rank 0, at the update `done` the loop has reached
@@ -139,14 +142,15 @@ def train(
             optimizer.zero_grad(set_to_none=False)
             beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
             gamma = linear_schedule(tr.gamma, tr.gamma_final, update, tr.updates)
-            lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates)
+            lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates) * batches.lr_factor
+            rounds = batches.rounds(update)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             peek = world.is_main and (run_dir / plots.PEEK_FILE).exists()
             played_episodes, played_return = 0, 0.0
-            for k in range(accumulate):
+            for k in range(rounds):
                 with timings.phase("rollout"):
-                    ids = episode_ids(world.rank, k, accumulate, share)
+                    ids = episode_ids(world.rank, k, rounds, share)
                     draws = noise.draw(
                         cfg.seed,
                         noise.TRAIN,
@@ -170,9 +174,9 @@ def train(
                         replay=model,
                     )
                 # Only the last backward of an accumulation may start DDP's reduction.
-                with timings.phase("backward"), strategy.no_sync() if k + 1 < accumulate else nullcontext():
-                    (loss.total / accumulate).backward()
-                    noise_scale.after_backward(strategy.params, k)
+                with timings.phase("backward"), strategy.no_sync() if k + 1 < rounds else nullcontext():
+                    (loss.total / rounds).backward()
+                    noise_scale.after_backward(strategy.params, k, rounds)
                 episodes, ret = window.add(batch, loss)
                 played_episodes, played_return = played_episodes + episodes, played_return + ret
                 if peek and k == 0:
@@ -183,7 +187,7 @@ def train(
             with timings.phase("step"):
                 result = strategy.step(optimizer, tr.max_grad_norm)
             timings.add("sync", result.sync_s)
-            noise_scale.after_step(result.grad_norm, strategy.local_sq_norm())
+            noise_scale.after_step(result.grad_norm, rounds, strategy.local_sq_norm())
             if average is not None and result.applied:
                 average.update(agent)
             skips.record(result.applied)  # raises on every rank alike after too many in a row
@@ -198,7 +202,7 @@ def train(
             line, postfix = "", {}
             if logging_now:
                 figures = window.report(task.trials)  # a collective: every rank takes part
-                scale = noise_scale.report(world.world_size)  # a collective too, where measured
+                scale = noise_scale.report()  # a collective too, where measured
                 snap = shared.snapshot() if world.is_main else None
                 phases = timings.window_medians()
                 ema = snap["ema_return"] if snap else figures["return"]

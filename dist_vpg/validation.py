@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 from dist_vpg import distributed, files, noise
+from dist_vpg.batching import BatchPlan
 from dist_vpg.board import Board
 from dist_vpg.config import Config
 from dist_vpg.evaluate import evaluate_agent
@@ -33,10 +34,18 @@ FIELDS = (
 
 
 class Validation:
-    def __init__(self, cfg: Config, task: Task, world: distributed.World, run_dir: Path, board: Board):
+    def __init__(
+        self,
+        cfg: Config,
+        task: Task,
+        world: distributed.World,
+        run_dir: Path,
+        board: Board,
+        batches: BatchPlan,
+    ):
         self.cfg, self.task, self.world, self.board = cfg, task, world, board
         self.path = run_dir / FILE
-        self.episodes_per_update = cfg.train.batch_episodes * cfg.sync.accumulate
+        self.batches = batches
 
     def due(self, done: int) -> bool:
         every = self.cfg.eval.every
@@ -54,7 +63,7 @@ class Validation:
             world=self.world,
         )
         m = result.metrics()
-        trained = done * self.episodes_per_update
+        trained = self.batches.episodes_before(done)
         row = {
             "update": done,
             "episodes_trained": trained,

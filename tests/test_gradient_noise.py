@@ -36,7 +36,8 @@ def test_noise_scale_recovers_known_terms_from_sampled_gradients(world_size, acc
     mean's. Over 4000 updates the smoothed figures land on the true |G|^2, tr(S) and their ratio."""
     rng = np.random.default_rng(0)
     scales = [
-        NoiseScale(share, accumulate, world_size, decay=0.999, per_rank=False) for _ in range(world_size)
+        NoiseScale(share, world_size, decay=0.999, per_rank=False, most_rounds=accumulate)
+        for _ in range(world_size)
     ]
     param = torch.zeros(DIM, dtype=torch.float64)
     for _ in range(4000):
@@ -47,13 +48,13 @@ def test_noise_scale_recovers_known_terms_from_sampled_gradients(world_size, acc
             param.grad = torch.zeros(DIM, dtype=torch.float64)
             for k in range(accumulate):
                 param.grad += torch.from_numpy(grads[rank, k].mean(0)) / accumulate
-                scale.after_backward([param], k)
+                scale.after_backward([param], k, accumulate)
         reduced = grads.reshape(-1, DIM).mean(0)
         for scale in scales:
-            scale.after_step(float(np.linalg.norm(reduced)))
+            scale.after_step(float(np.linalg.norm(reduced)), accumulate)
     # report()'s all_sum over ranks, done by hand: the mean of the ranks' averages
-    small = np.mean([s.small_ema for s in scales]) / scales[0].weight
-    g2, trace = unbiased(small, scales[0].b_small, scales[0].big_ema / scales[0].weight, scales[0].b_big)
+    g2 = np.mean([s.grad_sq_ema for s in scales]) / scales[0].weight
+    trace = np.mean([s.trace_ema for s in scales]) / scales[0].weight
     assert g2 == pytest.approx(TRUE_G2, rel=0.15)
     assert trace == pytest.approx(TRUE_TRACE, rel=0.05)
     assert trace / g2 == pytest.approx(TRUE_TRACE / TRUE_G2, rel=0.15)
@@ -62,46 +63,71 @@ def test_noise_scale_recovers_known_terms_from_sampled_gradients(world_size, acc
 def test_per_rank_mode_takes_the_ranks_own_norm_and_ignores_grad():
     """DDP: .grad is already reduced after backward, so the rank's own squared norm comes from the
     strategy's hook, and the small batch is the rank's whole share."""
-    scale = NoiseScale(share=8, accumulate=2, world_size=2, decay=0.0, per_rank=True)
-    assert (scale.b_small, scale.b_big) == (16, 32)
+    scale = NoiseScale(share=8, world_size=2, decay=0.0, per_rank=True, most_rounds=2)
     param = torch.zeros(3)
     param.grad = torch.full((3,), 1e6)  # would wreck the figure if it were read
-    scale.after_backward([param], 0)
-    scale.after_step(grad_norm=2.0, local_sq=5.0)
+    scale.after_backward([param], 0, rounds=2)
+    scale.after_step(grad_norm=2.0, rounds=2, local_sq=5.0)
+    assert (scale.b_small, scale.b_big) == (16, 32)
     g2, trace = unbiased(5.0, 16, 4.0, 32)
-    assert scale.report(world_size=1) == {"episodes": trace / g2, "grad_sq": g2, "trace": trace}
+    scale.world_size = 1  # report's all_sum is the identity on one process
+    assert scale.report() == {"episodes": trace / g2, "grad_sq": g2, "trace": trace}
 
 
 def test_unresolved_until_the_averaged_signal_is_positive():
-    scale = NoiseScale(share=4, accumulate=2, world_size=1, decay=0.0, per_rank=False)
+    scale = NoiseScale(share=4, world_size=1, decay=0.0, per_rank=False, most_rounds=2)
     param = torch.zeros(2)
-    param.grad = torch.tensor([1.0, 0.0])
-    scale.after_backward([param], 0)
-    param.grad = torch.tensor([1.0, 0.0]) + torch.tensor([-1.0, 0.0]) / 2  # rollouts +1 and -1: mean 0
-    scale.after_backward([param], 1)
-    scale.after_step(grad_norm=0.0)
-    report = scale.report(world_size=1)
+    param.grad = torch.tensor([1.0, 0.0]) / 2
+    scale.after_backward([param], 0, rounds=2)
+    param.grad = param.grad + torch.tensor([-1.0, 0.0]) / 2  # rollouts +1 and -1: mean 0
+    scale.after_backward([param], 1, rounds=2)
+    scale.after_step(grad_norm=0.0, rounds=2)
+    report = scale.report()
     assert report["grad_sq"] < 0 and math.isnan(report["episodes"]) and report["trace"] > 0
     assert scale.describe(report)["episodes"] is None  # JSON has no NaN
 
 
 def test_non_finite_updates_are_left_out():
-    scale = NoiseScale(share=4, accumulate=1, world_size=2, decay=0.5, per_rank=False)
+    scale = NoiseScale(share=4, world_size=2, decay=0.5, per_rank=False, most_rounds=1)
     param = torch.zeros(2)
     param.grad = torch.tensor([3.0, 4.0])
-    scale.after_backward([param], 0)
-    scale.after_step(grad_norm=float("inf"))
-    assert scale.updates == 0 and scale.report(world_size=1) is None
-    scale.after_backward([param], 0)
-    scale.after_step(grad_norm=4.0)
-    assert scale.updates == 1 and scale.small_ema / scale.weight == pytest.approx(25.0)
+    scale.after_backward([param], 0, rounds=1)
+    scale.after_step(grad_norm=float("inf"), rounds=1)
+    assert scale.updates == 0 and scale.weight == 0
+    scale.after_backward([param], 0, rounds=1)
+    scale.after_step(grad_norm=4.0, rounds=1)
+    g2, trace = unbiased(25.0, 4, 16.0, 8)
+    assert scale.updates == 1
+    assert (scale.grad_sq_ema / scale.weight, scale.trace_ema / scale.weight) == pytest.approx((g2, trace))
+
+
+def test_a_growing_batch_is_measured_at_each_update_s_own_sizes():
+    """A batch schedule changes the rounds from update to update: each update's estimate uses its
+    own b_big, and an update of one round on one rank (nothing smaller) is left out."""
+    scale = NoiseScale(share=4, world_size=1, decay=0.5, per_rank=False, most_rounds=3)
+    assert not scale.unavailable
+    param = torch.zeros(1, dtype=torch.float64)
+    expected = []
+    for rounds, rollouts in [(1, [2.0]), (2, [1.0, 3.0]), (3, [0.0, 3.0, 6.0])]:
+        param.grad = torch.zeros(1, dtype=torch.float64)
+        for k, g in enumerate(rollouts):
+            param.grad += g / rounds
+            scale.after_backward([param], k, rounds)
+        mean = sum(rollouts) / rounds
+        scale.after_step(abs(mean), rounds)
+        if rounds > 1:
+            expected.append(unbiased(sum(g * g for g in rollouts) / rounds, 4, mean * mean, 4 * rounds))
+    assert scale.updates == 2 and scale.b_big == 12
+    g2 = (0.5 * expected[0][0] + expected[1][0]) / 1.5  # weights 0.5 * 0.5 and 0.5, normalized
+    trace = (0.5 * expected[0][1] + expected[1][1]) / 1.5
+    assert scale.report() == pytest.approx({"episodes": trace / g2, "grad_sq": g2, "trace": trace})
 
 
 def test_where_nothing_can_be_measured_it_says_why():
-    one = NoiseScale(share=16, accumulate=1, world_size=1, decay=0.99, per_rank=False)
+    one = NoiseScale(share=16, world_size=1, decay=0.99, per_rank=False, most_rounds=1)
     assert "sync.accumulate=2" in one.unavailable
-    assert one.report(world_size=1) is None and one.describe(None) == {"unavailable": one.unavailable}
-    assert NoiseScale(16, 1, 1, 0.99, per_rank=True).unavailable  # DDP on one rank
+    assert one.report() is None and one.describe(None) == {"unavailable": one.unavailable}
+    assert NoiseScale(16, 1, 0.99, per_rank=True, most_rounds=4).unavailable  # DDP on one rank
     assert "compresses" in DDPPowerSGD.noise_scale_unavailable
     assert "weights, not gradients" in LocalSGD.noise_scale_unavailable
 

@@ -1,0 +1,135 @@
+"""Batch scaling: weak scaling's global batch and learning-rate rule, the accumulation schedule, and
+both keeping N ranks equal to 1 rank and resumed runs equal to uninterrupted ones."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dist_vpg import batching, checkpoint, config
+from dist_vpg.config import ConfigError
+from tests.helpers import raised, run_ranks, train_worker
+
+
+def _plan(world_size: int, *overrides: str) -> batching.BatchPlan:
+    return batching.plan(config.load(None, list(overrides)), world_size)
+
+
+def test_strong_scaling_splits_the_batch_and_leaves_the_lr():
+    p = _plan(4, "train.batch_episodes=256")
+    assert (p.share, p.round_episodes, p.lr_factor, p.rounds(0)) == (64, 256, 1.0, 1)
+
+
+@pytest.mark.parametrize("rule,factor", [("none", 1.0), ("sqrt", 2.0), ("linear", 4.0)])
+def test_weak_scaling_grows_the_batch_with_the_ranks_and_scales_the_lr_by_its_rule(rule, factor):
+    p = _plan(4, "train.batch_episodes=64", "train.weak_scaling=true", f"train.lr_scaling={rule}")
+    assert (p.share, p.round_episodes, p.lr_factor) == (64, 256, factor)
+    one = _plan(1, "train.batch_episodes=64", "train.weak_scaling=true", f"train.lr_scaling={rule}")
+    assert (one.share, one.lr_factor) == (64, 1.0)  # the lr is the one set for a rank's batch
+
+
+def test_the_accumulation_schedule_rises_linearly_and_counts_every_episode():
+    p = _plan(
+        2, "train.batch_episodes=16", "train.updates=11", "sync.accumulate=2", "sync.accumulate_final=7"
+    )
+    assert [p.rounds(u) for u in range(11)] == [2, 2, 3, 4, 4, 4, 5, 6, 6, 6, 7]
+    assert p.episodes(10) == 7 * 16
+    assert p.episodes_before(11) == 16 * sum(p.rounds(u) for u in range(11))
+    assert p.episodes_before(0) == 0
+    flat = _plan(2, "train.batch_episodes=16", "train.updates=11", "sync.accumulate=3")
+    assert flat.episodes_before(5) == 5 * 48
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["train.lr_scaling=sqrt"], "train.lr_scaling"),  # a rule without weak scaling does nothing
+        (["train.weak_scaling=true", "train.lr_scaling=cubic"], "train.lr_scaling"),
+        (["sync.accumulate=4", "sync.accumulate_final=2"], "sync.accumulate_final"),
+        (["sync.accumulate_final=-1"], "sync.accumulate_final"),
+    ],
+)
+def test_ill_formed_scaling_is_refused_naming_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key):
+        config.load(None, overrides)
+
+
+def test_weak_scaling_needs_no_even_split_but_whole_mirror_pairs():
+    cfg = config.load(None, ["train.batch_episodes=6", "train.weak_scaling=true"])
+    config.check_world(cfg, 4)  # 6 episodes on each of 4 ranks
+    with pytest.raises(ConfigError, match="train.batch_episodes"):
+        config.check_world(config.load(None, ["train.batch_episodes=6"]), 4)
+    with pytest.raises(ConfigError, match="train.mirror"):
+        mirrored = config.load(
+            None, ["train.batch_episodes=5", "train.weak_scaling=true", "train.mirror=true"]
+        )
+        config.check_world(mirrored, 2)
+
+
+SMALL = [
+    "task.trials=20",
+    "agent.hidden=16",
+    "train.updates=8",
+    "train.lr=0.001",
+    "train.average=0",
+    "log.every=4",
+    "checkpoint.every=4",
+    "eval.every=0",
+]
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(checkpoint.existing(run_dir)[-1])["model"]
+
+
+def _close(a: dict, b: dict, atol: float = 2e-5) -> None:
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=atol, rtol=0), name
+
+
+@pytest.mark.dist
+def test_two_weak_ranks_equal_one_rank_of_their_global_batch_and_scaled_lr(tmp_path):
+    """2 ranks of 8 episodes each under the sqrt rule play the 16 episodes, at the lr times sqrt(2),
+    that one rank of 16 plays when told that lr."""
+    weak = ["train.batch_episodes=8", "train.weak_scaling=true", "train.lr_scaling=sqrt"]
+    two = run_ranks(2, train_worker, None, SMALL + weak + [f"run_dir={tmp_path / 'weak'}"])
+    lr = 0.001 * 2**0.5
+    one = run_ranks(
+        1,
+        train_worker,
+        None,
+        SMALL + ["train.batch_episodes=16", f"train.lr={lr!r}", "train.lr_final=0.0001414213562373095"]
+        + [f"run_dir={tmp_path / 'one'}"],
+    )  # fmt: skip
+    assert raised(two[0]) is None and raised(one[0]) is None, (two, one)
+    assert two[0]["episodes"] == one[0]["episodes"] == 8 * 16
+    _close(_weights(tmp_path / "weak"), _weights(tmp_path / "one"))
+
+
+@pytest.mark.dist
+def test_a_batch_schedule_plays_the_same_episodes_on_two_ranks_as_on_one(tmp_path):
+    schedule = ["train.batch_episodes=8", "sync.accumulate=1", "sync.accumulate_final=4"]
+    one = run_ranks(1, train_worker, None, SMALL + schedule + [f"run_dir={tmp_path / 'one'}"])
+    two = run_ranks(2, train_worker, None, SMALL + schedule + [f"run_dir={tmp_path / 'two'}"])
+    assert raised(one[0]) is None and raised(two[0]) is None, (one, two)
+    rounds = [1, 1, 2, 2, 3, 3, 4, 4]  # linear from 1 to 4 over 8 updates, rounded
+    assert one[0]["episodes"] == two[0]["episodes"] == 8 * sum(rounds)
+    _close(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+    assert two[0]["noise_scale"]["b_big"] == 32  # the last update's: 4 rounds of 8
+
+
+def test_a_run_with_a_batch_schedule_resumes_exactly(tmp_path):
+    """A run resumed from its update-4 checkpoint lands on the uninterrupted run's bits: each update's
+    rounds follow from its index alone."""
+    schedule = SMALL + ["train.batch_episodes=8", "sync.accumulate=1", "sync.accumulate_final=4"]
+    (whole,) = run_ranks(1, train_worker, None, schedule + [f"run_dir={tmp_path / 'whole'}"])
+    assert raised(whole) is None, whole
+    midway = next(p for p in checkpoint.existing(tmp_path / "whole") if "00000004" in p.name)
+    (tmp_path / "split").mkdir()
+    shutil.copy(midway, tmp_path / "split" / midway.name)
+    (resumed,) = run_ranks(
+        1, train_worker, None, schedule + [f"run_dir={tmp_path / 'split'}", "train.resume=auto"]
+    )
+    assert raised(resumed) is None and resumed["resumed_from"] == 4, resumed
+    assert resumed["params_crc32"] == whole["params_crc32"]
