@@ -1,0 +1,287 @@
+"""Sweeps: configs x overrides x seeds, trained several at a time and evaluated with frozen weights
+on several fresh evaluation seeds, beside the task's optimum on the very same episodes.
+
+    python -m dist_vpg.sweep --out DIR [--config FILE ...] [--grid key=v1,v2 ...] [--set key=value ...]
+                             [--seeds 0 1 2] [--jobs 2] [--nproc 1] [--eval-seeds 101 102 103]
+                             [--eval-episodes 20000] [--split valid|eval] [--optimum bayes_optimal]
+
+Every combination of a --config (none: the defaults) and one value of each --grid key, with the
+--set overrides, is trained once per --seeds under torchrun (--nproc ranks, --jobs jobs at a time,
+each job on its own cores) into DIR/runs/. Each finished run is then evaluated on --eval-episodes
+episodes of each --eval-seeds (the `valid` split by default: choose settings there, and state claims
+on `eval` seeds drawn afterwards), the agent (its weights' average where it has one) and the task's
+--optimum player on the same episodes, so the gap between them is paired: its standard error is
+that of the per-episode differences, several times smaller than either figure's. DIR/sweep.md and
+DIR/sweep.json hold the table: per setting, each seed's regret, their mean and spread, the wall
+clock, and the gap to the optimum with its standard error on each evaluation seed.
+
+Run the same command again to go on after an interruption: finished runs and evaluations are kept,
+an unfinished run resumes from its newest checkpoint (train.resume=auto).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dist_vpg import checkpoint, cli, config, files
+from dist_vpg.config import ConfigError
+
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Run:
+    config: str | None
+    overrides: tuple[str, ...]  # the grid's values, then --set
+    grid: tuple[str, ...]  # the grid's values alone: what tells this setting from the others
+    seed: int
+
+    @property
+    def setting(self) -> str:
+        """The table's name for the setting: the config's stem and the grid's values."""
+        return " ".join([Path(self.config).stem if self.config else "defaults", *self.grid])
+
+    def directory(self, out: Path) -> Path:
+        return out / "runs" / f"{re.sub(r'[^A-Za-z0-9_.=-]+', '_', self.setting)}_seed{self.seed}"
+
+    def arguments(self) -> list[str]:
+        return [*(["--config", self.config] if self.config else []), *self.overrides, f"seed={self.seed}"]
+
+
+def plan_runs(configs: list[str | None], grid: list[str], fixed: list[str], seeds: list[int]) -> list[Run]:
+    """Every config x grid combination x seed, each loaded and checked before anything starts."""
+    axes = []
+    for item in grid:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise ConfigError(f"--grid {item}: must be key=value1,value2,...")
+        axes.append([f"{key}={value}" for value in values.split(",")])
+    runs = [
+        Run(path, (*combo, *fixed), combo, seed)
+        for path in configs
+        for combo in itertools.product(*axes)
+        for seed in seeds
+    ]
+    for key in ("run_dir", "train.resume", "cpu.affinity", "seed"):
+        if any(o.startswith(f"{key}=") for o in [*grid, *fixed]):
+            raise ConfigError(f"{key}: the sweep sets it for each run; leave it out")
+    for run in runs:
+        config.load(run.config, [*run.overrides, f"seed={run.seed}"])
+    return runs
+
+
+def finished(run: Run, out: Path) -> bool:
+    summary = run.directory(out) / "summary.json"
+    if not summary.exists():
+        return False
+    data = json.loads(summary.read_text())
+    return data.get("last_update") == data.get("updates")
+
+
+def train_all(runs: list[Run], out: Path, jobs: int, nproc: int, say) -> list[Run]:
+    """Train the runs not yet finished, `jobs` at a time; returns the runs that failed."""
+    todo = [run for run in runs if not finished(run, out)]
+    say(f"sweep: {len(runs) - len(todo)} of {len(runs)} runs already finished; training {len(todo)}")
+    running: dict[int, tuple[Run, subprocess.Popen, float]] = {}  # slot -> run, process, start
+    failed = []
+    cores = os.cpu_count() or 1
+    while todo or running:
+        for slot in range(jobs):
+            if slot not in running and todo:
+                run = todo.pop(0)
+                affinity = ",".join(str((slot * nproc + i) % cores) for i in range(nproc))
+                running[slot] = (run, start_job(run, out, nproc, affinity), time.perf_counter())
+                say(f"sweep: started {run.setting} seed {run.seed} on core(s) {affinity}")
+        time.sleep(POLL_S)
+        for slot, (run, proc, began) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[slot]
+            log = run.directory(out) / "train.log"
+            if proc.returncode == 0 and finished(run, out):
+                say(f"sweep: finished {run.setting} seed {run.seed} in {time.perf_counter() - began:.0f} s")
+            else:
+                failed.append(run)
+                say(f"sweep: {run.setting} seed {run.seed} failed (exit {proc.returncode}); see {log}")
+    return failed
+
+
+def start_job(run: Run, out: Path, nproc: int, affinity: str) -> subprocess.Popen:
+    directory = run.directory(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd += ["-m", "dist_vpg.train", *run.arguments(), f"run_dir={directory}", "train.resume=auto"]
+    cmd += [f"cpu.affinity=[{affinity}]", "log.progress=lines"]
+    log = open(directory / "train.log", "a")  # noqa: SIM115 - the child holds it; closed with the process
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def paired_gap(path: str, seed: int, split: str, episodes: int, optimum: str) -> dict:
+    """The agent of checkpoint `path` and the task's `optimum` player on the same `episodes`
+    episodes of (seed, split): their mean regrets and the mean and standard error of the
+    per-episode difference (the optimum absent: the agent's alone)."""
+    import torch
+
+    from dist_vpg import evaluate
+    from dist_vpg.tasks import make_task
+
+    torch.set_num_threads(1)
+    agent, cfg = evaluate.load_agent(Path(path))
+    task = make_task(cfg.task)
+    split_id = evaluate.SPLITS[split]
+    mine = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, episodes, seed, split_id).regret
+    found = {"episodes": episodes, "agent": float(mine.mean()), "agent_sem": _sem(mine)}
+    player = task.players(evaluate.training_objective(cfg)).get(optimum)
+    if player is not None:
+        best = evaluate.evaluate(player, task, episodes, seed, split_id).regret
+        found |= {
+            "optimum": float(best.mean()),
+            "gap": float((mine - best).mean()),
+            "gap_sem": _sem(mine - best),
+        }
+    return found
+
+
+def _sem(x: np.ndarray) -> float:
+    return float(x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def evaluate_all(runs: list[Run], out: Path, args, say) -> dict[tuple[Run, int], dict]:
+    """Each finished run on each evaluation seed, kept in its run directory: done once."""
+    found, todo = {}, []
+    for run in runs:
+        if not finished(run, out):
+            continue
+        for seed in args.eval_seeds:
+            cache = run.directory(out) / f"sweep_eval_{args.split}_{seed}_{args.eval_episodes}.json"
+            if cache.exists():
+                found[(run, seed)] = json.loads(cache.read_text())
+            else:
+                todo.append((run, seed, cache))
+    say(f"sweep: {len(todo)} evaluation(s) of {args.eval_episodes} episodes to play")
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {
+            (run, seed, cache): pool.submit(
+                paired_gap,
+                str(checkpoint.existing(run.directory(out))[-1]),
+                seed,
+                args.split,
+                args.eval_episodes,
+                args.optimum,
+            )
+            for run, seed, cache in todo
+        }
+        for (run, seed, cache), future in futures.items():
+            result = future.result()
+            files.atomic_write(cache, json.dumps(result, indent=2) + "\n")
+            found[(run, seed)] = result
+    return found
+
+
+def table(runs: list[Run], out: Path, results: dict, eval_seeds: list[int]) -> tuple[str, list[dict]]:
+    """The markdown table and its rows: one per setting, its seeds' figures side by side."""
+    rows = []
+    settings = list(dict.fromkeys(run.setting for run in runs))
+    for setting in settings:
+        mine = [
+            run for run in runs if run.setting == setting and all((run, s) in results for s in eval_seeds)
+        ]
+        if not mine:
+            continue
+        per_seed = [np.mean([results[(run, s)]["agent"] for s in eval_seeds]) for run in mine]
+        summaries = [json.loads((run.directory(out) / "summary.json").read_text()) for run in mine]
+        row = {
+            "setting": setting,
+            "seeds": [run.seed for run in mine],
+            "regret": [float(x) for x in per_seed],
+            "mean": float(np.mean(per_seed)),
+            "spread": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
+            "episodes": summaries[0]["episodes"],
+            "wall_s": float(np.median([s["wall_s"] for s in summaries])),
+        }
+        gaps = [results[(run, s)] for run in mine for s in eval_seeds]
+        if all("gap" in g for g in gaps):
+            row["gaps"] = [
+                {
+                    "seed": run.seed,
+                    "eval_seed": s,
+                    **{k: results[(run, s)][k] for k in ("gap", "gap_sem", "optimum")},
+                }
+                for run in mine
+                for s in eval_seeds
+            ]
+            row["optimum"] = float(np.mean([g["optimum"] for g in row["gaps"]]))
+            row["worst_gap_percent"] = max(100 * g["gap"] / g["optimum"] for g in row["gaps"])
+        rows.append(row)
+    header = ["setting", "seeds", "episodes", "wall (median)", "regret per seed", "mean ± spread", "optimum"]
+    header += ["gap to optimum, each eval seed (± SE)", "worst gap"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        gaps = (
+            "; ".join(f"{g['gap']:+.3f} ± {g['gap_sem']:.3f}" for g in row["gaps"]) if "gaps" in row else "-"
+        )
+        worst = f"{row['worst_gap_percent']:.1f}%" if "gaps" in row else "-"
+        optimum = f"{row['optimum']:.3f}" if "gaps" in row else "-"
+        wall = f"{row['wall_s']:.0f} s" if row["wall_s"] < 120 else f"{row['wall_s'] / 60:.1f} min"
+        lines.append(
+            f"| {row['setting']} | {', '.join(map(str, row['seeds']))} | {row['episodes']:,} | {wall} | "
+            f"{', '.join(f'{x:.3f}' for x in row['regret'])} | {row['mean']:.3f} ± {row['spread']:.3f} | "
+            f"{optimum} | {gaps} | {worst} |"
+        )
+    return "\n".join(lines) + "\n", rows
+
+
+def parse_args(argv: list[str] | None):
+    parser = cli.Parser("dist_vpg.sweep", __doc__)
+    parser.add_argument("--out", type=Path, required=True, help="the sweep's directory (runs, table)")
+    parser.add_argument("--config", action="append", help="a YAML config (repeat for several)")
+    parser.add_argument("--grid", action="append", default=[], help="key=v1,v2,...: one run per value")
+    parser.add_argument("--set", action="append", default=[], help="key=value for every run")
+    parser.add_argument("--seeds", type=cli.seed, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=cli.at_least(1), default=2, help="training jobs at a time")
+    parser.add_argument("--nproc", type=cli.at_least(1), default=1, help="ranks of each job")
+    parser.add_argument("--eval-seeds", type=cli.seed, nargs="+", default=[101, 102, 103])
+    parser.add_argument("--eval-episodes", type=cli.at_least(2), default=20000)
+    parser.add_argument("--split", choices=("valid", "eval"), default="valid")
+    parser.add_argument("--optimum", default="bayes_optimal", help="the task's player the gap is taken to")
+    return parser, parser.parse_intermixed_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, args = parse_args(argv)
+    say = lambda text: print(text, flush=True)
+    try:
+        runs = plan_runs(args.config or [None], args.grid, args.set, args.seeds)
+        files.writable_dir(args.out, "--out")
+    except ConfigError as e:
+        return cli.refuse(parser.name, str(e))
+    failed = train_all(runs, args.out, args.jobs, args.nproc, say)
+    results = evaluate_all(runs, args.out, args, say)
+    text, rows = table(runs, args.out, results, args.eval_seeds)
+    files.atomic_write(args.out / "sweep.md", text)
+    files.atomic_write(
+        args.out / "sweep.json",
+        json.dumps({"arguments": vars(args), "rows": rows}, indent=2, default=str) + "\n",
+    )
+    print(text, end="")
+    say(f"sweep: table in {args.out / 'sweep.md'} and {args.out / 'sweep.json'}")
+    if failed:
+        say(f"sweep: {len(failed)} run(s) failed; run the same command again to retry them")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
