@@ -142,17 +142,25 @@ def log_line(
         f"update {done}/{updates} | episodes {int(window.totals[0]):,} | return {figures['return']:.2f} "
         f"(ema {ema:.2f}) | regret {figures['regret']:.2f} | entropy {figures['entropy_per_trial']:.3f} | "
         f"{figures['steps_per_s']:,.0f} steps/s"
-        + (f" | noise scale {noise_scale_text(noise['episodes'])}" if noise else "")
+        + (f" | noise scale {noise_scale_text(noise)}" if noise else "")
         + (f" | skipped {skipped}" if skipped else "")
     )
 
 
-def noise_scale_text(episodes: float) -> str:
-    """The gradient noise scale in episodes, to two or three figures; "unresolved" while the averaged
-    |G|^2 is not yet above zero (the noise still drowns the signal at the batches measured)."""
-    if not math.isfinite(episodes):
-        return "unresolved"
-    return f"{float(f'{episodes:.2g}') if episodes >= 100 else episodes:,.0f} episodes"
+def noise_scale_text(noise: dict) -> str:
+    """The gradient noise scale (NoiseScale.report) in episodes, with its band of about two standard
+    errors; only the band's floor where |G|^2 is not clear of zero (the batch is then far below it)."""
+    middle, low, high = noise["episodes"], noise["episodes_low"], noise["episodes_high"]
+    if math.isfinite(middle) and math.isfinite(high):
+        return f"{_figures(middle)} episodes ({_figures(low)}-{_figures(high)})"
+    if math.isfinite(low):
+        return f"at least {_figures(low)} episodes"
+    return "unresolved"
+
+
+def _figures(episodes: float) -> str:
+    """Two significant figures from 100 up: the estimate is not good to three."""
+    return f"{float(f'{episodes:.2g}') if episodes >= 100 else episodes:,.0f}"
 
 
 def _histogram(writer, tag: str, values, step: int) -> None:
@@ -213,6 +221,11 @@ def scalar_groups(
 
 def _noise_scalars(noise: dict) -> dict:
     scalars = {"grad_sq": noise["grad_sq"], "trace": noise["trace"]}
-    if math.isfinite(noise["episodes"]):  # a NaN scalar only draws a gap and a warning
-        scalars["scale_episodes"] = noise["episodes"]
+    for tag, key in (
+        ("scale_episodes", "episodes"),
+        ("scale_low", "episodes_low"),
+        ("scale_high", "episodes_high"),
+    ):
+        if math.isfinite(noise[key]):  # a NaN or infinite scalar only draws a gap and a warning
+            scalars[tag] = noise[key]
     return scalars

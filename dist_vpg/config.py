@@ -169,7 +169,7 @@ class LogConfig:
     progress: str = "auto"  # auto (a bar on a terminal, lines otherwise) | bar | lines
     # The gradient noise scale's exponential averages, per update (dist_vpg.gradient_noise): each
     # update's estimate is the difference of two large numbers, so it takes hundreds to settle.
-    noise_scale_decay: float = 0.995  # smoothing of the gradient noise scale's averages, per update
+    noise_scale_decay: float = 0.998  # smoothing of the gradient noise scale's averages (0.998: ~500 updates)
 
 
 @dataclass(frozen=True)

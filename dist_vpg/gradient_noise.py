@@ -41,7 +41,15 @@ class NoiseScale:
     """Per update: `after_backward` once per rollout, `after_step` once; `report` (a collective,
     every rank at once) returns the smoothed figures. `share` is one rollout's episodes on one
     rank; an update's gradient is the mean of `rounds * world_size` such rollouts, `rounds` being
-    its accumulation rounds (which a batch schedule may change from update to update)."""
+    its accumulation rounds (which a batch schedule may change from update to update).
+
+    Each rank keeps its own part of each update's two estimates (both are linear in the ranks'
+    mean small squared norm, so the ranks' mean of the parts is the estimate) until a report pools
+    them in one all_sum; the averages then advance over the pooled estimates, update by update, the
+    same on every rank. They also track the spread of |G|^2's estimates, which gives the figure a
+    band of about two standard errors: late in training |G|^2 is tiny beside tr(S) / b, and the
+    band says how far the figure can be trusted, or, while the average of |G|^2 is within noise of
+    zero, the least the noise scale can be."""
 
     def __init__(
         self,
@@ -61,12 +69,11 @@ class NoiseScale:
             )
         self.unavailable = unavailable
         self.updates = 0  # measured updates (finite gradients, two sizes)
-        # Exponential averages of this rank's part of each update's estimates: both are linear in
-        # the mean of the ranks' small squared norms, so the ranks' mean of these is the estimate.
-        self.grad_sq_ema = 0.0
-        self.trace_ema = 0.0
+        # exponential averages of the pooled estimates, and of |G|^2's square (for its spread)
+        self.grad_sq_ema = self.trace_ema = self.grad_sq_sq_ema = self.trace_sq_ema = 0.0
         self.weight = 0.0  # the averages' total weight: 1 - decay ** updates
         self.b_small = self.b_big = 0  # of the last update measured
+        self._pending: list[float] = []  # this rank's parts since the last report: (g2, trace) pairs
         self._rounds_sq = 0.0
         self._before: torch.Tensor | None = None
         self._spent = 0.0  # seconds this update
@@ -86,7 +93,8 @@ class NoiseScale:
 
     def after_step(self, grad_norm: float, rounds: int, local_sq: float | None = None) -> None:
         """`grad_norm`: the reduced gradient's norm before clipping (StepResult.grad_norm);
-        `local_sq` (per_rank): the rank's own gradient's squared norm (Strategy.local_sq_norm)."""
+        `local_sq` (per_rank): the rank's own gradient's squared norm (Strategy.local_sq_norm).
+        Every update leaves a pair, NaN where it measured nothing, so the ranks' lists align."""
         if self.unavailable:
             return
         start = time.perf_counter()
@@ -94,29 +102,61 @@ class NoiseScale:
         b_small = self.share * rounds if self.per_rank else self.share
         b_big = self.share * rounds * self.world_size
         self._rounds_sq = 0.0
-        if b_big > b_small and math.isfinite(grad_norm) and math.isfinite(small):
-            g2, trace = unbiased(small, b_small, grad_norm**2, b_big)
-            d = self.decay
-            self.grad_sq_ema = d * self.grad_sq_ema + (1 - d) * g2
-            self.trace_ema = d * self.trace_ema + (1 - d) * trace
-            self.weight = d * self.weight + (1 - d)
-            self.updates += 1
+        part = (math.nan, math.nan)
+        if b_big > b_small:
+            part = unbiased(small, b_small, grad_norm**2, b_big)
             self.b_small, self.b_big = b_small, b_big
+        self._pending += part
         self.seconds.append(self._spent + time.perf_counter() - start)
         self._spent = 0.0
 
     def report(self) -> dict[str, float] | None:
-        """The smoothed figures over all ranks: grad_sq (|G|^2), trace (tr(S)) and episodes
-        (B_simple, NaN while the averaged |G|^2 is not yet positive). None where unavailable or
+        """The smoothed figures over all ranks: grad_sq (|G|^2), trace (tr(S)), episodes (B_simple,
+        NaN while the averaged |G|^2 is not above zero) and the band [episodes_low, episodes_high]
+        (high: inf while |G|^2 is within two standard errors of zero). None where unavailable or
         nothing was measured yet. A collective wherever it is available."""
         if self.unavailable:
             return None
-        sums = [self.grad_sq_ema, self.trace_ema]
-        g2, trace = (x / self.world_size for x in distributed.all_sum(sums)) if self.world_size > 1 else sums
+        pooled = self._pending
+        if self.world_size > 1:
+            pooled = [x / self.world_size for x in distributed.all_sum(pooled)]
+        self._pending = []
+        self.absorb(pooled)
+        return self.figures()
+
+    def absorb(self, pooled: list[float]) -> None:
+        """Advance the averages over the ranks' mean (g2, trace) parts, update by update."""
+        d = self.decay
+        for g2, trace in zip(pooled[::2], pooled[1::2]):
+            if math.isfinite(g2) and math.isfinite(trace):
+                self.grad_sq_ema = d * self.grad_sq_ema + (1 - d) * g2
+                self.grad_sq_sq_ema = d * self.grad_sq_sq_ema + (1 - d) * g2 * g2
+                self.trace_ema = d * self.trace_ema + (1 - d) * trace
+                self.trace_sq_ema = d * self.trace_sq_ema + (1 - d) * trace * trace
+                self.weight = d * self.weight + (1 - d)
+                self.updates += 1
+
+    def figures(self) -> dict[str, float] | None:
+        """What `report` returns, from the averages as they stand."""
         if self.updates == 0:
             return None
-        g2, trace = g2 / self.weight, trace / self.weight
-        return {"episodes": trace / g2 if g2 > 0 else math.nan, "grad_sq": g2, "trace": trace}
+        d = self.decay
+        g2, trace = self.grad_sq_ema / self.weight, self.trace_ema / self.weight
+        # an exponential average of n samples of variance v varies by about v (1 - d) / (1 + d)
+        # once n >> 1 / (1 - d); by v / n before
+        effective = min(self.updates, (1 + d) / (1 - d)) if d > 0 else 1
+        two_se = lambda mean, square: 2 * math.sqrt(max(square / self.weight - mean * mean, 0.0) / effective)
+        g2_err, trace_err = two_se(g2, self.grad_sq_sq_ema), two_se(trace, self.trace_sq_ema)
+        # The two estimates' errors run opposite ways (a high small-batch norm raises tr(S) and
+        # lowers |G|^2), so the band takes the corners: it is wide rather than falsely narrow.
+        ratio = lambda t, g: max(t, 0.0) / g if g > 0 else math.inf
+        return {
+            "episodes": trace / g2 if g2 > 0 else math.nan,
+            "episodes_low": ratio(trace - trace_err, g2 + g2_err),
+            "episodes_high": ratio(trace + trace_err, g2 - g2_err),
+            "grad_sq": g2,
+            "trace": trace,
+        }
 
     def describe(self, last: dict[str, float] | None) -> dict:
         """What summary.json records: the `last` report's figures (None for a NaN: JSON has none)

@@ -209,7 +209,7 @@ def train(
                 line = log_line(done, tr.updates, figures, ema, skips.total, window, scale)
                 postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
                 if scale:
-                    postfix["noise scale"] = noise_scale_text(scale["episodes"])
+                    postfix["noise scale"] = noise_scale_text(scale)
                 board.scalars(
                     done,
                     scalar_groups(

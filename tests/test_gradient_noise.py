@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dist_vpg.board import noise_scale_text
 from dist_vpg.gradient_noise import NoiseScale, unbiased
 from dist_vpg.sync.ddp import DDPPowerSGD
 from dist_vpg.sync.local_sgd import LocalSGD
@@ -52,12 +53,16 @@ def test_noise_scale_recovers_known_terms_from_sampled_gradients(world_size, acc
         reduced = grads.reshape(-1, DIM).mean(0)
         for scale in scales:
             scale.after_step(float(np.linalg.norm(reduced)), accumulate)
-    # report()'s all_sum over ranks, done by hand: the mean of the ranks' averages
-    g2 = np.mean([s.grad_sq_ema for s in scales]) / scales[0].weight
-    trace = np.mean([s.trace_ema for s in scales]) / scales[0].weight
-    assert g2 == pytest.approx(TRUE_G2, rel=0.15)
-    assert trace == pytest.approx(TRUE_TRACE, rel=0.05)
-    assert trace / g2 == pytest.approx(TRUE_TRACE / TRUE_G2, rel=0.15)
+    # report()'s all_sum over ranks, done by hand: the ranks' mean parts, update by update
+    pooled = np.mean([s._pending for s in scales], axis=0).tolist()
+    scales[0].absorb(pooled)
+    figures = scales[0].figures()
+    assert figures["grad_sq"] == pytest.approx(TRUE_G2, rel=0.15)
+    assert figures["trace"] == pytest.approx(TRUE_TRACE, rel=0.05)
+    assert figures["episodes"] == pytest.approx(TRUE_TRACE / TRUE_G2, rel=0.15)
+    # the band of about two standard errors holds the truth, and is not so wide as to say nothing
+    assert figures["episodes_low"] < TRUE_TRACE / TRUE_G2 < figures["episodes_high"]
+    assert figures["episodes_high"] / figures["episodes_low"] < 2
 
 
 def test_per_rank_mode_takes_the_ranks_own_norm_and_ignores_grad():
@@ -71,7 +76,12 @@ def test_per_rank_mode_takes_the_ranks_own_norm_and_ignores_grad():
     assert (scale.b_small, scale.b_big) == (16, 32)
     g2, trace = unbiased(5.0, 16, 4.0, 32)
     scale.world_size = 1  # report's all_sum is the identity on one process
-    assert scale.report() == {"episodes": trace / g2, "grad_sq": g2, "trace": trace}
+    figures = scale.report()
+    assert {k: figures[k] for k in ("episodes", "grad_sq", "trace")} == {
+        "episodes": trace / g2,
+        "grad_sq": g2,
+        "trace": trace,
+    }
 
 
 def test_unresolved_until_the_averaged_signal_is_positive():
@@ -88,17 +98,32 @@ def test_unresolved_until_the_averaged_signal_is_positive():
 
 
 def test_non_finite_updates_are_left_out():
-    scale = NoiseScale(share=4, world_size=2, decay=0.5, per_rank=False, most_rounds=1)
+    scale = NoiseScale(share=4, world_size=1, decay=0.5, per_rank=False, most_rounds=2)
     param = torch.zeros(2)
-    param.grad = torch.tensor([3.0, 4.0])
-    scale.after_backward([param], 0, rounds=1)
-    scale.after_step(grad_norm=float("inf"), rounds=1)
-    assert scale.updates == 0 and scale.weight == 0
-    scale.after_backward([param], 0, rounds=1)
-    scale.after_step(grad_norm=4.0, rounds=1)
-    g2, trace = unbiased(25.0, 4, 16.0, 8)
-    assert scale.updates == 1
-    assert (scale.grad_sq_ema / scale.weight, scale.trace_ema / scale.weight) == pytest.approx((g2, trace))
+    param.grad = torch.tensor([3.0, 4.0]) / 2
+    scale.after_backward([param], 0, rounds=2)
+    scale.after_step(grad_norm=float("inf"), rounds=2)
+    assert scale.report() is None and scale.updates == 0
+    scale.after_backward([param], 0, rounds=2)
+    param.grad = param.grad * 2
+    scale.after_backward([param], 1, rounds=2)
+    scale.after_step(grad_norm=5.0, rounds=2)
+    g2, trace = unbiased(25.0, 4, 25.0, 8)
+    figures = scale.report()
+    assert scale.updates == 1 and (figures["grad_sq"], figures["trace"]) == pytest.approx((g2, trace))
+
+
+def test_a_signal_within_noise_of_zero_gives_a_floor_not_a_figure():
+    """|G|^2's estimates of 2 +- 30 (trace 1000): their mean is no figure at all, but the noise scale
+    is at least trace / (mean + two standard errors)."""
+    scale = NoiseScale(share=4, world_size=1, decay=0.9, per_rank=False, most_rounds=2)
+    estimates = [2.0 + 30.0 * (-1) ** i for i in range(400)]
+    scale.absorb([x for g2 in estimates for x in (g2, 1000.0)])
+    figures = scale.figures()
+    assert figures["episodes_high"] == float("inf") and figures["episodes_low"] > 0
+    assert figures["episodes_low"] < 1000.0 / figures["grad_sq"]
+    assert noise_scale_text(figures).startswith("at least ")
+    assert scale.describe(figures)["episodes_high"] is None  # JSON has no infinity
 
 
 def test_a_growing_batch_is_measured_at_each_update_s_own_sizes():
@@ -117,10 +142,11 @@ def test_a_growing_batch_is_measured_at_each_update_s_own_sizes():
         scale.after_step(abs(mean), rounds)
         if rounds > 1:
             expected.append(unbiased(sum(g * g for g in rollouts) / rounds, 4, mean * mean, 4 * rounds))
+    figures = scale.report()
     assert scale.updates == 2 and scale.b_big == 12
     g2 = (0.5 * expected[0][0] + expected[1][0]) / 1.5  # weights 0.5 * 0.5 and 0.5, normalized
     trace = (0.5 * expected[0][1] + expected[1][1]) / 1.5
-    assert scale.report() == pytest.approx({"episodes": trace / g2, "grad_sq": g2, "trace": trace})
+    assert (figures["grad_sq"], figures["trace"]) == pytest.approx((g2, trace))
 
 
 def test_where_nothing_can_be_measured_it_says_why():
