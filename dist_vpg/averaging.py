@@ -1,15 +1,18 @@
 """An exponential average of the trained weights, kept beside them and evaluated instead of them.
 
-After each applied update, average = decay * average + (1 - decay) * weights: with decay 0.999 the
-average spans about the last thousand updates, smoothing the noise each RMSprop step adds to the
-policy. It starts from the initial weights, whose share after n updates is decay ** n (3e-4 after
-8000 updates at 0.999). Every rank keeps its own; under a strategy whose ranks' weights part between
-agreements (local_sgd) the checkpoint holds rank 0's.
+After the n-th applied update, average = (1 - w) * average + w * weights with w = max(1 - decay, 1 / n):
+the plain mean of the trained weights so far until n = 1 / (1 - decay), then their exponential
+average, which at decay 0.999 spans about the last thousand updates, smoothing the noise each RMSprop
+step adds to the policy. The warm-up keeps the random initial weights out of it (an average that
+started from them scored near chance for the first thousand updates of a run) and lets early
+evaluations score something close to the weights themselves. Every rank keeps its own; under a
+strategy whose ranks' weights part between agreements (local_sgd) the checkpoint holds rank 0's.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 
 import torch
 from torch import nn
@@ -20,17 +23,22 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must lie in (0, 1), got {decay}")
         self.decay = decay
+        self.count = 0  # updates averaged
         self.model = copy.deepcopy(agent).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
 
     @torch.no_grad()
     def update(self, agent: nn.Module) -> None:
+        self.count += 1
         averaged, trained = list(self.model.parameters()), [p.detach() for p in agent.parameters()]
-        torch._foreach_lerp_(averaged, trained, 1.0 - self.decay)
+        torch._foreach_lerp_(averaged, trained, max(1.0 - self.decay, 1.0 / self.count))
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, count: int | None) -> None:
+        """`count`: the updates averaged, as checkpoints keep it ("average_updates"); None for a
+        checkpoint from before the warm-up, whose average went on as a plain exponential one."""
         self.model.load_state_dict(state)
+        self.count = count if count is not None else sys.maxsize

@@ -101,9 +101,11 @@ def save_training_state(
     tracker_state: dict | None,
     train_s: float = 0.0,
     average: dict | None = None,
+    average_updates: int = 0,
 ) -> Path:
     """The state a run resumes from: weights, optimizer, config, RNG, tracker and training time, and
-    the weights' average where the run keeps one (dist_vpg.averaging)."""
+    the weights' average where the run keeps one, with the updates it has averaged
+    (dist_vpg.averaging)."""
     state = {
         "update": update,
         "model": agent.state_dict(),
@@ -115,4 +117,5 @@ def save_training_state(
     }
     if average is not None:
         state["average"] = average
+        state["average_updates"] = average_updates
     return save(run_dir, state)

@@ -109,8 +109,8 @@ class TrainConfig:
     mirror: bool = False  # odd episodes are the arm-swapped mirrors of the even ones before them
     # An exponential average of the weights (dist_vpg.averaging), saved in each checkpoint beside
     # them; evaluation, validation and play use it where a checkpoint holds one (evaluate
-    # --weights trained for the weights themselves). At 0.999 the first weights' share is still
-    # 37% after 1000 updates: runs of a few hundred updates should set 0.
+    # --weights trained for the weights themselves). It is the plain mean of the weights so far
+    # until 1 / (1 - average) updates, so early evaluations score recent weights, not random ones.
     average: float = 0.999  # decay of the weights' exponential average (0.999: ~the last 1000 updates)
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.

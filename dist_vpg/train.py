@@ -103,7 +103,7 @@ def train(
     model = strategy.wrap()
     average = WeightAverage(agent, cfg.train.average) if cfg.train.average else None
     if average is not None and resumed is not None and "average" in resumed:
-        average.load_state_dict(resumed["average"])
+        average.load_state_dict(resumed["average"], resumed.get("average_updates"))
 
     tr, batches = cfg.train, batching.plan(cfg, world.world_size)
     share = batches.share  # episodes per rank per rollout
@@ -134,7 +134,7 @@ def train(
     def checkpoint_now() -> None:  # rank 0, at the update `done` the loop has reached
         checkpoint.save_training_state(
             run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock,
-            average.state_dict() if average else None,
+            average.state_dict() if average else None, average.count if average else 0,
         )  # fmt: skip
 
     with tracker.timeouts_named(shared, world, cfg.sync.timeout_s):

@@ -14,22 +14,38 @@ from tests.helpers import raised, run_ranks, train_worker
 SMOKE = "configs/smoke.yaml"
 
 
-def test_average_follows_its_formula():
+def test_average_is_the_plain_mean_then_the_exponential_one():
+    """decay 0.9: the mean of the trained weights over the first 10 updates (the initial weights
+    left out), then 0.9 * average + 0.1 * weights."""
     agent = Agent(5, 2, 8)
-    start = [p.detach().clone() for p in agent.parameters()]
     average = WeightAverage(agent, 0.9)
-    want = [s.clone() for s in start]
-    for _ in range(3):
+    seen, want = [], None
+    for n in range(1, 16):
         with torch.no_grad():
             for p in agent.parameters():
                 p.add_(torch.randn_like(p))
         average.update(agent)
-        want = [0.9 * w + 0.1 * p.detach() for w, p in zip(want, agent.parameters())]
-    for got, w in zip(average.model.parameters(), want):
-        assert torch.allclose(got, w, atol=1e-6)
+        seen.append([p.detach().clone() for p in agent.parameters()])
+        if n <= 10:
+            want = [torch.stack(ws).mean(0) for ws in zip(*seen)]
+        else:
+            want = [0.9 * w + 0.1 * p.detach() for w, p in zip(want, agent.parameters())]
+        for got, w in zip(average.model.parameters(), want):
+            assert torch.allclose(got, w, atol=1e-5), n
+    assert average.count == 15
     assert not any(p.requires_grad for p in average.model.parameters())
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(agent, 1.0)
+
+
+def test_an_average_from_before_the_warm_up_goes_on_as_an_exponential_one():
+    agent = Agent(5, 2, 8)
+    average = WeightAverage(agent, 0.9)
+    average.load_state_dict(Agent(5, 2, 8).state_dict(), None)  # a checkpoint without average_updates
+    before = [p.clone() for p in average.model.parameters()]
+    average.update(agent)
+    for got, b, p in zip(average.model.parameters(), before, agent.parameters()):
+        assert torch.allclose(got, 0.9 * b + 0.1 * p.detach(), atol=1e-6)
 
 
 def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
@@ -38,7 +54,7 @@ def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
     assert raised(summary) is None, summary
     path = checkpoint.existing(run)[-1]
     state = checkpoint.load(path)
-    assert set(state["average"]) == set(state["model"])
+    assert set(state["average"]) == set(state["model"]) and state["average_updates"] == 6
     assert any(not torch.equal(state["average"][k], state["model"][k]) for k in state["model"])
     averaged, _ = evaluate.load_agent(path)  # auto: the average
     trained, _ = evaluate.load_agent(path, weights="trained")
