@@ -66,3 +66,23 @@ def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
     assert "average" not in checkpoint.load(without)
     with pytest.raises(checkpoint.CheckpointError, match="holds no weight average"):
         evaluate.load_agent(without, weights="average")
+
+
+def test_a_resumed_average_goes_on_with_its_warm_up():
+    """Restored with its count, an average inside its warm-up goes on as the plain mean."""
+    agent = Agent(5, 2, 8)
+    whole = WeightAverage(agent, 0.9)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in agent.parameters():
+                p.add_(torch.randn_like(p))
+        whole.update(agent)
+    resumed = WeightAverage(Agent(5, 2, 8), 0.9)
+    resumed.load_state_dict(whole.state_dict(), whole.count)
+    with torch.no_grad():
+        for p in agent.parameters():
+            p.add_(torch.randn_like(p))
+    whole.update(agent)
+    resumed.update(agent)
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
