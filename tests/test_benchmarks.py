@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
         ("bench_sync", {"world_size", "strategy", "median_ms", "x_floor"}),
         ("bench_scaling", {"mode", "ranks", "efficiency", "sync_share"}),
         ("bench_learning", {"ranks", "reached_target", "train_s", "curve"}),
+        ("bench_batch", {"batch", "reached", "updates", "noise_scale", "curve"}),
         ("bench_restart", {"checkpoint_ms", "to_resume_s", "to_first_update_s", "resumed_from"}),
         ("bench_tasks", {"task", "mode", "steps_per_s", "x_twopass"}),
     ],
