@@ -11,7 +11,8 @@ run's length changes nothing but when it stops) and no weight average (the perio
 scores the weights themselves), evaluated with frozen weights on 1000 validation episodes about
 every 25,600 training episodes (--eval-apart), and stopped once one evaluation's regret falls below
 --target. B is played as two or more accumulation rounds, so that every job measures the gradient
-noise scale (one rollout round of at most 1024 episodes). --lr-rule scales the lr with B / 256 (none, sqrt, linear).
+noise scale (one rollout round of at most 1024 episodes). --lr-rule scales the lr with B / 256
+(none, sqrt, linear).
 
 Reported per B: updates S and episodes E at the first evaluation below the target, the training
 seconds, and the online noise scale at that point. Fitted (McCandlish et al. 2018, "An Empirical Model
