@@ -112,11 +112,17 @@ def test_a_batch_schedule_plays_the_same_episodes_on_two_ranks_as_on_one(tmp_pat
     schedule = ["train.batch_episodes=8", "sync.accumulate=1", "sync.accumulate_final=4"]
     one = run_ranks(1, train_worker, None, SMALL + schedule + [f"run_dir={tmp_path / 'one'}"])
     two = run_ranks(2, train_worker, None, SMALL + schedule + [f"run_dir={tmp_path / 'two'}"])
-    assert raised(one[0]) is None and raised(two[0]) is None, (one, two)
+    # DDP reduces inside the last round's backward: the rounds changing under it change nothing
+    ddp = run_ranks(
+        2, train_worker, None, SMALL + schedule + ["sync.strategy=ddp", f"run_dir={tmp_path / 'ddp'}"]
+    )
+    assert raised(one[0]) is None and raised(two[0]) is None and raised(ddp[0]) is None, (one, two, ddp)
     rounds = [1, 1, 2, 2, 3, 3, 4, 4]  # linear from 1 to 4 over 8 updates, rounded
-    assert one[0]["episodes"] == two[0]["episodes"] == 8 * sum(rounds)
+    assert one[0]["episodes"] == two[0]["episodes"] == ddp[0]["episodes"] == 8 * sum(rounds)
     _close(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+    _close(_weights(tmp_path / "one"), _weights(tmp_path / "ddp"))
     assert two[0]["noise_scale"]["b_big"] == 32  # the last update's: 4 rounds of 8
+    assert ddp[0]["noise_scale"]["b_small"] == 16  # DDP: each rank's whole share of the last update
 
 
 def test_a_run_with_a_batch_schedule_resumes_exactly(tmp_path):
