@@ -259,6 +259,7 @@ def train(
         skipped_updates=skips.total,
         phase_median_s=timings.medians(),
         noise_scale=noise_scale.describe(scale),
+        last_eval=validation.last,
         tracker=shared.snapshot() if world.is_main else None,
         params_crc32=sync.checksum(agent, None),
     )

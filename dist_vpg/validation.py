@@ -11,11 +11,13 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
+
 from dist_vpg import distributed, files, noise
 from dist_vpg.batching import BatchPlan
 from dist_vpg.board import Board
 from dist_vpg.config import Config
-from dist_vpg.evaluate import evaluate_agent
+from dist_vpg.evaluate import evaluate, evaluate_agent
 from dist_vpg.tasks import Task
 
 FILE = "eval.csv"
@@ -30,6 +32,9 @@ FIELDS = (
     "reward",
     "reward_sem",
     "p_best_last_trial",
+    "optimum",
+    "gap",
+    "gap_sem",
 )
 
 
@@ -46,6 +51,8 @@ class Validation:
         self.cfg, self.task, self.world, self.board = cfg, task, world, board
         self.path = run_dir / FILE
         self.batches = batches
+        self._best: np.ndarray | None = None  # the best player's regret on the validation episodes
+        self.last: dict | None = None  # the newest evaluation's row, for summary.json
 
     def due(self, done: int) -> bool:
         every = self.cfg.eval.every
@@ -63,6 +70,7 @@ class Validation:
             world=self.world,
         )
         m = result.metrics()
+        gap = self.gap(result.regret)
         trained = self.batches.episodes_before(done)
         row = {
             "update": done,
@@ -75,6 +83,7 @@ class Validation:
             "reward": m["reward_per_episode"],
             "reward_sem": m["reward_sem"],
             "p_best_last_trial": m["p_best_last_trial"],
+            **gap,
         }
         # A failed write (a full disk) stops every rank alike; eval.csv keeps its old rows.
         files.written_by_main(
@@ -82,12 +91,43 @@ class Validation:
             lambda: write_rows(self.path, (read_raw(self.path) if self.path.exists() else []) + [row]),
         )
         if self.world.is_main:
-            self.board.scalars(done, {"eval": {k: row[k] for k in ("regret", "reward", "p_best_last_trial")}})
-            self.board.say(
-                f"eval {done}: regret {row['regret']:.2f} ± {row['regret_sem']:.2f}, reward "
-                f"{row['reward']:.2f} ({row['episodes']} frozen-weight episodes)"
-            )
+            keys = ("regret", "reward", "p_best_last_trial") + (("gap",) if gap else ())
+            self.board.scalars(done, {"eval": {k: row[k] for k in keys}})
+            self.board.say(self.line(row))
+        self.last = row
         return row
+
+    def gap(self, regret: np.ndarray) -> dict[str, float]:
+        """The agent's regret less the task's best player's on the same episodes: mean and standard
+        error of the per-episode differences ({} where the task has no best player). The episodes
+        are the same at every evaluation, so the player plays them once."""
+        if self._best is None:
+            player = self.task.best()
+            if player is None:
+                return {}
+            episodes, seed = self.cfg.eval.episodes, self.cfg.seed
+            self._best = evaluate(player, self.task, episodes, seed, noise.VALID, self.world).regret
+        diff = regret - self._best
+        sem = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        return {"optimum": float(self._best.mean()), "gap": float(diff.mean()), "gap_sem": sem}
+
+    def line(self, row: dict) -> str:
+        """`eval 500: regret 4.99 ± 0.24 against the optimum's 1.76 on the same 500 episodes: gap
+        +3.23 ± 0.22; reward 63.51`."""
+        text = f"eval {row['update']}: regret {row['regret']:.2f} ± {row['regret_sem']:.2f}"
+        if "gap" in row:
+            best = (
+                "the optimum's"
+                if self.task.best_is_optimal
+                else f"the best player's ({self.task.best_player})"
+            )
+            text += (
+                f" against {best} {row['optimum']:.2f} on the same {row['episodes']} episodes: "
+                f"gap {row['gap']:+.2f} ± {row['gap_sem']:.2f}"
+            )
+        else:
+            text += f" ({row['episodes']} frozen-weight episodes)"
+        return text + f"; reward {row['reward']:.2f}"
 
     def forget_after(self, update: int) -> None:
         """On resume: drop rows of updates the resumed run will play again."""
@@ -111,6 +151,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def read(path: Path) -> list[dict[str, float]]:
-    """eval.csv's rows as numbers."""
+    """eval.csv's rows as numbers; a column a row has no value in (an evaluation made before the
+    column existed, or a task with no best player) is NaN."""
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) if v else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]

@@ -96,10 +96,21 @@ class TaskUnit:
 
     # --- evaluation (dist_vpg.evaluate) ---
 
+    # The player of `players` the agent is measured against (the periodic evaluation's gap, the
+    # sweep's): the task's best. `best_is_optimal`: it is the exact optimum, not merely the best
+    # player the task has.
+    best_player: ClassVar[str | None] = None
+    best_is_optimal: ClassVar[bool] = False
+
     def players(self, objective: tuple[float, float] | None = None) -> dict[str, Player]:
         """The players the agent is evaluated beside, on its own episodes; `objective` is the
         agent's (gamma, beta_e) at the end of its training."""
         return {}
+
+    def best(self) -> Player | None:
+        """The `best_player` alone, where this task's variant has it (None: nothing to hold the
+        agent against)."""
+        return self.players().get(self.best_player) if self.best_player else None
 
     def episode_record(self, state: NamedTuple) -> dict[str, torch.Tensor]:
         """Per-episode figures [b] of the episodes' reset state, kept beside every player's result."""

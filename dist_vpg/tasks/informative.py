@@ -104,6 +104,12 @@ class InformativeArms(TaskUnit):
 
     # --- evaluation ---
 
+    best_player = "optimal"
+    best_is_optimal = True
+
+    def best(self) -> Player:
+        return self.player("optimal")
+
     def players(self, objective=None) -> dict[str, Player]:
         return {name: self.player(name) for name in PLAYERS}
 

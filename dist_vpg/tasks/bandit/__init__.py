@@ -149,6 +149,9 @@ class Bandit(TaskUnit):
                 )
         return found
 
+    best_player = "bayes_optimal"
+    best_is_optimal = True
+
     def players(self, objective: tuple[float, float] | None = None) -> dict[str, Player]:
         return {name: players.player(policy, self) for name, policy in self.policies(objective).items()}
 

@@ -112,6 +112,12 @@ class RestlessBandit(TaskUnit):
 
     # --- evaluation ---
 
+    best_player = "optimal"
+    best_is_optimal = True
+
+    def best(self) -> Player:
+        return _played(players.player(self, "optimal"))
+
     def players(self, objective=None) -> dict[str, Player]:
         return {name: _played(players.player(self, name)) for name in players.PLAYERS}
 

@@ -102,6 +102,9 @@ class TwoStep(TaskUnit):
 
     # --- evaluation ---
 
+    best_player = "bayes_optimal"
+    best_is_optimal = True
+
     def players(self, objective=None) -> dict[str, Player]:
         return {"bayes_optimal": bayes.player(self)} if bayes.TwoStepBayes.applies(self) else {}
 
