@@ -3,17 +3,17 @@ on several fresh evaluation seeds, beside the task's optimum on the very same ep
 
     python -m dist_vpg.sweep --out DIR [--config FILE ...] [--grid key=v1,v2 ...] [--set key=value ...]
                              [--seeds 0 1 2] [--jobs 2] [--nproc 1] [--eval-seeds 101 102 103]
-                             [--eval-episodes 20000] [--split valid|eval] [--optimum bayes_optimal]
+                             [--eval-episodes 20000] [--split valid|eval] [--optimum PLAYER]
 
 Every combination of a --config (none: the defaults) and one value of each --grid key, with the
 --set overrides, is trained once per --seeds under torchrun (--nproc ranks, --jobs jobs at a time,
 each job on its own cores) into DIR/runs/. Each finished run is then evaluated on --eval-episodes
 episodes of each --eval-seeds (the `valid` split by default: choose settings there, and state claims
 on `eval` seeds drawn afterwards), the agent (its weights' average where it has one) and the task's
---optimum player on the same episodes, so the gap between them is paired: its standard error is
-that of the per-episode differences, several times smaller than either figure's. DIR/sweep.md and
-DIR/sweep.json hold the table: per setting, each seed's regret, their mean and spread, the wall
-clock, and the gap to the optimum with its standard error on each evaluation seed.
+best player (--optimum names another) on the same episodes, so the gap between them is paired: its
+standard error is that of the per-episode differences, several times smaller than either figure's.
+DIR/sweep.md and DIR/sweep.json hold the table: per setting, each seed's regret, their mean and
+spread, the wall clock, and the gap to the optimum with its standard error on each evaluation seed.
 
 Run the same command again to go on after an interruption: finished runs and evaluations are kept,
 an unfinished run resumes from its newest checkpoint (train.resume=auto).
@@ -128,7 +128,7 @@ def start_job(run: Run, out: Path, nproc: int, affinity: str) -> subprocess.Pope
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def paired_gap(path: str, seed: int, split: str, episodes: int, optimum: str) -> dict:
+def paired_gap(path: str, seed: int, split: str, episodes: int, optimum: str | None) -> dict:
     """The agent of checkpoint `path` and the task's `optimum` player on the same `episodes`
     episodes of (seed, split): their mean regrets and the mean and standard error of the
     per-episode difference (the optimum absent: the agent's alone)."""
@@ -143,7 +143,7 @@ def paired_gap(path: str, seed: int, split: str, episodes: int, optimum: str) ->
     split_id = evaluate.SPLITS[split]
     mine = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, episodes, seed, split_id).regret
     found = {"episodes": episodes, "agent": float(mine.mean()), "agent_sem": _sem(mine)}
-    player = task.players(evaluate.training_objective(cfg)).get(optimum)
+    player = task.players(evaluate.training_objective(cfg)).get(optimum) if optimum else task.best()
     if player is not None:
         best = evaluate.evaluate(player, task, episodes, seed, split_id).regret
         found |= {
@@ -255,7 +255,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--eval-seeds", type=cli.seed, nargs="+", default=[101, 102, 103])
     parser.add_argument("--eval-episodes", type=cli.at_least(2), default=20000)
     parser.add_argument("--split", choices=("valid", "eval"), default="valid")
-    parser.add_argument("--optimum", default="bayes_optimal", help="the task's player the gap is taken to")
+    parser.add_argument(
+        "--optimum", help="the task's player the gap is taken to (default: its best, TaskUnit.best_player)"
+    )
     return parser, parser.parse_intermixed_args(argv)
 
 
