@@ -190,9 +190,7 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult], task
         trials = len(next(iter(curves.values()))["regret"])
         for t in range(trials):
             writer.writerow([t + 1] + [f"{curves[name][key][t]:.6g}" for name, key in columns])
-    plots.curves(
-        {n: c["regret"] for n, c in curves.items()}, "cumulative expected regret", out / "regret.png"
-    )
+    plots.regret_figure({n: r.regrets for n, r in results.items()}, task.best_player, out / "regret.png")
     plots.curves({n: c["p_best"] for n, c in curves.items()}, "P(best choice)", out / "p_best.png")
     agent, (key, label) = results["agent"], task.raster_sort or (None, "")
     plots.sorted_raster(agent.actions, agent.rewards, agent.extra.get(key), label, out / "raster.png")

@@ -61,6 +61,42 @@ def curves(lines: dict[str, np.ndarray], ylabel: str, path: Path) -> Path:
     return path
 
 
+def regret_figure(regrets: dict[str, np.ndarray], best: str | None, path: Path) -> Path:
+    """regret.png. Left: each player's mean cumulative regret by trial (regrets: name -> [T, N] per
+    trial and episode), on an axis set by the players near the agent (random play runs off it, and
+    says where it ends). Right, where the task has a best player (`best`): the agent's cumulative
+    regret above it on the same episodes, with a band of one standard error: the point of the figure."""
+    cumulative = {name: r.cumsum(0) for name, r in regrets.items()}
+    means = {name: c.mean(1) for name, c in cumulative.items()}
+    shown = [m[-1] for name, m in means.items() if name != "random"]
+    top = 1.25 * max(shown) if shown else None
+    panels = 2 if best in regrets else 1
+    with saved_figure(path, figsize=(6 * panels, 4), ncols=panels, squeeze=False) as (_, axes):
+        ax = axes[0][0]
+        trials = np.arange(1, len(next(iter(means.values()))) + 1)
+        for name, m in means.items():
+            label = name if top is None or m[-1] <= top else f"{name} (off the axis: {m[-1]:.1f} at the end)"
+            ax.plot(trials, m, label=label, lw=2.5 if name == "agent" else 1.2)
+        ax.set(xlabel="trial", ylabel="mean cumulative expected regret", ylim=(0, top) if top else None)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+        if panels == 2:
+            gap = cumulative["agent"] - cumulative[best]  # [T, N]: paired, episode by episode
+            mean, sem = gap.mean(1), gap.std(1, ddof=1) / np.sqrt(gap.shape[1])
+            right = axes[0][1]
+            right.fill_between(trials, mean - sem, mean + sem, alpha=0.3, label="± one standard error")
+            right.plot(trials, mean, lw=2.5, label=f"agent - {best}")
+            right.axhline(0.0, color="black", lw=0.8)
+            share = 100 * mean[-1] / means[best][-1] if means[best][-1] > 0 else float("nan")
+            title = (
+                f"{mean[-1]:+.3f} ± {sem[-1]:.3f} at the end ({share:+.1f}%), same {gap.shape[1]} episodes"
+            )
+            right.set(xlabel="trial", ylabel=f"cumulative regret above {best}", title=title)
+            right.grid(alpha=0.3)
+            right.legend(fontsize=8, loc="upper left")
+    return path
+
+
 def sorted_raster(
     actions: np.ndarray, rewards: np.ndarray, key: np.ndarray | None, label: str, path: Path
 ) -> Path:
