@@ -44,10 +44,22 @@ def episode_raster(actions: np.ndarray, rewards: np.ndarray, path: Path, title: 
 
 
 def _draw_raster(ax, actions: np.ndarray, rewards: np.ndarray, title: str) -> None:
-    ax.imshow(actions.T, aspect="auto", interpolation="nearest", cmap="tab10", vmin=0, vmax=9)
+    """Episodes as rows, trials as columns counted from 1 as play and regret.png count them, each
+    cell coloured by the action chosen (a legend names the colours), a dot where it paid."""
+    import matplotlib
+    from matplotlib.patches import Patch
+
+    trials, episodes = actions.shape
+    extent = (0.5, trials + 0.5, episodes - 0.5, -0.5)
+    ax.imshow(actions.T, aspect="auto", interpolation="nearest", cmap="tab10", vmin=0, vmax=9, extent=extent)
     ep, tr = np.nonzero(rewards.T > 0)
-    ax.scatter(tr, ep, s=2, c="black", marker=".", linewidths=0)
+    ax.scatter(tr + 1, ep, s=2, c="black", marker=".", linewidths=0)
     ax.set(xlabel="trial", ylabel="episode", title=title)
+    colours = matplotlib.colormaps["tab10"]
+    chosen = [int(a) for a in np.unique(actions)]
+    handles = [Patch(color=colours(a / 9 if a <= 9 else 1.0), label=f"action {a + 1}") for a in chosen[:10]]
+    handles.append(ax.scatter([], [], s=12, c="black", marker=".", label="rewarded"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
 def curves(lines: dict[str, np.ndarray], ylabel: str, path: Path) -> Path:
@@ -108,7 +120,7 @@ def sorted_raster(
     rows = order[np.linspace(0, episodes - 1, min(300, episodes)).round().astype(int)]
     title = f"{len(rows)} of {episodes} episodes" + (f", sorted by {label}" if key is not None else "")
     with saved_figure(path, figsize=(8, 7)) as (_, ax):
-        _draw_raster(ax, actions[:, rows], rewards[:, rows], title + "\ncolour: chosen action; dot: rewarded")
+        _draw_raster(ax, actions[:, rows], rewards[:, rows], title)
     return path
 
 
