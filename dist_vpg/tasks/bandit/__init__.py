@@ -58,7 +58,7 @@ class Bandit(TaskUnit):
         "dist_vpg/DependentBandit-v0": {"distribution": "dependent"},
     }
     regret_chart = True  # on bandits regret is the yardstick
-    raster_sort = ("gap", "p0 - p1 (top: arm 1 better)")
+    raster_sort = ("gap", "p(arm 1) - p(arm 2) (top: arm 2 better)")
 
     obs_size = 0
     trial_draws = 1
