@@ -291,9 +291,25 @@ def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key written twice in one mapping (plain YAML keeps the
+    last one without a word: `lr: 0.01` then `lr: 0.02` would train at 0.02)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is written twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path):
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
     except OSError as e:
         raise ConfigError(f"--config: cannot read {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
@@ -475,6 +491,12 @@ def check_world(cfg: Config, world_size: int) -> None:
         "train.batch_episodes",
         f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks "
         "(train.weak_scaling=true makes them each rank's)",
+    )
+    require(
+        cfg.sync.strategy != "hierarchical" or cfg.sync.node_size <= world_size,
+        "sync.node_size",
+        f"{cfg.sync.node_size} ranks per node, but the job has {world_size}: every rank would be one node "
+        "(0 takes torchrun's layout)",
     )
     share, k = batching.plan(cfg, world_size).share, cfg.train.episodes_per_task
     require(

@@ -233,3 +233,17 @@ def test_a_control_character_in_a_key_is_shown_escaped_on_one_line():
         config.load(None, ["train.\x1e=1"])
     message = str(e.value)
     assert message.splitlines() == [message] and "train.\\x1e" in message
+
+
+def test_a_key_written_twice_in_a_config_file_is_refused(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("train:\n  lr: 0.01\n  lr: 0.02\n")
+    with pytest.raises(ConfigError, match="line 3 .*'lr' is written twice"):
+        config.load(path)
+
+
+def test_hierarchical_nodes_larger_than_the_job_are_refused():
+    cfg = config.load(None, ["sync.strategy=hierarchical", "sync.node_size=3", "train.batch_episodes=6"])
+    with pytest.raises(ConfigError, match="sync.node_size"):
+        config.check_world(cfg, 2)
+    config.check_world(cfg, 3)
