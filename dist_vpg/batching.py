@@ -56,12 +56,17 @@ class BatchPlan:
         return int(sum(self.episodes(u) for u in range(update)))
 
     def describe(self) -> str:
-        rounds = (
-            f"{self.rounds_first} round(s)"
-            if self.rounds_final == self.rounds_first
-            else f"{self.rounds_first} to {self.rounds_final} rounds"
+        """`256 episodes (2 ranks x 128)`, `256 to 768 episodes (2 ranks x 128 x 1 to 3 rounds)`."""
+        first, final = self.rounds_first, self.rounds_final
+        episodes = f"{self.round_episodes * first}" + (
+            f" to {self.round_episodes * final}" if final != first else ""
         )
-        return f"{self.world_size} x {self.share} episodes a round, {rounds} an update"
+        rounds = (
+            ""
+            if final == first == 1
+            else f" x {first}" + (f" to {final}" if final != first else "") + " rounds"
+        )
+        return f"{episodes} episodes ({self.world_size} ranks x {self.share}{rounds})"
 
 
 def plan(cfg: Config, world_size: int) -> BatchPlan:

@@ -151,9 +151,11 @@ def noise_scale_text(noise: dict) -> str:
     """The gradient noise scale (NoiseScale.report) in episodes, with its band of about two standard
     errors; only the band's floor where |G|^2 is not clear of zero (the batch is then far below it)."""
     middle, low, high = noise["episodes"], noise["episodes_low"], noise["episodes_high"]
+    floor = low >= 1  # a floor below one episode says nothing
     if math.isfinite(middle) and math.isfinite(high):
-        return f"{_figures(middle)} episodes ({_figures(low)}-{_figures(high)})"
-    if math.isfinite(low):
+        band = f"{_figures(low)}-{_figures(high)}" if floor else f"up to {_figures(high)}"
+        return f"{_figures(middle)} episodes ({band})"
+    if floor:
         return f"at least {_figures(low)} episodes"
     return "unresolved"
 
