@@ -10,8 +10,8 @@ Every combination of a --config (none: the defaults) and one value of each --gri
 each job on its own cores) into DIR/runs/. Each finished run is then evaluated on --eval-episodes
 episodes of each --eval-seeds (the `valid` split by default: choose settings there, and state claims
 on `eval` seeds drawn afterwards), the agent (its weights' average where it has one) and the task's
-best player (--optimum names another) on the same episodes, so the gap between them is paired: its
-standard error is that of the per-episode differences, several times smaller than either figure's.
+best player (--optimum names another) on the same episodes, and the gap between them is taken
+episode by episode: its standard error is that of the per-episode differences.
 DIR/sweep.md and DIR/sweep.json hold the table: per setting, each seed's regret, their mean and
 spread, the wall clock, and the gap to the optimum with its standard error on each evaluation seed.
 
