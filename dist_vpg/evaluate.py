@@ -139,8 +139,17 @@ def load_agent(
     chosen = state["average"] if weights != "trained" and "average" in state else state["model"]
     try:
         agent.load_state_dict(chosen)
-    except RuntimeError as e:
-        raise checkpoint.CheckpointError(f"{path}: weights do not fit this task and model ({e})") from None
+    except RuntimeError:
+        trained = config.to_dict(config.from_checkpoint(state["config"]))["task"]
+        asked = config.to_dict(cfg)["task"]
+        changed = [f"task.{k}={asked[k]}" for k in asked if trained.get(k) != asked[k]]
+        was = ", ".join(
+            f"task.{k}={trained[k]}" for k in asked if trained.get(k) != asked[k] and k in trained
+        )
+        raise checkpoint.CheckpointError(
+            f"{path}: the agent was trained with {was or 'another task'}; its network's inputs and outputs "
+            f"do not fit {', '.join(changed) or 'this task'}"
+        ) from None
     agent.eval()
     return agent, cfg
 
