@@ -125,6 +125,7 @@ def test_a_batch_schedule_plays_the_same_episodes_on_two_ranks_as_on_one(tmp_pat
     assert ddp[0]["noise_scale"]["b_small"] == 16  # DDP: each rank's whole share of the last update
 
 
+@pytest.mark.dist
 def test_a_run_with_a_batch_schedule_resumes_exactly(tmp_path):
     """A run resumed from its update-4 checkpoint lands on the uninterrupted run's bits: each update's
     rounds follow from its index alone."""
