@@ -8,9 +8,9 @@ update (b_big episodes). A batch of b episodes has E|g_b|^2 = |G|^2 + tr(S) / b,
 gradient and S the covariance of one episode's gradient: a line in 1 / b, so the two sizes give
 unbiased estimates of |G|^2 and tr(S). Update by update they are very noisy (the difference of two
 large numbers); their exponential averages are not, and B_simple = tr(S) / |G|^2 is the ratio of
-the averages. Both estimates are linear in the squared norms, so each rank averages its own
-rollouts' squared norms and the ranks meet only when a figure is reported (one all_sum of one
-number), never inside an update.
+the averages. Both estimates are linear in the squared norms, so each rank keeps its own part of
+every update's estimates and the ranks meet only when a figure is reported (one all_sum of those
+parts since the last report), never inside an update.
 
 Where the reduced gradient is not the mean of the rollouts' (a compressed reduce, local SGD) or
 there is only one rollout per update (one rank, no accumulation), nothing is measured and
