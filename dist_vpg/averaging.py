@@ -1,11 +1,13 @@
 """An exponential average of the trained weights, kept beside them and evaluated instead of them.
 
-After the n-th applied update, average = (1 - w) * average + w * weights with w = max(1 - decay, 1 / n):
-the plain mean of the trained weights so far until n = 1 / (1 - decay), then their exponential
-average, which at decay 0.999 spans about the last thousand updates, smoothing the noise each RMSprop
-step adds to the policy. The warm-up keeps the random initial weights out of it (an average that
-started from them scored near chance for the first thousand updates of a run) and lets early
-evaluations score something close to the weights themselves. Every rank keeps its own; under a
+After the n-th applied update, average = (1 - w) * average + w * weights with
+w = max(1 - decay, 2 / (n + 1)): the mean of the trained weights so far, update k weighing k, until
+n = 2 / (1 - decay) - 1, then their exponential average, which at decay 0.999 spans about the last
+thousand updates, smoothing the noise each RMSprop step adds to the policy. The warm-up keeps the
+random initial weights out of it (an average that started from them scored near chance for the
+first thousand updates of a run), and its weighting toward recent updates lets early evaluations
+score about what the weights play (the default run's at update 500: 3.46 beside a training line of
+3.38; a plain mean of all 500 updates scored 4.63). Every rank keeps its own; under a
 strategy whose ranks' weights part between agreements (local_sgd) the checkpoint holds rank 0's.
 """
 
@@ -32,7 +34,7 @@ class WeightAverage:
     def update(self, agent: nn.Module) -> None:
         self.count += 1
         averaged, trained = list(self.model.parameters()), [p.detach() for p in agent.parameters()]
-        torch._foreach_lerp_(averaged, trained, max(1.0 - self.decay, 1.0 / self.count))
+        torch._foreach_lerp_(averaged, trained, max(1.0 - self.decay, 2.0 / (self.count + 1)))
 
     def state_dict(self) -> dict:
         return self.model.state_dict()

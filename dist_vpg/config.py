@@ -109,8 +109,9 @@ class TrainConfig:
     mirror: bool = False  # odd episodes are the arm-swapped mirrors of the even ones before them
     # An exponential average of the weights (dist_vpg.averaging), saved in each checkpoint beside
     # them; evaluation, validation and play use it where a checkpoint holds one (evaluate
-    # --weights trained for the weights themselves). It is the plain mean of the weights so far
-    # until 1 / (1 - average) updates, so early evaluations score recent weights, not random ones.
+    # --weights trained for the weights themselves). It is a mean of the weights so far weighted
+    # toward recent updates until about 2 / (1 - average) updates, so early evaluations score
+    # about what the weights play, never the random initial ones.
     average: float = 0.999  # decay of the weights' exponential average (0.999: ~the last 1000 updates)
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.

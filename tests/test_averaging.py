@@ -14,25 +14,26 @@ from tests.helpers import raised, run_ranks, train_worker
 SMOKE = "configs/smoke.yaml"
 
 
-def test_average_is_the_plain_mean_then_the_exponential_one():
-    """decay 0.9: the mean of the trained weights over the first 10 updates (the initial weights
-    left out), then 0.9 * average + 0.1 * weights."""
+def test_average_is_a_weighted_mean_then_the_exponential_one():
+    """decay 0.9: the mean of the trained weights over the first 19 updates, update k weighing k
+    (the initial weights left out), then 0.9 * average + 0.1 * weights."""
     agent = Agent(5, 2, 8)
     average = WeightAverage(agent, 0.9)
     seen, want = [], None
-    for n in range(1, 16):
+    for n in range(1, 26):
         with torch.no_grad():
             for p in agent.parameters():
                 p.add_(torch.randn_like(p))
         average.update(agent)
         seen.append([p.detach().clone() for p in agent.parameters()])
-        if n <= 10:
-            want = [torch.stack(ws).mean(0) for ws in zip(*seen)]
+        if n <= 19:
+            k = torch.arange(1.0, n + 1)
+            want = [(torch.stack(ws) * k.view(-1, *[1] * ws[0].dim())).sum(0) / k.sum() for ws in zip(*seen)]
         else:
             want = [0.9 * w + 0.1 * p.detach() for w, p in zip(want, agent.parameters())]
         for got, w in zip(average.model.parameters(), want):
             assert torch.allclose(got, w, atol=1e-5), n
-    assert average.count == 15
+    assert average.count == 25
     assert not any(p.requires_grad for p in average.model.parameters())
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(agent, 1.0)
@@ -69,7 +70,7 @@ def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
 
 
 def test_a_resumed_average_goes_on_with_its_warm_up():
-    """Restored with its count, an average inside its warm-up goes on as the plain mean."""
+    """Restored with its count, an average inside its warm-up goes on with it."""
     agent = Agent(5, 2, 8)
     whole = WeightAverage(agent, 0.9)
     for _ in range(3):
