@@ -28,24 +28,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import write_report  # noqa: E402
-from dist_vpg import validation  # noqa: E402
+from benchmarks.common import train_until, write_report  # noqa: E402
+from dist_vpg.batching import LR_POWERS  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUND_MAX = 1024  # episodes of one rollout round: bigger batches take more rounds
-LR_POWERS = {"none": 0.0, "sqrt": 0.5, "linear": 1.0}
 CONSTANT = ["train.lr_final=-1", "train.gamma_final=-1", "train.beta_e_final=-1", "train.average=0"]
 
 
@@ -74,16 +70,7 @@ def run_job(batch: int, args, run_dir: Path) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
     cmd += ["-m", "dist_vpg.train", *(["--config", args.config] if args.config else [])]
     cmd += [*args.overrides, *job_overrides(batch, args), f"run_dir={run_dir}"]
-    job = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    csv_path = run_dir / validation.FILE
-    while job.poll() is None:
-        time.sleep(0.5)
-        rows = validation.read(csv_path) if csv_path.exists() else []
-        if any(r["regret"] < args.target for r in rows):
-            job.send_signal(signal.SIGTERM)  # the trainer saves a checkpoint and leaves
-            job.wait()
-    _, err = job.communicate()
-    rows = validation.read(csv_path) if csv_path.exists() else []
+    rows, _, err = train_until(cmd, run_dir, [args.target])
     if not rows:
         raise RuntimeError(f"the job of batch {batch} wrote no evaluations: {err[-2000:]}")
     crossed = next((r for r in rows if r["regret"] < args.target), None)

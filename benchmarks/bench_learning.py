@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import write_report  # noqa: E402
-from dist_vpg import validation  # noqa: E402
+from benchmarks.common import train_until, write_report  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,21 +56,7 @@ def run_job(config: str, ranks: int, args, run_dir: Path) -> dict:
         "log.tensorboard=false",
         f"checkpoint.every={args.updates}",
     ]
-    started = time.perf_counter()
-    job = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    csv_path, walls = run_dir / validation.FILE, {}
-    lowest = min(args.targets)
-    while job.poll() is None:
-        time.sleep(0.5)
-        rows = validation.read(csv_path) if csv_path.exists() else []
-        for target in args.targets:
-            if target not in walls and any(r["regret"] < target for r in rows):
-                walls[target] = time.perf_counter() - started
-        if lowest in walls and job.returncode is None:
-            job.send_signal(signal.SIGTERM)  # the trainer saves a checkpoint and leaves
-            job.wait()
-    _, err = job.communicate()
-    rows = validation.read(csv_path) if csv_path.exists() else []
+    rows, walls, err = train_until(cmd, run_dir, args.targets)
     if not rows:
         raise RuntimeError(f"the {ranks}-rank job of {config} wrote no evaluations: {err[-2000:]}")
     crossed = {t: next((r for r in rows if r["regret"] < t), None) for t in args.targets}

@@ -109,3 +109,29 @@ def write_report(name: str, args, header, table, rows, note: str, out: Path, plo
         plot(rows, out / f"{name}.png")
     print(f"wrote {path}" + (f" and {out / (name + '.png')}" if plot else ""))
     return path
+
+
+def train_until(cmd: list[str], run_dir: Path, targets: list[float]) -> tuple[list[dict], dict, str]:
+    """Run a training command (its run_dir = `run_dir`) until one of its periodic evaluations
+    (eval.csv) scores a regret below the lowest target, then stop it with SIGTERM (the trainer saves
+    a checkpoint and leaves), or until it ends. Returns eval.csv's rows, the seconds from launch at
+    which each target was first seen crossed, and the job's standard error."""
+    import signal
+
+    from dist_vpg import validation
+
+    started = time.perf_counter()
+    root = Path(__file__).resolve().parent.parent
+    job = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    csv_path, walls, lowest = run_dir / validation.FILE, {}, min(targets)
+    while job.poll() is None:
+        time.sleep(0.5)
+        rows = validation.read(csv_path) if csv_path.exists() else []
+        for target in targets:
+            if target not in walls and any(r["regret"] < target for r in rows):
+                walls[target] = time.perf_counter() - started
+        if lowest in walls and job.returncode is None:
+            job.send_signal(signal.SIGTERM)
+            job.wait()
+    _, err = job.communicate()
+    return (validation.read(csv_path) if csv_path.exists() else []), walls, err

@@ -76,3 +76,15 @@ class EvalResult(NamedTuple):
             "reward_sem": sem(reward),
             "p_best_last_trial": float(self.by_trial()["p_best"][-1]),
         }
+
+
+def sem(x: np.ndarray) -> float:
+    """The standard error of x's mean (NaN for fewer than two values)."""
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def paired_gap(regret: np.ndarray, best: np.ndarray) -> dict[str, float]:
+    """A player's regret [N] against the best player's on the same N episodes: the best's mean, and
+    the mean and standard error of the per-episode differences."""
+    diff = regret - best
+    return {"optimum": float(best.mean()), "gap": float(diff.mean()), "gap_sem": sem(diff)}

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dist_vpg import checkpoint, cli, config, files
+from dist_vpg import checkpoint, cli, config, files, results
 from dist_vpg.config import ConfigError
 
 POLL_S = 1.0
@@ -142,20 +142,11 @@ def paired_gap(path: str, seed: int, split: str, episodes: int, optimum: str | N
     task = make_task(cfg.task)
     split_id = evaluate.SPLITS[split]
     mine = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, episodes, seed, split_id).regret
-    found = {"episodes": episodes, "agent": float(mine.mean()), "agent_sem": _sem(mine)}
+    found = {"episodes": episodes, "agent": float(mine.mean()), "agent_sem": results.sem(mine)}
     player = task.players(evaluate.training_objective(cfg)).get(optimum) if optimum else task.best()
     if player is not None:
-        best = evaluate.evaluate(player, task, episodes, seed, split_id).regret
-        found |= {
-            "optimum": float(best.mean()),
-            "gap": float((mine - best).mean()),
-            "gap_sem": _sem(mine - best),
-        }
+        found |= results.paired_gap(mine, evaluate.evaluate(player, task, episodes, seed, split_id).regret)
     return found
-
-
-def _sem(x: np.ndarray) -> float:
-    return float(x.std(ddof=1) / np.sqrt(len(x)))
 
 
 def evaluate_all(runs: list[Run], out: Path, args, say) -> dict[tuple[Run, int], dict]:

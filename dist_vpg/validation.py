@@ -18,6 +18,7 @@ from dist_vpg.batching import BatchPlan
 from dist_vpg.board import Board
 from dist_vpg.config import Config
 from dist_vpg.evaluate import evaluate, evaluate_agent
+from dist_vpg.results import paired_gap
 from dist_vpg.tasks import Task
 
 FILE = "eval.csv"
@@ -107,9 +108,7 @@ class Validation:
                 return {}
             episodes, seed = self.cfg.eval.episodes, self.cfg.seed
             self._best = evaluate(player, self.task, episodes, seed, noise.VALID, self.world).regret
-        diff = regret - self._best
-        sem = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-        return {"optimum": float(self._best.mean()), "gap": float(diff.mean()), "gap_sem": sem}
+        return paired_gap(regret, self._best)
 
     def line(self, row: dict) -> str:
         """`eval 500: regret 4.99 ± 0.24 against the optimum's 1.76 on the same 500 episodes: gap
