@@ -59,6 +59,28 @@ def _loss(module, x, w) -> torch.Tensor:
     return (logits * w).sum() + values.sum()
 
 
+def _time_one(name: str, strat, plain: Agent, x, w, mine: torch.Tensor, sgd) -> float:
+    """Seconds of one reduce by strategy `name` of this rank's gradient `mine`."""
+    agent = strat.agent
+    if name in DDP_FAMILY:  # reduced in backward: minus the same backward without DDP
+        plain.zero_grad()
+        dist.barrier()
+        bare = _time(lambda: _loss(plain, x, w).backward())
+        agent.zero_grad()
+        model = strat.wrap()
+        dist.barrier()
+        return _time(lambda: _loss(model, x, w).backward()) - bare
+    if name == "local_sgd":
+        dist.barrier()
+        return _time(lambda: strat.average(0))
+    for p, g in zip(agent.parameters(), torch.split(mine, [p.numel() for p in agent.parameters()])):
+        p.grad = g.view_as(p).clone()
+    dist.barrier()
+    if name == "reduce_broadcast":  # reduces, steps on rank 0 (lr 0), broadcasts weights
+        return _time(lambda: strat.step(sgd, max_norm=0.0))
+    return _time(strat.reduce)
+
+
 def _measure_size(hidden: int, iters: int, settings: SyncConfig) -> dict:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
@@ -91,31 +113,9 @@ def _measure_size(hidden: int, iters: int, settings: SyncConfig) -> dict:
         dist.barrier()
         rnd["floor_1_float"] = _time(lambda: dist.all_reduce(one))
         for name, strat in strategies.items():
-            agent = strat.agent
-            if name in DDP_FAMILY:  # reduced in backward: minus the same backward without DDP
-                plain.zero_grad()
-                dist.barrier()
-                bare = _time(lambda: _loss(plain, x, w).backward())
-                agent.zero_grad()
-                model = strat.wrap()
-                dist.barrier()
-                rnd[name] = _time(lambda m=model: _loss(m, x, w).backward()) - bare
-            elif name == "local_sgd":
-                dist.barrier()
-                rnd[name] = _time(lambda s=strat: s.average(0))
-                continue
-            else:
-                for p, g in zip(
-                    agent.parameters(), torch.split(mine, [p.numel() for p in agent.parameters()])
-                ):
-                    p.grad = g.view_as(p).clone()
-                dist.barrier()
-                if name == "reduce_broadcast":  # reduces, steps on rank 0 (lr 0), broadcasts weights
-                    rnd[name] = _time(lambda s=strat, n=name: s.step(sgd[n], max_norm=0.0))
-                else:
-                    rnd[name] = _time(strat.reduce)
-            if i >= WARMUP:
-                errors[name].append(error(agent))
+            rnd[name] = _time_one(name, strat, plain, x, w, mine, sgd[name])
+            if i >= WARMUP and name != "local_sgd":  # local SGD averages weights, not gradients
+                errors[name].append(error(strat.agent))
         if i >= WARMUP:
             for name, v in rnd.items():
                 times[name].append(v)

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from dist_vpg import config, files
+from dist_vpg.rollout import make_agent
+from dist_vpg.tasks import make_task
 
 FORMAT = "dist_vpg/1"
 KEEP = 2  # newest checkpoints kept; older ones are deleted once a newer one is complete
@@ -77,6 +79,48 @@ def load(path: Path) -> dict[str, Any]:
         if key not in state:
             raise CheckpointError(f"{path}: incomplete checkpoint, '{key}' is missing")
     return state
+
+
+WEIGHTS = ("auto", "average", "trained")  # which of a checkpoint's weights load_agent loads
+
+
+def load_agent(path: Path, overrides: list[str] | tuple = (), weights: str = "auto"):
+    """The one way an agent is read from a checkpoint: (agent in eval mode, its config with the
+    overrides applied). `weights`: auto, the weights' average where the checkpoint holds one
+    (train.average), else the trained weights; average or trained, that one (average refused where
+    there is none). Weights that do not fit the overridden config are refused naming the keys."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)} (got {weights!r})")
+    state = load(path)
+    cfg = config.from_checkpoint(state["config"], overrides)
+    agent = make_agent(
+        make_task(cfg.task), cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic
+    )
+    if weights == "average" and "average" not in state:
+        raise CheckpointError(f"{path}: holds no weight average (it was trained with train.average=0)")
+    chosen = state["average"] if weights != "trained" and "average" in state else state["model"]
+    try:
+        agent.load_state_dict(chosen)
+    except RuntimeError:
+        raise CheckpointError(f"{path}: {_misfit(state, cfg)}") from None
+    agent.eval()
+    return agent, cfg
+
+
+def _misfit(state: dict, cfg: config.Config) -> str:
+    """Why a checkpoint's weights do not fit the network `cfg` builds: the keys changed from its own."""
+    trained, asked = config.to_dict(config.from_checkpoint(state["config"])), config.to_dict(cfg)
+    changed, was = [], []
+    for section in ("task", "agent"):
+        for key, value in asked[section].items():
+            if trained[section].get(key) != value:
+                changed.append(f"{section}.{key}={value}")
+                if key in trained[section]:
+                    was.append(f"{section}.{key}={trained[section][key]}")
+    return (
+        f"the agent was trained with {', '.join(was) or 'another task'}; its network's inputs and outputs "
+        f"do not fit {', '.join(changed) or 'this task'}"
+    )
 
 
 def has_average(path: Path) -> bool:

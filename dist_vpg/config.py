@@ -19,7 +19,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dist_vpg import batching, tasks
+from dist_vpg import batching, sync, tasks
 from dist_vpg.settings import ConfigError, TaskSettings, choice, describe, printable, require
 
 __all__ = ["Config", "ConfigError", "TaskSettings", "printable"]  # the last two re-exported
@@ -31,18 +31,6 @@ SIGNALS = ("reward", "regret", "imitation")
 LR_SCALING = ("none", "sqrt", "linear")
 PROGRESS = ("auto", "bar", "lines")
 RESUME = ("never", "auto")
-SYNC_STRATEGIES = (
-    "allreduce",
-    "allreduce_per_param",
-    "reduce_broadcast",
-    "ddp",
-    "allreduce_fp16",
-    "hierarchical",
-    "ddp_fp16",
-    "ddp_bf16",
-    "ddp_powersgd",
-    "local_sgd",
-)
 
 
 @dataclass(frozen=True)
@@ -377,17 +365,31 @@ def _check_numbers(node: Any, prefix: str = "") -> None:
 
 
 def check(cfg: Config) -> None:
-    """Refuse values no run can use. World-size constraints are checked by `check_world`."""
-    t, a, tr, s = cfg.task, cfg.agent, cfg.train, cfg.sync
+    """Refuse values no run can use, section by section. World-size constraints are checked by
+    `check_world`."""
     _check_numbers(cfg)
     require(cfg.seed >= 0, "seed", "must be >= 0")
-    t.check()
+    cfg.task.check()
+    _check_agent(cfg)
+    _check_train(cfg)
+    _check_schedules(cfg)
+    _check_sync(cfg)
+    _check_services(cfg)
+
+
+def _check_agent(cfg: Config) -> None:
+    t, a = cfg.task, cfg.agent
     require(a.hidden >= 1, "agent.hidden", "must be >= 1")
     require(
-        not a.privileged_critic or tasks.lookup(t.name).privileged is not tasks.TaskUnit.privileged,
+        not a.privileged_critic or tasks.make_task(t).offers("privileged"),
         "agent.privileged_critic",
         f"the {t.name} task offers no privileged features (its unit defines no `privileged`)",
     )
+
+
+def _check_train(cfg: Config) -> None:
+    """The batch, the rollout, the optimizer and the learning signal."""
+    t, tr = cfg.task, cfg.train
     require(tr.updates >= 1, "train.updates", "must be >= 1")
     require(tr.batch_episodes >= 1, "train.batch_episodes", "must be >= 1")
     choice(tr.lr_scaling, "train.lr_scaling", LR_SCALING)
@@ -401,7 +403,7 @@ def check(cfg: Config) -> None:
     choice(tr.optimizer, "train.optimizer", OPTIMIZERS)
     choice(tr.signal, "train.signal", SIGNALS)
     require(
-        tr.signal != "imitation" or tasks.make_task(t).has_expert,
+        tr.signal != "imitation" or tasks.make_task(t).offers("expert"),
         "train.signal",
         f"imitation needs an exact expert, which this {t.name} task does not offer (TaskUnit.expert)",
     )
@@ -411,6 +413,11 @@ def check(cfg: Config) -> None:
         "train.episodes_per_task",
         f"{tr.episodes_per_task} does not divide train.batch_episodes={tr.batch_episodes}",
     )
+
+
+def _check_schedules(cfg: Config) -> None:
+    """The lr, discount and loss weights, the average, mirrors and resuming."""
+    t, tr = cfg.task, cfg.train
     require(tr.lr > 0, "train.lr", "must be > 0")
     require(
         tr.lr_final < 0 or tr.lr_final <= tr.lr,
@@ -426,7 +433,7 @@ def check(cfg: Config) -> None:
     require(tr.max_grad_norm >= 0, "train.max_grad_norm", "must be >= 0 (0 disables clipping)")
     require(0.0 <= tr.average < 1.0, "train.average", "must lie in [0, 1) (0: no weight average)")
     require(
-        not tr.mirror or tasks.lookup(t.name).mirror is not tasks.TaskUnit.mirror,
+        not tr.mirror or tasks.make_task(t).offers("mirror"),
         "train.mirror",
         f"the {t.name} task has no arm-swapped mirror (its unit defines no `mirror`)",
     )
@@ -436,7 +443,12 @@ def check(cfg: Config) -> None:
         "pairs an episode with its mirror; it cannot also group episodes by task (train.episodes_per_task)",
     )
     choice(tr.resume, "train.resume", RESUME)
-    choice(s.strategy, "sync.strategy", SYNC_STRATEGIES)
+
+
+def _check_sync(cfg: Config) -> None:
+    """The strategy (and what it refuses: sync.Strategy.refuse), accumulation, checks and timeouts."""
+    s = cfg.sync
+    choice(s.strategy, "sync.strategy", tuple(sync.STRATEGIES))
     require(s.accumulate >= 1, "sync.accumulate", "must be >= 1")
     require(
         s.accumulate_final == 0 or s.accumulate_final >= s.accumulate,
@@ -454,12 +466,11 @@ def check(cfg: Config) -> None:
         "sync.powersgd_start",
         "must be >= 2 (torch's PowerSGD with error feedback needs two plain updates)",
     )
-    require(
-        not (s.strategy.startswith("ddp") and tr.rollout == "onepass"),
-        "sync.strategy",
-        f"{s.strategy} needs train.rollout=native or twopass: DDP reduces once per forward, "
-        "onepass steps many",
-    )
+    sync.STRATEGIES[s.strategy].refuse(cfg)
+
+
+def _check_services(cfg: Config) -> None:
+    """Cores, the tracker, checkpoints, logging and the periodic evaluation."""
     _check_affinity(cfg.cpu.affinity)
     require(cfg.cpu.threads >= 0, "cpu.threads", "must be >= 0 (0: one per core of the rank's block)")
     require(0 <= cfg.tracker.port <= 65535, "tracker.port", "must lie in [0, 65535]")
@@ -493,12 +504,7 @@ def check_world(cfg: Config, world_size: int) -> None:
         f"{cfg.train.batch_episodes} episodes do not split evenly over {world_size} ranks "
         "(train.weak_scaling=true makes them each rank's)",
     )
-    require(
-        cfg.sync.strategy != "hierarchical" or cfg.sync.node_size <= world_size,
-        "sync.node_size",
-        f"{cfg.sync.node_size} ranks per node, but the job has {world_size}: every rank would be one node "
-        "(0 takes torchrun's layout)",
-    )
+    sync.STRATEGIES[cfg.sync.strategy].refuse(cfg, world_size)
     share, k = batching.plan(cfg, world_size).share, cfg.train.episodes_per_task
     require(
         not cfg.train.mirror or share % 2 == 0,
@@ -511,59 +517,6 @@ def check_world(cfg: Config, world_size: int) -> None:
         "train.episodes_per_task",
         f"each of the {world_size} rank(s) plays {share} episodes a rollout, which groups of {k} "
         "episodes per task do not fill evenly",
-    )
-
-
-# Bytes one agent step of one episode holds during an update, per hidden unit, per action and fixed:
-# the LSTM keeps its 4 gates, c, h and tanh(c) for the backward pass and as much again for their
-# gradients, and the native backward its [x, h_prev] rows (15 floats a unit, measured against both
-# the native and the twopass rollout: docs/fault-tolerance.md); logits, probabilities and their
-# gradients take 4 floats an action; inputs, noise, rewards and values the rest. The weights are
-# held 5 times over: parameters, gradients, the flat gradient buffer and two optimizer moments.
-STEP_BYTES_PER_UNIT, STEP_BYTES_PER_ACTION, STEP_BYTES_FIXED = 4 * 15, 4 * 4, 4 * 24
-BASE_BYTES = 400 * 2**20  # a rank's own footprint before any rollout: torch, gloo, the agent
-
-
-def rollout_bytes(cfg: Config, world_size: int, task=None) -> int:
-    """Estimated peak memory of one rank's update (rollout, replay and backward), in bytes; `task`
-    is cfg's task where the caller has made it already."""
-    task = task or tasks.make_task(cfg.task)
-    hidden, actions = cfg.agent.hidden, task.num_actions
-    # observation (counted as at least 2), previous action, reward, trial index
-    inputs = max(task.obs_size, 2) + actions + 2
-    weights = 4 * hidden * (hidden + inputs + 2) + (actions + 1) * (hidden + 1)
-    share = batching.plan(cfg, world_size).share
-    per_step = STEP_BYTES_PER_UNIT * hidden + STEP_BYTES_PER_ACTION * actions + STEP_BYTES_FIXED
-    return BASE_BYTES + 5 * 4 * weights + share * task.trials * per_step
-
-
-# What the periodic evaluation keeps of each step of each of its episodes on every rank (the results
-# are gathered everywhere): regret and reward (float32) and action (int8), the agent's alone.
-EVAL_BYTES_PER_STEP = 4 + 4 + 1
-
-
-def check_memory(cfg: Config, world_size: int, local_ranks: int, available: int) -> None:
-    """Refuse, before anything is allocated, a configuration whose ranks on this node would need more
-    memory together than the node has available: an update's rollout and backward, and the periodic
-    evaluation's gathered results."""
-    task = tasks.make_task(cfg.task)
-    evaluation = cfg.eval.episodes * task.trials * EVAL_BYTES_PER_STEP
-    gib = lambda n: f"{n / 2**30:.1f} GiB"
-    require(
-        cfg.eval.every == 0 or (BASE_BYTES + evaluation) * local_ranks <= available,
-        "eval.episodes",
-        f"{cfg.eval.episodes} evaluation episodes keep about {gib(evaluation)} of results on each rank, "
-        f"but {gib(available)} is available for {local_ranks}; evaluate fewer episodes (eval.every=0: none)",
-    )
-    need = rollout_bytes(cfg, world_size, task)
-    require(
-        need * local_ranks <= available,
-        "train.batch_episodes",
-        f"{cfg.train.batch_episodes} episodes of {task.trials} steps over "
-        f"{world_size} rank(s) "
-        f"need about {gib(need)} per rank ({gib(need * local_ranks)} for the {local_ranks} on this "
-        f"node), but {gib(available)} is available; use fewer episodes per rollout "
-        "(sync.accumulate keeps the update's size) or more ranks on more nodes",
     )
 
 

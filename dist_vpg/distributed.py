@@ -78,6 +78,21 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def decided_by_main(world: World, decide, errors: tuple[type[Exception], ...]):
+    """Rank 0 runs decide() and every rank gets its result; when it raises one of `errors`, every
+    rank raises that error at the same point, so none is left waiting in a collective."""
+    outcome = None
+    if world.is_main:
+        try:
+            outcome = decide()
+        except errors as e:
+            outcome = e
+    outcome = broadcast_object(outcome)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
 def all_sum(values: list[float]) -> list[float]:
     """Element-wise sums over all ranks, in float64: global totals from per-rank parts."""
     t = torch.tensor(values, dtype=torch.float64)

@@ -24,11 +24,11 @@ import numpy as np
 import psutil
 import torch
 
-from dist_vpg import belief, checkpoint, cli, config, distributed, files, native, noise, plots
+from dist_vpg import belief, checkpoint, cli, config, distributed, files, memory, native, noise, plots
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
 from dist_vpg.results import EvalResult, Played, Player
-from dist_vpg.rollout import act, make_agent
+from dist_vpg.rollout import act
 from dist_vpg.tasks import Task, make_task
 
 CHUNK = 250  # episodes played per call; chunk c goes to rank c % world_size
@@ -117,43 +117,6 @@ def training_objective(cfg: config.Config) -> tuple[float, float]:
     return final(tr.gamma, tr.gamma_final), final(tr.beta_e, tr.beta_e_final)
 
 
-WEIGHTS = ("auto", "average", "trained")
-
-
-def load_agent(
-    path: Path, overrides: list[str] | tuple = (), weights: str = "auto"
-) -> tuple[Agent, config.Config]:
-    """The agent of a checkpoint, in eval mode, with its config (task.* overrides applied).
-    `weights`: auto, the weights' average where the checkpoint holds one (train.average), else the
-    trained weights; average or trained, that one (average refused where there is none)."""
-    state = checkpoint.load(path)
-    cfg = config.from_checkpoint(state["config"], overrides)
-    task = make_task(cfg.task)
-    agent = make_agent(task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic)
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)} (got {weights!r})")
-    if weights == "average" and "average" not in state:
-        raise checkpoint.CheckpointError(
-            f"{path}: holds no weight average (it was trained with train.average=0)"
-        )
-    chosen = state["average"] if weights != "trained" and "average" in state else state["model"]
-    try:
-        agent.load_state_dict(chosen)
-    except RuntimeError:
-        trained = config.to_dict(config.from_checkpoint(state["config"]))["task"]
-        asked = config.to_dict(cfg)["task"]
-        changed = [f"task.{k}={asked[k]}" for k in asked if trained.get(k) != asked[k]]
-        was = ", ".join(
-            f"task.{k}={trained[k]}" for k in asked if trained.get(k) != asked[k] and k in trained
-        )
-        raise checkpoint.CheckpointError(
-            f"{path}: the agent was trained with {was or 'another task'}; its network's inputs and outputs "
-            f"do not fit {', '.join(changed) or 'this task'}"
-        ) from None
-    agent.eval()
-    return agent, cfg
-
-
 def report(
     task: Task,
     results: dict[str, EvalResult],
@@ -208,22 +171,6 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult], task
         belief.figure(metrics["belief_decoding"], out / "belief_decoding.png")
 
 
-# Bytes of results an episode's trial leaves on every rank (gathered there): regret, reward, action
-# and transition of the agent and of up to six baselines, with room for the tables made from them.
-RESULT_BYTES_PER_TRIAL = 7 * 10 * 2
-
-
-def memory_problem(episodes: int, trials: int) -> str | None:
-    """Why --episodes would not fit in memory, or None."""
-    need, available = episodes * trials * RESULT_BYTES_PER_TRIAL, psutil.virtual_memory().available
-    if need <= available:
-        return None
-    return (
-        f"--episodes {episodes}: their results need about {need / 2**30:.1f} GiB, but "
-        f"{available / 2**30:.1f} GiB is available; evaluate fewer episodes"
-    )
-
-
 def out_problem(out: Path | None) -> str | None:
     """Why --out cannot take the outputs, or None."""
     try:
@@ -234,7 +181,7 @@ def out_problem(out: Path | None) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def command_parser() -> cli.Parser:
     parser = cli.Parser("dist_vpg.evaluate", __doc__, epilog=config.settings_help(task_only=True))
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--episodes", type=cli.at_least(2), default=2000)
@@ -245,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="directory for metrics.json, per_trial.csv and plots")
     parser.add_argument(
         "--weights",
-        choices=WEIGHTS,
+        choices=checkpoint.WEIGHTS,
         default="auto",
         help="auto: the weights' average where the checkpoint holds one (train.average), else the weights",
     )
@@ -255,35 +202,56 @@ def main(argv: list[str] | None = None) -> int:
         help="print the checkpoint's configuration (overrides applied), and exit",
     )
     parser.add_argument("overrides", nargs="*", metavar="task.key=value", help="play another task variant")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = command_parser()
     args = parser.parse_intermixed_args(argv)
     if any(not o.startswith("task.") for o in args.overrides):
         parser.error("only task.* keys can be overridden at evaluation")
     world = distributed.world_from_env()
     try:
-        agent, cfg = load_agent(args.checkpoint, args.overrides, args.weights)
+        agent, cfg = checkpoint.load_agent(args.checkpoint, args.overrides, args.weights)
     except (checkpoint.CheckpointError, config.ConfigError) as e:
         return cli.refuse(parser.name, str(e))
     if args.show_config:
         print(config.to_yaml(cfg), end="")
         return 0
-    task = make_task(cfg.task)
+    task, split, objective = make_task(cfg.task), SPLITS[args.split], training_objective(cfg)
     distributed.init(world, timeout_s=600)
     try:
         # Rank 0 alone writes --out: it proves it can before any episode is played, and tells all.
         problem = (
-            memory_problem(args.episodes, task.trials) or out_problem(args.out) if world.is_main else None
+            memory.evaluation_problem(args.episodes, task.trials, psutil.virtual_memory().available)
+            or out_problem(args.out)
+            if world.is_main
+            else None
         )
         problem = distributed.broadcast_object(problem)
         if problem:
             return cli.refuse(parser.name, problem)
-        split = SPLITS[args.split]
         result = evaluate_agent(agent, task, cfg.task.trial_input, args.episodes, args.seed, split, world)
-        objective = training_objective(cfg)
-        others = evaluate_baselines(task, args.episodes, args.seed, world, objective, split)
+        played = {
+            "agent": result,
+            **evaluate_baselines(task, args.episodes, args.seed, world, objective, split),
+        }
     finally:
         distributed.shutdown()
     if not world.is_main:
         return 0
+    metrics = command_metrics(args, cfg, agent, task, played, objective, world.world_size)
+    print(json.dumps(metrics, indent=2))
+    if args.out:
+        write_outputs(args.out, metrics, played, task)
+        print(f"dist_vpg.evaluate: metrics.json, per_trial.csv and plots in {args.out}", file=sys.stderr)
+    return 0
+
+
+def command_metrics(args, cfg: config.Config, agent, task: Task, played: dict, objective, ranks: int) -> dict:
+    """What the command prints and writes to metrics.json: the run's settings, every player's
+    figures beside the agent's and, where the task has a belief, its read-out from the agent's state."""
+    split = SPLITS[args.split]
     metrics = {
         "checkpoint": str(args.checkpoint),
         "weights": "average"
@@ -293,20 +261,16 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "split": args.split,
         "episodes": args.episodes,
-        "ranks": world.world_size,
+        "ranks": ranks,
         "training_objective": {"gamma": objective[0], "beta_e": objective[1]},
-        **report(task, {"agent": result, **others}, args.seed, split, objective),
+        **report(task, played, args.seed, split, objective),
     }
     decoded = belief_decoding(
         agent, task, cfg.task.trial_input, min(args.episodes, BELIEF_EPISODES), args.seed, split
     )
     if decoded is not None:
         metrics["belief_decoding"] = decoded
-    print(json.dumps(metrics, indent=2))
-    if args.out:
-        write_outputs(args.out, metrics, {"agent": result, **others}, task)
-        print(f"dist_vpg.evaluate: metrics.json, per_trial.csv and plots in {args.out}", file=sys.stderr)
-    return 0
+    return metrics
 
 
 if __name__ == "__main__":

@@ -50,14 +50,6 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 
 
 def written_by_main(world: distributed.World, write) -> None:
-    """Rank 0 runs write(); every rank learns whether it could, and on a failure (a full disk) all
-    raise the same WriteError at the same update, so no rank is left waiting in a collective."""
-    failure = None
-    if world.is_main:
-        try:
-            write()
-        except WriteError as e:
-            failure = str(e)
-    failure = distributed.broadcast_object(failure)
-    if failure:
-        raise WriteError(failure)
+    """Rank 0 runs write(); on a failure (a full disk) every rank raises the same WriteError at the
+    same update, so no rank is left waiting in a collective."""
+    distributed.decided_by_main(world, write, (WriteError,))

@@ -109,20 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint:  # its own config, with any overrides on top
             if args.config:
                 parser.error("--config and --checkpoint exclude each other (the checkpoint holds its config)")
-            state = checkpoint.load(args.checkpoint)
-            cfg = config.from_checkpoint(state["config"], args.overrides)
+            agent, cfg = checkpoint.load_agent(args.checkpoint, args.overrides, weights="trained")
+            agent.train()
         else:
-            cfg, state = config.load(args.config, args.overrides), None
-        torch.manual_seed(cfg.seed)
-        task = make_task(cfg.task)
-        agent = make_agent(task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic)
-        if state is not None:
-            agent.load_state_dict(state["model"])
+            cfg = config.load(args.config, args.overrides)
+            torch.manual_seed(cfg.seed)
+            agent = make_agent(
+                make_task(cfg.task), cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic
+            )
     except (config.ConfigError, checkpoint.CheckpointError) as e:
         return cli.refuse(parser.name, str(e))
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return cli.refuse(parser.name, f"{args.checkpoint}: weights do not fit the config ({first})")
     if cfg.train.signal == "imitation":
         return cli.refuse(
             parser.name,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dist_vpg import checkpoint, cli, config, noise, tasks
-from dist_vpg.evaluate import load_agent
+from dist_vpg.checkpoint import load_agent
 from dist_vpg.rollout import act
 
 EOF = -1  # ask's answer when standard input has ended

@@ -12,6 +12,7 @@ import dataclasses
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -62,22 +63,21 @@ def initial_weights(cfg: Config) -> dict[str, torch.Tensor] | None:
     if not cfg.train.init_from:
         return None
     path = Path(cfg.train.init_from)
-    state = checkpoint.load(path)
-    saved, wanted = config.from_checkpoint(state["config"]), cfg
+    agent, saved = checkpoint.load_agent(path, weights="trained")
     for section, key in INIT_MUST_MATCH:
-        had, has = getattr(getattr(saved, section), key), getattr(getattr(wanted, section), key)
+        had, has = getattr(getattr(saved, section), key), getattr(getattr(cfg, section), key)
         if had != has:
             raise checkpoint.CheckpointError(
                 f"train.init_from: {path} was made with {section}.{key}={had}, this run has {has}"
             )
-    had, has = tasks.make_task(saved.task), tasks.make_task(wanted.task)
+    had, has = tasks.make_task(saved.task), tasks.make_task(cfg.task)
     for what in ("num_actions", "obs_size"):
         if getattr(had, what) != getattr(has, what):
             raise checkpoint.CheckpointError(
                 f"train.init_from: {path} was made for a task with {what}={getattr(had, what)}, this "
                 f"run's has {getattr(has, what)}"
             )
-    return state["model"]
+    return agent.state_dict()
 
 
 def restore(state: dict, agent: torch.nn.Module, optimizer: torch.optim.Optimizer, shared=None) -> int:
@@ -123,37 +123,41 @@ class StopRequest:
         return self.signal is not None
 
 
-def prepare_run_dir(cfg: Config) -> tuple[str, dict | None, list[str], dict | None] | Exception:
-    """Create the run directory and write the resolved config: (run_dir, the checkpoint state to
-    resume from or None, warnings, the weights of train.init_from or None). A run_dir that holds
-    checkpoints is refused unless train.resume=auto; a refused start changes nothing in it."""
+@dataclass
+class RunStart:
+    """Where a run starts: its directory, the checkpoint state it resumes from (None: a new run),
+    warnings about checkpoints skipped on the way, and the weights of train.init_from (or None)."""
+
+    run_dir: Path
+    resumed: dict | None
+    warnings: list[str]
+    initial: dict[str, torch.Tensor] | None
+
+
+def prepare_run_dir(cfg: Config) -> RunStart:
+    """Create the run directory and write the resolved config. A run_dir that holds checkpoints is
+    refused unless train.resume=auto; a refused start changes nothing in it. Raises ConfigError,
+    checkpoint.CheckpointError or files.WriteError."""
     run_dir = Path(cfg.run_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
+    initial = initial_weights(cfg)
     state, warnings = None, []
-    try:
-        initial = initial_weights(cfg)
-    except checkpoint.CheckpointError as e:
-        return e
     if checkpoint.existing(run_dir):
         if cfg.train.resume != "auto":
-            return ConfigError(
+            raise ConfigError(
                 f"run_dir: {run_dir} already holds checkpoints; choose another run_dir, "
                 "or go on from them with train.resume=auto"
             )
-        try:
-            state, warnings = newest_valid(run_dir, cfg)
-        except checkpoint.CheckpointError as e:
-            return e
+        state, warnings = newest_valid(run_dir, cfg)
         if state is None:
-            return checkpoint.CheckpointError(
+            raise checkpoint.CheckpointError(
                 f"{run_dir}: train.resume=auto, but none of its checkpoints loads ({'; '.join(warnings)})"
             )
-    try:
-        files.writable_dir(run_dir, "run_dir")
-    except ConfigError as e:
-        return e
-    resolved = dataclasses.replace(cfg, run_dir=str(run_dir))
-    try:
-        files.atomic_write(run_dir / "config.yaml", config.to_yaml(resolved))
-    except files.WriteError as e:
-        return e
-    return str(run_dir), state, warnings, initial
+    files.writable_dir(run_dir, "run_dir")
+    files.atomic_write(
+        run_dir / "config.yaml", config.to_yaml(dataclasses.replace(cfg, run_dir=str(run_dir)))
+    )
+    return RunStart(run_dir, state, warnings, initial)
+
+
+# What a failed start raises, on rank 0, to be raised again on every rank.
+START_ERRORS = (ConfigError, checkpoint.CheckpointError, files.WriteError)

@@ -138,7 +138,7 @@ def paired_gap(path: str, seed: int, split: str, episodes: int, optimum: str | N
     from dist_vpg.tasks import make_task
 
     torch.set_num_threads(1)
-    agent, cfg = evaluate.load_agent(Path(path))
+    agent, cfg = checkpoint.load_agent(Path(path))
     task = make_task(cfg.task)
     split_id = evaluate.SPLITS[split]
     mine = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, episodes, seed, split_id).regret

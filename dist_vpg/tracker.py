@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
 from typing import Any
 
@@ -299,22 +300,39 @@ def resolve_address(host: str, port: int) -> tuple[str, int]:
 GIVE_UP_GRACE_S = 2.0
 
 
-def start_for_run(cfg: TrackerConfig):
-    """Rank 0: (manager, address, authkey), or the error as a string to hand to every rank."""
+@dataclass
+class ServerStart:
+    """What rank 0's attempt to start the job's tracker server left: the server, or why it failed
+    (which connect() tells every rank). Other ranks, and runs without a tracker, hold an empty one."""
+
+    manager: BaseManager | None = None
+    address: tuple[str, int] | None = None
+    authkey: bytes | None = None
+    error: str | None = None
+
+    def shutdown(self) -> None:
+        if self.manager is not None:
+            self.manager.shutdown()
+
+
+def start_for_run(cfg: TrackerConfig) -> ServerStart:
+    """Rank 0: start the server, or keep the error for connect() to hand to every rank."""
     host, port = resolve_address(cfg.host, cfg.port)
     try:
-        return start_server(host, port, cfg.smoothing)
+        return ServerStart(*start_server(host, port, cfg.smoothing))
     except TrackerError as e:
-        return str(e)
+        return ServerStart(error=str(e))
 
 
-def connect(cfg: TrackerConfig, world: distributed.World, server, say):
+def connect(cfg: TrackerConfig, world: distributed.World, server: ServerStart, say):
     """Every rank's client. The address and the random authkey travel over the process group,
     never through a log. A required tracker that any rank cannot reach stops every rank."""
     if not cfg.enabled:
         return NoTracker()
-    info = server if not world.is_main or isinstance(server, str) else (server[1], server[2])
-    info = distributed.broadcast_object(info)
+    # rank 0 hands every rank the address and key, or the reason the server did not start
+    info = distributed.broadcast_object(
+        (server.error or (server.address, server.authkey)) if world.is_main else None
+    )
     client, error = NoTracker(), info if isinstance(info, str) else None
     if error is None:
         try:

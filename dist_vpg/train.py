@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from dist_vpg import (
     config,
     distributed,
     files,
+    memory,
     native,
     noise,
     pinning,
@@ -35,11 +37,11 @@ from dist_vpg.agent import Agent
 from dist_vpg.averaging import WeightAverage
 from dist_vpg.board import Board, log_line, noise_scale_text, scalar_groups
 from dist_vpg.cli import Parser, at_least, refuse
-from dist_vpg.config import Config, ConfigError
+from dist_vpg.config import Config, ConfigError, TrainConfig
 from dist_vpg.gradient_noise import NoiseScale
 from dist_vpg.metrics import Timings, Window
 from dist_vpg.rollout import agreed_mode, make_agent, rollout_loss
-from dist_vpg.tasks import make_task
+from dist_vpg.tasks import Task, make_task
 from dist_vpg.validation import Validation
 
 STOP_POLL = 10  # updates between the ranks' agreement on whether a signal asked them to stop
@@ -49,34 +51,76 @@ def main(cfg: Config) -> dict:
     """Run one training job on this rank; returns the run summary (the same on every rank)."""
     world = distributed.world_from_env()
     config.check_world(cfg, world.world_size)
-    config.check_memory(cfg, world.world_size, world.local_world_size, psutil.virtual_memory().available)
+    memory.check_memory(cfg, world.world_size, world.local_world_size, psutil.virtual_memory().available)
     plan = pinning.plan(world.local_rank, world.local_world_size, cfg.cpu.affinity, cfg.cpu.threads)
     pinning.apply(plan)  # before the first torch operation
     if cfg.cpu.retain_freed:
         pinning.retain_freed_memory()
     # The tracker's server is forked by rank 0 before gloo starts threads of its own.
-    server = tracker.start_for_run(cfg.tracker) if world.is_main and cfg.tracker.enabled else None
+    main_tracker = world.is_main and cfg.tracker.enabled
+    server = tracker.start_for_run(cfg.tracker) if main_tracker else tracker.ServerStart()
     try:
         distributed.init(world, cfg.sync.timeout_s)
         with resume.StopRequest() as stop:
             return train(cfg, world, plan, server, stop)
     finally:
         distributed.shutdown()
-        if isinstance(server, tuple):  # (manager, address, authkey); a string is a failed start
-            server[0].shutdown()
+        server.shutdown()
 
 
 def train(
-    cfg: Config, world: distributed.World, plan: pinning.Plan, server, stop: resume.StopRequest
+    cfg: Config,
+    world: distributed.World,
+    plan: pinning.Plan,
+    server: tracker.ServerStart,
+    stop: resume.StopRequest,
 ) -> dict:
-    # Rank 0 alone touches the run directory and reads the checkpoint to resume from; every rank
-    # learns the outcome (the checkpoint's state too: other nodes may not share rank 0's disk).
-    outcome = distributed.broadcast_object(resume.prepare_run_dir(cfg) if world.is_main else None)
-    if isinstance(outcome, Exception):
-        raise outcome
-    run_dir, resumed, warnings, initial = Path(outcome[0]), outcome[1], outcome[2], outcome[3]
-    board = Board(run_dir, cfg.log, cfg.train.updates, enabled=world.is_main)
-    for line in pinning.gather_plans(plan, world) + [f"warning: {w}" for w in warnings]:
+    """Set the run up, then each update: its rollouts and step, and the work due after it."""
+    run = setup(cfg, world, plan, server)
+    with tracker.timeouts_named(run.shared, world, cfg.sync.timeout_s):
+        for update in range(run.start, cfg.train.updates):
+            result, hyper = one_update(run, update)
+            if after_update(run, update + 1, result, hyper, stop):
+                break
+    return finish(run)
+
+
+@dataclass
+class Run:
+    """One rank's training job: what setup() builds and every update works with."""
+
+    cfg: Config
+    world: distributed.World
+    run_dir: Path
+    board: Board
+    shared: tracker.TrackerClient | tracker.NoTracker  # the job's reward tracker
+    task: Task
+    mode: str  # the rollout: native or torch, agreed by every rank
+    agent: Agent
+    optimizer: torch.optim.Optimizer
+    strategy: sync.Strategy
+    compared_optimizer: torch.optim.Optimizer | None  # checked across ranks beside the weights
+    model: torch.nn.Module  # the agent as the strategy wraps it
+    average: WeightAverage | None
+    batches: batching.BatchPlan
+    window: Window
+    noise_scale: NoiseScale
+    validation: Validation
+    start: int  # the first update this process trains (after a resume, the checkpoint's)
+    clock: float  # perf_counter() when training began; evaluation's time is added to it
+    skips: sync.SkipGuard  # stops the job after too many skipped steps in a row
+    zero_grads: sync.ZeroGradTrap
+    timings: Timings = field(default_factory=Timings)
+    stopped_by: int | None = None  # the update after which a signal stopped the job
+    scale: dict | None = None  # the noise scale's last report
+
+
+def setup(cfg: Config, world: distributed.World, plan: pinning.Plan, server: tracker.ServerStart) -> Run:
+    """Everything a rank trains with. Rank 0 alone touches the run directory and reads the checkpoint
+    to resume from; every rank learns the outcome (other nodes may not share rank 0's disk)."""
+    begin = distributed.decided_by_main(world, lambda: resume.prepare_run_dir(cfg), resume.START_ERRORS)
+    board = Board(begin.run_dir, cfg.log, cfg.train.updates, enabled=world.is_main)
+    for line in pinning.gather_plans(plan, world) + [f"warning: {w}" for w in begin.warnings]:
         board.say(f"dist_vpg: {line}")
     shared = tracker.connect(cfg.tracker, world, server, board.say)
 
@@ -85,188 +129,228 @@ def train(
     mode = agreed_mode(cfg.train.rollout, task, world, board.say)
     agent = make_agent(task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic)
     optimizer = make_optimizer(cfg, agent, native_step=mode == "native")
-    start, train_s = 0, 0.0
-    if initial is not None and resumed is None:
-        agent.load_state_dict(initial)
-        board.say(f"dist_vpg: starting from the weights of {cfg.train.init_from}")
-    if resumed is not None:
-        # One rank restores the one tracker; the collectives below keep reports until it has.
-        restored_tracker = shared if world.is_main else None
-        start, train_s = (
-            resume.restore(resumed, agent, optimizer, restored_tracker),
-            resumed.get("train_s", 0.0),
-        )
-        board.say(f"dist_vpg: resuming from {resumed['path']} (update {start})")
+    start, train_s = starting_point(cfg, world, begin, agent, optimizer, shared, board.say)
     strategy = sync.make_strategy(cfg.sync.strategy, agent, cfg.sync)
     compared_optimizer = optimizer if strategy.owns_optimizer_everywhere else None
     sync.broadcast_initial(agent, compared_optimizer)
     model = strategy.wrap()
     average = WeightAverage(agent, cfg.train.average) if cfg.train.average else None
-    if average is not None and resumed is not None and "average" in resumed:
-        average.load_state_dict(resumed["average"], resumed.get("average_updates"))
+    if average is not None and begin.resumed is not None and "average" in begin.resumed:
+        average.load_state_dict(begin.resumed["average"], begin.resumed.get("average_updates"))
 
-    tr, batches = cfg.train, batching.plan(cfg, world.world_size)
-    share = batches.share  # episodes per rank per rollout
-    loss_args = dict(
-        lam=tr.gae_lambda,
-        beta_v=tr.beta_v,
-        value_scale=tr.value_scale,
-        episodes_per_task=tr.episodes_per_task,
-    )
-    timings, window, skips = Timings(), Window(), sync.SkipGuard(cfg.sync.max_skipped)
-    zero_grads = sync.ZeroGradTrap(board.say)
+    batches = batching.plan(cfg, world.world_size)
+    window = Window()
     noise_scale = NoiseScale(
-        share, world.world_size, cfg.log.noise_scale_decay, per_rank=strategy.reduces_in_backward,
+        batches.share, world.world_size, cfg.log.noise_scale_decay, per_rank=strategy.reduces_in_backward,
         most_rounds=batches.rounds_final, unavailable=strategy.noise_scale_unavailable,
     )  # fmt: skip
     if noise_scale.unavailable:
         board.say(f"dist_vpg: gradient noise scale not measured: {noise_scale.unavailable}")
-    validation = Validation(cfg, task, world, run_dir, board, batches)
+    validation = Validation(cfg, task, world, begin.run_dir, board, batches)
     validation.forget_after(start)
-    board.say(
-        f"dist_vpg: {world.world_size} rank(s), {mode} rollout, sync {strategy.name}, {tr.updates} "
-        f"updates of {batches.describe()}; run dir {run_dir}"
+    run = Run(
+        cfg, world, begin.run_dir, board, shared, task, mode, agent, optimizer, strategy,
+        compared_optimizer, model, average, batches, window, noise_scale, validation, start,
+        clock=time.perf_counter() - train_s, skips=sync.SkipGuard(cfg.sync.max_skipped),
+        zero_grads=sync.ZeroGradTrap(board.say),
+    )  # fmt: skip
+    announce(run)
+    return run
+
+
+def starting_point(cfg, world, begin: resume.RunStart, agent, optimizer, shared, say) -> tuple[int, float]:
+    """Load what the run starts from (a checkpoint to resume, or train.init_from's weights) into the
+    agent and optimizer; returns the first update to train and the training seconds already spent."""
+    if begin.initial is not None and begin.resumed is None:
+        agent.load_state_dict(begin.initial)
+        say(f"dist_vpg: starting from the weights of {cfg.train.init_from}")
+    if begin.resumed is None:
+        return 0, 0.0
+    # One rank restores the one tracker; the collectives that follow keep reports until it has.
+    start = resume.restore(begin.resumed, agent, optimizer, shared if world.is_main else None)
+    say(f"dist_vpg: resuming from {begin.resumed['path']} (update {start})")
+    return start, begin.resumed.get("train_s", 0.0)
+
+
+def announce(run: Run) -> None:
+    tr, batches = run.cfg.train, run.batches
+    run.board.say(
+        f"dist_vpg: {run.world.world_size} rank(s), {run.mode} rollout, sync {run.strategy.name}, "
+        f"{tr.updates} updates of {batches.describe()}; run dir {run.run_dir}"
     )
     if batches.lr_factor != 1:
-        board.say(f"dist_vpg: weak scaling: the lr times {batches.lr_factor:.4g} ({tr.lr_scaling} rule)")
-    clock, stopped_by, scale = time.perf_counter() - train_s, None, None
+        run.board.say(f"dist_vpg: weak scaling: the lr times {batches.lr_factor:.4g} ({tr.lr_scaling} rule)")
 
-    def checkpoint_now() -> None:  # rank 0, at the update `done` the loop has reached
-        checkpoint.save_training_state(
-            run_dir, cfg, done, agent, optimizer, shared.state_dict(), time.perf_counter() - clock,
-            average.state_dict() if average else None, average.count if average else 0,
+
+def one_update(run: Run, update: int) -> tuple[sync.StepResult, dict[str, float]]:
+    """Update `update` (from 0): the rollouts and backward passes of its accumulation rounds, the
+    strategy's reduce and step, the weights' average and the tracker's report. Returns the step's
+    result and the scheduled lr, entropy weight and discount."""
+    tr, timings = run.cfg.train, run.timings
+    run.optimizer.zero_grad(set_to_none=False)
+    hyper = scheduled(tr, update, run.batches.lr_factor)
+    for group in run.optimizer.param_groups:
+        group["lr"] = hyper["lr"]
+    rounds = run.batches.rounds(update)
+    peek = run.world.is_main and (run.run_dir / plots.PEEK_FILE).exists()
+    played_episodes, played_return = 0, 0.0
+    for k in range(rounds):
+        with timings.phase("rollout"):
+            batch, loss = rollout(run, update, k, rounds, hyper)
+        # Only the last backward of an accumulation may start DDP's reduction.
+        with timings.phase("backward"), run.strategy.no_sync() if k + 1 < rounds else nullcontext():
+            (loss.total / rounds).backward()
+            run.noise_scale.after_backward(run.strategy.params, k, rounds)
+        episodes, ret = run.window.add(batch, loss)
+        played_episodes, played_return = played_episodes + episodes, played_return + ret
+        if peek and k == 0:
+            plots.save_peek(run.run_dir, batch, update + 1, run.board.say)
+    if run.cfg.sync.measure_wait:
+        with timings.phase("sync_wait"):
+            torch.distributed.barrier()
+    with timings.phase("step"):
+        result = run.strategy.step(run.optimizer, tr.max_grad_norm)
+    timings.add("sync", result.sync_s)
+    run.noise_scale.after_step(result.grad_norm, rounds, run.strategy.local_sq_norm())
+    if run.average is not None and result.applied:
+        run.average.update(run.agent)
+    run.skips.record(result.applied)  # raises on every rank alike after too many in a row
+    with timings.phase("tracker"):
+        run.shared.report(run.world.rank, update + 1, played_episodes, played_return)
+    return result, hyper
+
+
+def scheduled(tr: TrainConfig, update: int, lr_factor: float) -> dict[str, float]:
+    """The lr, entropy weight and discount at update `update`, each linear from its start to its final."""
+    return dict(
+        lr=linear_schedule(tr.lr, tr.lr_final, update, tr.updates) * lr_factor,
+        beta_e=linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates),
+        gamma=linear_schedule(tr.gamma, tr.gamma_final, update, tr.updates),
+    )
+
+
+def rollout(run: Run, update: int, k: int, rounds: int, hyper: dict[str, float]):
+    """This rank's episodes of round k of the update played, and their loss: (batch, loss)."""
+    cfg, tr, task = run.cfg, run.cfg.train, run.task
+    ids = episode_ids(run.world.rank, k, rounds, run.batches.share)
+    draws = noise.draw(
+        cfg.seed,
+        noise.TRAIN,
+        update,
+        ids,
+        task.trials,
+        task.episode_draws,
+        task.trial_draws,
+        tr.episodes_per_task,
+    )
+    if tr.mirror:
+        draws = noise.with_mirrors(draws, task.mirror)
+    loss_args = dict(
+        lam=tr.gae_lambda, beta_v=tr.beta_v, value_scale=tr.value_scale,
+        episodes_per_task=tr.episodes_per_task, gamma=hyper["gamma"], beta_e=hyper["beta_e"],
+    )  # fmt: skip
+    return rollout_loss(
+        run.agent, task, draws, run.mode, cfg.task.trial_input, tr.signal, loss_args, replay=run.model
+    )
+
+
+def due(done: int, every: int, last: int | None) -> bool:
+    """Whether work done every `every` updates (never when 0) falls after update `done`; at `last`
+    too, the final update, unless it is None."""
+    return every > 0 and (done % every == 0 or done == last)
+
+
+def after_update(
+    run: Run, done: int, result: sync.StepResult, hyper: dict[str, float], stop: resume.StopRequest
+) -> bool:
+    """The work due after update `done`: a stop asked by a signal, the ranks' divergence check, the
+    log, an evaluation and a checkpoint. Returns whether training stops here."""
+    cfg, last = run.cfg, run.cfg.train.updates
+    if due(done, STOP_POLL, None) and distributed.all_sum([float(stop.requested)])[0] > 0:
+        run.stopped_by = done
+    check = due(done, cfg.sync.check_every, last)
+    validate = due(done, cfg.eval.every, last)
+    save = due(done, cfg.checkpoint.every, last) or run.stopped_by is not None
+    if check or validate or save:
+        run.strategy.agree()  # one agreement: the weights read below are the job's
+    if check:
+        sync.check_in_sync(run.agent, run.compared_optimizer)
+    report(run, done, result, hyper)
+    if validate:
+        evaluation_started = time.perf_counter()
+        train_s = evaluation_started - run.clock
+        run.validation.run(run.average.model if run.average else run.agent, done, train_s)
+        run.clock += time.perf_counter() - evaluation_started  # training time leaves evaluation out
+    if save:
+        files.written_by_main(
+            run.world, lambda: save_checkpoint(run, done)
+        )  # every rank stops alike if it fails
+    if run.stopped_by is not None:
+        run.board.say(
+            f"dist_vpg: stopped by a signal after update {done}; checkpoint saved, "
+            "go on with train.resume=auto"
+        )
+    return run.stopped_by is not None
+
+
+def report(run: Run, done: int, result: sync.StepResult, hyper: dict[str, float]) -> None:
+    """The log line and TensorBoard's scalars (every log.every updates), histograms and the progress."""
+    cfg, tr, board = run.cfg, run.cfg.train, run.board
+    line, postfix = "", {}
+    if due(done, cfg.log.every, tr.updates):
+        figures = run.window.report(run.task.trials)  # a collective: every rank takes part
+        run.scale = scale = run.noise_scale.report()  # a collective too, where measured
+        snap = run.shared.snapshot() if run.world.is_main else None
+        ema = snap["ema_return"] if snap else figures["return"]
+        line = log_line(done, tr.updates, figures, ema, run.skips.total, run.window, scale)
+        postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
+        if scale:
+            postfix["noise scale"] = noise_scale_text(scale)
+        groups = scalar_groups(
+            figures, snap, run.timings.window_medians(), result, tr, hyper, run.strategy.name,
+            run.skips.total, run.task.regret_chart, scale,
         )  # fmt: skip
+        board.scalars(done, groups)
+        if run.world.is_main:
+            run.zero_grads.check(run.agent, done)
+    if due(done, cfg.log.histograms_every, None):
+        board.histograms(done, run.agent)
+    board.progress(done, line, postfix)
 
-    with tracker.timeouts_named(shared, world, cfg.sync.timeout_s):
-        for update in range(start, tr.updates):
-            optimizer.zero_grad(set_to_none=False)
-            beta_e = linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates)
-            gamma = linear_schedule(tr.gamma, tr.gamma_final, update, tr.updates)
-            lr = linear_schedule(tr.lr, tr.lr_final, update, tr.updates) * batches.lr_factor
-            rounds = batches.rounds(update)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            peek = world.is_main and (run_dir / plots.PEEK_FILE).exists()
-            played_episodes, played_return = 0, 0.0
-            for k in range(rounds):
-                with timings.phase("rollout"):
-                    ids = episode_ids(world.rank, k, rounds, share)
-                    draws = noise.draw(
-                        cfg.seed,
-                        noise.TRAIN,
-                        update,
-                        ids,
-                        task.trials,
-                        task.episode_draws,
-                        task.trial_draws,
-                        tr.episodes_per_task,
-                    )
-                    if tr.mirror:
-                        draws = noise.with_mirrors(draws, task.mirror)
-                    batch, loss = rollout_loss(
-                        agent,
-                        task,
-                        draws,
-                        mode,
-                        cfg.task.trial_input,
-                        tr.signal,
-                        loss_args | {"gamma": gamma, "beta_e": beta_e},
-                        replay=model,
-                    )
-                # Only the last backward of an accumulation may start DDP's reduction.
-                with timings.phase("backward"), strategy.no_sync() if k + 1 < rounds else nullcontext():
-                    (loss.total / rounds).backward()
-                    noise_scale.after_backward(strategy.params, k, rounds)
-                episodes, ret = window.add(batch, loss)
-                played_episodes, played_return = played_episodes + episodes, played_return + ret
-                if peek and k == 0:
-                    plots.save_peek(run_dir, batch, update + 1, board.say)
-            if cfg.sync.measure_wait:
-                with timings.phase("sync_wait"):
-                    torch.distributed.barrier()
-            with timings.phase("step"):
-                result = strategy.step(optimizer, tr.max_grad_norm)
-            timings.add("sync", result.sync_s)
-            noise_scale.after_step(result.grad_norm, rounds, strategy.local_sq_norm())
-            if average is not None and result.applied:
-                average.update(agent)
-            skips.record(result.applied)  # raises on every rank alike after too many in a row
-            done = update + 1
-            with timings.phase("tracker"):
-                shared.report(world.rank, done, played_episodes, played_return)
 
-            if cfg.sync.check_every and (done % cfg.sync.check_every == 0 or done == tr.updates):
-                strategy.agree()
-                sync.check_in_sync(agent, compared_optimizer)
-            logging_now = done % cfg.log.every == 0 or done == tr.updates
-            line, postfix = "", {}
-            if logging_now:
-                figures = window.report(task.trials)  # a collective: every rank takes part
-                scale = noise_scale.report()  # a collective too, where measured
-                snap = shared.snapshot() if world.is_main else None
-                phases = timings.window_medians()
-                ema = snap["ema_return"] if snap else figures["return"]
-                line = log_line(done, tr.updates, figures, ema, skips.total, window, scale)
-                postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
-                if scale:
-                    postfix["noise scale"] = noise_scale_text(scale)
-                board.scalars(
-                    done,
-                    scalar_groups(
-                        figures,
-                        snap,
-                        phases,
-                        result,
-                        tr,
-                        dict(lr=lr, beta_e=beta_e, gamma=gamma),
-                        strategy.name,
-                        skips.total,
-                        task.regret_chart,
-                        scale,
-                    ),
-                )
-                if world.is_main:
-                    zero_grads.check(agent, done)
-            if cfg.log.histograms_every and done % cfg.log.histograms_every == 0:
-                board.histograms(done, agent)
-            board.progress(done, line, postfix)
-            if validation.due(done):
-                strategy.agree()
-                eval_started = time.perf_counter()
-                validation.run(average.model if average else agent, done, eval_started - clock)
-                clock += time.perf_counter() - eval_started  # training time leaves evaluation out
-            if done % STOP_POLL == 0 and distributed.all_sum([float(stop.requested)])[0] > 0:
-                stopped_by = done
-            if done % cfg.checkpoint.every == 0 or done == tr.updates or stopped_by:
-                strategy.agree()
-                files.written_by_main(world, checkpoint_now)  # every rank stops alike if it fails
-            if stopped_by:
-                board.say(
-                    f"dist_vpg: stopped by a signal after update {done}; checkpoint saved, "
-                    "go on with train.resume=auto"
-                )
-                break
+def save_checkpoint(run: Run, done: int) -> None:
+    """Rank 0: the training state after update `done`."""
+    average = run.average
+    checkpoint.save_training_state(
+        run.run_dir, run.cfg, done, run.agent, run.optimizer, run.shared.state_dict(),
+        time.perf_counter() - run.clock, average.state_dict() if average else None,
+        average.count if average else 0,
+    )  # fmt: skip
 
-    strategy.agree()
-    summary = window.summary()
+
+def finish(run: Run) -> dict:
+    """The ranks' last agreement, and the run's summary (written by rank 0 to summary.json)."""
+    run.strategy.agree()
+    tr, world = run.cfg.train, run.world
+    summary = run.window.summary()
     summary.update(
-        run_dir=str(run_dir),
-        strategy=strategy.name,
+        run_dir=str(run.run_dir),
+        strategy=run.strategy.name,
         world_size=world.world_size,
         updates=tr.updates,
-        resumed_from=start,
-        last_update=stopped_by or tr.updates,
-        skipped_updates=skips.total,
-        phase_median_s=timings.medians(),
-        noise_scale=noise_scale.describe(scale),
-        last_eval=validation.last,
-        tracker=shared.snapshot() if world.is_main else None,
-        params_crc32=sync.checksum(agent, None),
+        resumed_from=run.start,
+        last_update=run.stopped_by or tr.updates,
+        skipped_updates=run.skips.total,
+        phase_median_s=run.timings.medians(),
+        noise_scale=run.noise_scale.describe(run.scale),
+        last_eval=run.validation.last,
+        tracker=run.shared.snapshot() if world.is_main else None,
+        params_crc32=sync.checksum(run.agent, None),
     )
     if world.is_main:
-        files.atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run_dir}")
-    board.close()
+        files.atomic_write(run.run_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    run.board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run.run_dir}")
+    run.board.close()
     return summary
 
 
@@ -323,7 +407,7 @@ def cli(argv: list[str] | None = None) -> int:
         if args.preflight:
             local_ranks, world_size = args.preflight
             config.check_world(cfg, world_size)
-            config.check_memory(cfg, world_size, local_ranks, psutil.virtual_memory().available)
+            memory.check_memory(cfg, world_size, local_ranks, psutil.virtual_memory().available)
             return 0
         main(cfg)
     except (

@@ -48,7 +48,7 @@ def task_facts(name: str) -> str:
     task = tasks.make_task(unit.Settings())
     players = ", ".join(f"`{p}`" for p in task.players()) or "none"
     ids = ", ".join(f"`{i}`" for i in unit.gym_ids) or "none"
-    native = "yes" if hasattr(unit, "native_state") else "no: it trains on the torch path (twopass)"
+    native = "yes" if task.offers("native_state") else "no: it trains on the torch path (twopass)"
     lines = [
         doc,
         "",

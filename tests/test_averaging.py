@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dist_vpg import checkpoint, evaluate
+from dist_vpg import checkpoint
 from dist_vpg.agent import Agent
 from dist_vpg.averaging import WeightAverage
 from tests.helpers import raised, run_ranks, train_worker
@@ -49,6 +49,7 @@ def test_an_average_from_before_the_warm_up_goes_on_as_an_exponential_one():
         assert torch.allclose(got, 0.9 * b + 0.1 * p.detach(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
     run = tmp_path / "run"
     (summary,) = run_ranks(1, train_worker, SMOKE, ["train.updates=6", "train.average=0.5", f"run_dir={run}"])
@@ -57,8 +58,8 @@ def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
     state = checkpoint.load(path)
     assert set(state["average"]) == set(state["model"]) and state["average_updates"] == 6
     assert any(not torch.equal(state["average"][k], state["model"][k]) for k in state["model"])
-    averaged, _ = evaluate.load_agent(path)  # auto: the average
-    trained, _ = evaluate.load_agent(path, weights="trained")
+    averaged, _ = checkpoint.load_agent(path)  # auto: the average
+    trained, _ = checkpoint.load_agent(path, weights="trained")
     for name, value in averaged.state_dict().items():
         assert torch.equal(value, state["average"][name])
         assert torch.equal(trained.state_dict()[name], state["model"][name])
@@ -66,7 +67,7 @@ def test_checkpoints_keep_the_average_and_evaluation_loads_it(tmp_path):
     without = Path(__file__).resolve().parent.parent / "pretrained/bandit_dependent.pt"  # no average
     assert "average" not in checkpoint.load(without)
     with pytest.raises(checkpoint.CheckpointError, match="holds no weight average"):
-        evaluate.load_agent(without, weights="average")
+        checkpoint.load_agent(without, weights="average")
 
 
 def test_a_resumed_average_goes_on_with_its_warm_up():

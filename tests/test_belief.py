@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import belief, evaluate, noise
+from dist_vpg import belief, checkpoint, evaluate, noise
 from dist_vpg.agent import Agent
 from dist_vpg.rollout import act, input_size
 from dist_vpg.tasks import DEPENDENT_SETS, Bandit, TwoStep, make_task
@@ -73,9 +73,9 @@ def test_two_step_posterior_against_a_plain_loop():
                 p = update(p, reached, r.rewards[t, b].view(1))
 
 
-@pytest.mark.parametrize("checkpoint", ["bandit_independent", "two_step"])
-def test_a_trained_agent_holds_its_posterior_better_than_an_untrained_one(checkpoint):
-    agent, cfg = evaluate.load_agent(f"pretrained/{checkpoint}.pt")
+@pytest.mark.parametrize("name", ["bandit_independent", "two_step"])
+def test_a_trained_agent_holds_its_posterior_better_than_an_untrained_one(name):
+    agent, cfg = checkpoint.load_agent(f"pretrained/{name}.pt")
     task = make_task(cfg.task)
     draws = noise.draw(5, noise.EVAL, 0, np.arange(800), task.trials, task.episode_draws, task.trial_draws)
     found = belief.decoding(agent, task, draws, cfg.task.trial_input)

@@ -61,11 +61,13 @@ def refused(*args: str, stdin=subprocess.DEVNULL, ranks: int = 0) -> str:
         (["dist_vpg.play"], "standard input ended before the first choice"),
     ],
 )
+@pytest.mark.slow
 def test_each_command_refuses_in_one_line(args, says):
     line = refused(*args)
     assert line.startswith(f"{args[0]}: ") and says in line, line
 
 
+@pytest.mark.slow
 def test_play_with_standard_input_closed():
     proc = subprocess.run(
         f"{sys.executable} -m dist_vpg.play <&-",
@@ -93,6 +95,7 @@ def test_refusals_under_torchrun_are_said_once(args, says):
     assert says in line, line
 
 
+@pytest.mark.slow
 def test_a_tracker_address_that_cannot_be_bound_is_one_line(tmp_path):
     """Found by tests/test_fuzz.py: the server's own process used to print a traceback first."""
     for host, why in (
@@ -113,6 +116,7 @@ def help_of(module: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_train_help_lists_every_setting_with_type_default_and_meaning():
     """Generated from the definitions: every key of the schema and of every task, each on one line
     with its type, its default and a meaning; each task's own keys under that task."""
@@ -135,6 +139,7 @@ def test_train_help_lists_every_setting_with_type_default_and_meaning():
     assert "task.name=module:Class" in text
 
 
+@pytest.mark.slow
 def test_evaluate_help_lists_the_task_settings_it_takes():
     text = help_of("dist_vpg.evaluate")
     assert "train.lr " not in text and "--show-config" in text
@@ -143,6 +148,7 @@ def test_evaluate_help_lists_the_task_settings_it_takes():
             assert f"  {d.key} " in text, d.key
 
 
+@pytest.mark.slow
 def test_show_config_prints_what_the_run_would_use_and_starts_nothing(tmp_path):
     args = [
         "--config",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dist_vpg import checkpoint, config, tasks
+from dist_vpg import checkpoint, config, memory, tasks
 from dist_vpg.config import ConfigError
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
@@ -159,29 +159,30 @@ def test_impossible_combinations():
 def test_memory_is_estimated_before_anything_is_allocated():
     cfg = config.load(None, ["train.batch_episodes=50000000"])
     with pytest.raises(ConfigError, match="^train.batch_episodes: .* need about .* GiB per rank") as err:
-        config.check_memory(cfg, 1, 1, available=24 * 2**30)
+        memory.check_memory(cfg, 1, 1, available=24 * 2**30)
     assert "24.0 GiB is available" in str(err.value) and "\n" not in str(err.value)
     # the default needs well under the 400 MB a rank may take beyond its own footprint
     default = config.load(None)
-    assert config.rollout_bytes(default, 2) - config.BASE_BYTES < 400 * 2**20
-    config.check_memory(default, 2, 2, available=2 * 2**30)
+    assert memory.rollout_bytes(default, 2) - memory.BASE_BYTES < 400 * 2**20
+    memory.check_memory(default, 2, 2, available=2 * 2**30)
     # ranks on one node share its memory: what fits one rank may not fit eight
     big = config.load(None, ["train.batch_episodes=8192"])
-    config.check_memory(big, 1, 1, available=4 * 2**30)
+    memory.check_memory(big, 1, 1, available=4 * 2**30)
     with pytest.raises(ConfigError, match="for the 8 on this node"):
-        config.check_memory(big, 1, 8, available=4 * 2**30)
+        memory.check_memory(big, 1, 8, available=4 * 2**30)
     # the periodic evaluation's results too, unless there is no periodic evaluation
     with pytest.raises(
         ConfigError, match=r"^eval.episodes: 1000000000 evaluation episodes keep about 838.2 GiB"
     ):
-        config.check_memory(config.load(None, ["eval.episodes=1000000000"]), 1, 1, available=24 * 2**30)
-    config.check_memory(config.load(None, ["eval.episodes=1000000000", "eval.every=0"]), 1, 1, 24 * 2**30)
+        memory.check_memory(config.load(None, ["eval.episodes=1000000000"]), 1, 1, available=24 * 2**30)
+    memory.check_memory(config.load(None, ["eval.episodes=1000000000", "eval.every=0"]), 1, 1, 24 * 2**30)
     # a huge agent or a huge number of arms is caught too, not only a huge batch
     for override in ("agent.hidden=200000", "task.arms=50000000"):
         with pytest.raises(ConfigError, match="GiB per rank"):
-            config.check_memory(config.load(None, [override]), 1, 1, available=24 * 2**30)
+            memory.check_memory(config.load(None, [override]), 1, 1, available=24 * 2**30)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_batch_beyond_the_machine_in_one_line(tmp_path):
     line = cli_refusal(tmp_path, "train.batch_episodes=50000000")
     assert "train.batch_episodes" in line and "GiB" in line
@@ -216,6 +217,7 @@ def cli_refusal(tmp_path, override: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_config_in_one_line_before_any_process_group(tmp_path):
     assert "train.lr" in cli_refusal(tmp_path, "train.lr=fast")
     # once trained for 11 updates of NaN gradients before a traceback

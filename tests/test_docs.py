@@ -26,6 +26,7 @@ def build(root: Path, site: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_the_site_builds_strictly_with_the_generated_pages(tmp_path):
     done = build(ROOT, tmp_path / "site")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -36,6 +37,7 @@ def test_the_site_builds_strictly_with_the_generated_pages(tmp_path):
     assert "<code>rescorla_wagner</code>" in restless and "dist_vpg/RestlessBandit-v0" in restless
 
 
+@pytest.mark.slow
 def test_a_broken_link_a_missing_anchor_and_a_page_left_out_each_fail_the_build(tmp_path):
     """One build of a damaged copy: strict mode reports every problem it found, then fails."""
     copy = tmp_path / "repo"

@@ -102,6 +102,7 @@ def test_bad_actions_and_steps_past_the_end_are_refused_in_one_sentence():
         env.step(0)
 
 
+@pytest.mark.slow
 def test_the_example_plays_thompson_sampling_through_gymnasium():
     proc = subprocess.run(
         [sys.executable, "examples/gymnasium_thompson.py", "--episodes", "1000"],

@@ -85,7 +85,7 @@ def test_a_checkpoint_from_before_the_schedules_keeps_its_objective(tmp_path):
         del state["config"]["train"][key]
     state["config"]["train"].update(beta_e_final=-1.0)
     torch.save(state, path)
-    _, cfg = evaluate.load_agent(path)
+    _, cfg = checkpoint.load_agent(path)
     assert cfg.train.gamma_final == -1.0 and cfg.train.value_scale is False
     assert evaluate.training_objective(cfg) == (0.9, 0.05)
 
@@ -103,7 +103,7 @@ def split_worker(path: str, episodes: int) -> dict:
     world = distributed.world_from_env()
     distributed.init(world, 60)
     try:
-        agent, cfg = evaluate.load_agent(path)
+        agent, cfg = checkpoint.load_agent(path)
         task = make_task(cfg.task)
         mine = evaluate.evaluate_agent(agent, task, True, episodes, seed=5, world=world)
         others = evaluate.evaluate_baselines(task, episodes, seed=5, world=world)
@@ -202,7 +202,7 @@ def test_the_validation_split_plays_other_episodes_and_says_so(tmp_path, capsys)
         assert found[split]["split"] == split
     regrets = [found[s]["baselines"]["random"]["regret_at_end"] for s in ("eval", "valid")]
     assert regrets[0] != regrets[1]  # other arm probabilities, other draws
-    agent, cfg = evaluate.load_agent(path)
+    agent, cfg = checkpoint.load_agent(path)
     task = make_task(cfg.task)
     direct = evaluate.evaluate_agent(agent, task, True, 50, 12345, noise.VALID)
     assert found["valid"]["agent"]["regret_at_end"] == pytest.approx(float(direct.regret.mean()))

@@ -24,6 +24,7 @@ def train_once(run_dir, *overrides):
     return result
 
 
+@pytest.mark.slow
 def test_resume_goes_on_exactly_where_the_run_stopped(tmp_path):
     common = ["checkpoint.every=10", "train.average=0.9"]  # the weights' average resumes too
     whole = train_once(tmp_path / "whole", "train.updates=40", *common)
@@ -43,6 +44,7 @@ def test_resume_goes_on_exactly_where_the_run_stopped(tmp_path):
     assert [r["regret"] for r in rows] == [r["regret"] for r in want]
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_checkpoint_with_a_warning(tmp_path, capfd):
     run_dir = tmp_path / "run"
     assert raised(train_once(run_dir, "train.updates=20", "checkpoint.every=10")) is None
@@ -54,6 +56,7 @@ def test_resume_skips_a_damaged_checkpoint_with_a_warning(tmp_path, capfd):
     assert "skipping a damaged checkpoint" in capfd.readouterr().out
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_tasks_checkpoint_and_changes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     assert raised(train_once(run_dir, "train.updates=10", "checkpoint.every=10")) is None

@@ -37,6 +37,7 @@ def unusable_dirs(tmp_path: Path) -> dict[str, Path]:
     }
 
 
+@pytest.mark.slow
 def test_run_dir_that_cannot_hold_files_is_one_line(tmp_path):
     for what, path in unusable_dirs(tmp_path).items():
         line = one_line(run("dist_vpg.train", *TINY, "train.updates=1", f"run_dir={path}"))
@@ -45,6 +46,7 @@ def test_run_dir_that_cannot_hold_files_is_one_line(tmp_path):
     assert (tmp_path / "a_file").read_text() == "not a directory"  # left as it was
 
 
+@pytest.mark.slow
 def test_evaluate_out_that_cannot_hold_files_is_one_line_before_any_episode(tmp_path):
     done = run("dist_vpg.train", *TINY, "train.updates=1", f"run_dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -70,6 +72,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_in_one_line_and_resume_goes_on(small_disk):
     run_dir = small_disk / "run"
     args = [*TINY, "agent.hidden=48", "train.updates=40", "checkpoint.every=2", "eval.every=5"]
@@ -101,6 +104,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_goes_on(small_disk):
         assert [int(r["update"]) for r in csv.DictReader(f)] == list(range(5, 45, 5))
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_tensorboard_with_a_warning_not_a_hang(small_disk):
     """TensorBoard's files are a view of the run: they stop, the run goes on until a checkpoint
     cannot be written either (tensorboardX's own writer thread died there and blocked the run)."""
@@ -115,6 +119,7 @@ def test_a_full_disk_stops_tensorboard_with_a_warning_not_a_hang(small_disk):
     assert "checkpoint-00000300.pt (No space left on device); no checkpoint is complete yet" in line
 
 
+@pytest.mark.slow
 def test_a_disk_full_from_the_start_is_one_line(small_disk):
     free = subprocess.run(["df", "-B1", "--output=avail", str(small_disk)], capture_output=True, text=True)
     (small_disk / "ballast").write_bytes(b"\0" * int(free.stdout.split()[-1]))

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from dist_vpg import config, tasks
+from dist_vpg import config, memory, tasks
 from dist_vpg.config import Config, ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def test_config_layer_accepts_or_refuses_in_one_line(drawn):
     try:
         cfg = config.load(None, drawn)
         config.check_world(cfg, 1)
-        config.check_memory(cfg, 1, 1, available=24 * 2**30)
+        memory.check_memory(cfg, 1, 1, available=24 * 2**30)
     except ConfigError as e:
         assert names_a_key(str(e), drawn), str(e)
 

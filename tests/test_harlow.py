@@ -9,6 +9,7 @@ import torch
 
 from dist_vpg import config, evaluate, noise, play
 from dist_vpg.agent import Agent
+from dist_vpg.checkpoint import load_agent
 from dist_vpg.rollout import act, input_size
 from dist_vpg.tasks import Harlow, make_task
 from dist_vpg.tasks import settings as task_settings
@@ -145,7 +146,7 @@ def test_play_skips_fixation_steps_and_counts_trials(tmp_path):
 def test_the_pretrained_agent_follows_the_object_that_paid_on_either_side():
     """The paper's point on the shipped agent, weights frozen: after one trial it chooses the object
     that paid, whether or not the objects swapped sides (a learner of sides is right half the time)."""
-    agent, cfg = evaluate.load_agent(play.DEFAULT_CHECKPOINT["harlow"])
+    agent, cfg = load_agent(play.DEFAULT_CHECKPOINT["harlow"])
     task = make_task(cfg.task)
     assert task.fixation and task.choices == 6
     result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)

@@ -1,5 +1,6 @@
 """TensorBoard tags, PEEK, the zero-gradient trap and inspect, on real runs."""
 
+import pytest
 import torch
 
 from dist_vpg import inspect, plots, sync
@@ -15,6 +16,7 @@ def _tags(run_dir) -> set[str]:
     return read_tags(run_dir / "tb")
 
 
+@pytest.mark.slow
 def test_tensorboard_tag_groups(tmp_path):
     run_dir = tmp_path / "run"
     (summary,) = run_ranks(
@@ -58,6 +60,7 @@ def test_tensorboard_tag_groups(tmp_path):
     assert summary["tracker"]["episodes_total"] == 4 * 32  # the tracker saw every episode
 
 
+@pytest.mark.slow
 def test_peek_file_makes_a_picture(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -100,6 +103,7 @@ def test_components_add_up_catches_a_mismatch():
     assert inspect.components_add_up(grads) == ["w"]
 
 
+@pytest.mark.slow
 def test_optional_unreachable_tracker_lets_the_run_go_on(tmp_path):
     import socket
 
@@ -143,6 +147,7 @@ def test_optional_unreachable_tracker_lets_the_run_go_on(tmp_path):
         blocker.close()
 
 
+@pytest.mark.slow
 def test_inspect_a_checkpoint_with_overrides(tmp_path, capsys):
     (summary,) = run_ranks(1, train_worker, SMOKE, ["train.updates=2", f"run_dir={tmp_path / 'run'}"])
     assert raised(summary) is None, summary

@@ -29,12 +29,14 @@ def args(done: subprocess.CompletedProcess) -> list[str]:
     return done.stdout.split()[1:]
 
 
+@pytest.mark.slow
 def test_one_node_is_standalone(tmp_path):
     a = args(dry(tmp_path))
     assert a[:3] == ["--standalone", "--nproc_per_node", "2"]
     assert a[-3:] == ["-m", "dist_vpg.train", "seed=3"]
 
 
+@pytest.mark.slow
 def test_static_rendezvous(tmp_path):
     a = args(
         dry(
@@ -46,11 +48,13 @@ def test_static_rendezvous(tmp_path):
     assert "--max-restarts 3" in joined and "--standalone" not in a
 
 
+@pytest.mark.slow
 def test_c10d_rendezvous(tmp_path):
     a = " ".join(args(dry(tmp_path, NNODES="4", RDZV_ENDPOINT="head:29400", RDZV_ID="job7")))
     assert "--nnodes 4 --rdzv-backend c10d --rdzv-endpoint head:29400 --rdzv-id job7" in a
 
 
+@pytest.mark.slow
 def test_slurm_variables(tmp_path):
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -61,6 +65,7 @@ def test_slurm_variables(tmp_path):
     assert "--nnodes 2 --node-rank 1 --master-addr node-a --master-port 29500" in a
 
 
+@pytest.mark.slow
 def test_several_nodes_without_an_address_is_one_clear_line(tmp_path):
     done = dry(tmp_path, NNODES="2", NODE_RANK="0")
     assert done.returncode != 0
@@ -102,6 +107,7 @@ def one_line(done: subprocess.CompletedProcess) -> str:
         ({"NNODES": "2", "RDZV_ENDPOINT": "nohost"}, "launch.sh: RDZV_ENDPOINT=nohost: must be host:port"),
     ],
 )
+@pytest.mark.slow
 def test_bad_launch_variables_are_one_line(tmp_path, env, says):
     assert one_line(launch(tmp_path, "seed=1", **env)).startswith(says)
 
@@ -124,6 +130,7 @@ def test_bad_launch_variables_are_one_line(tmp_path, env, says):
         (["--no-such-flag"], {}, "dist_vpg.train: unrecognized arguments: --no-such-flag"),
     ],
 )
+@pytest.mark.slow
 def test_a_configuration_refused_before_torchrun_starts_is_one_line(tmp_path, argv, env, says):
     assert one_line(launch(tmp_path, *argv, **env)).startswith(says)
 
@@ -154,6 +161,7 @@ def test_a_rank_that_crashes_still_shows_its_traceback_and_torchruns_report(tmp_
     assert "ChildFailedError" in done.stderr and "exitcode  : 1" in done.stderr
 
 
+@pytest.mark.slow
 def test_help_and_show_config_need_no_ranks(tmp_path):
     done = launch(tmp_path, "--help", NPROC="abc-is-not-read")
     assert done.returncode == 2  # NPROC is still checked first

@@ -1,5 +1,6 @@
 """The layout the tasks' units promise: no circle of imports anywhere in the package, and outside
-dist_vpg/tasks/ no module names a task class or a task name (they ask the registry and the task)."""
+dist_vpg/tasks/ no module names a task class or a task name (they ask the registry and the task), and
+no function in the package is longer than a screen."""
 
 import ast
 from pathlib import Path
@@ -83,3 +84,28 @@ def test_no_module_outside_the_tasks_names_a_task():
                 assert named not in classes, (path.name, named, node.lineno)
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert node.value not in names, (path.name, node.value, node.lineno)
+
+
+LONGEST_FUNCTION = 60  # lines, decorators and docstring included
+
+
+def long_functions(source: str) -> list[tuple[str, int]]:
+    """(name, lines) of each function in `source` longer than LONGEST_FUNCTION lines."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            if node.end_lineno - first + 1 > LONGEST_FUNCTION:
+                found.append((node.name, node.end_lineno - first + 1))
+    return found
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen():
+    assert long_functions("def f():\n" + "    x = 1\n" * LONGEST_FUNCTION) == [("f", LONGEST_FUNCTION + 1)]
+    assert long_functions("def f():\n" + "    x = 1\n" * (LONGEST_FUNCTION - 1)) == []
+    too_long = {
+        f"{path.relative_to(PACKAGE)}:{name}": lines
+        for path in PACKAGE.rglob("*.py")
+        for name, lines in long_functions(path.read_text())
+    }
+    assert not too_long, f"split these (at most {LONGEST_FUNCTION} lines each): {too_long}"

@@ -166,27 +166,21 @@ def test_native_graph_survives_a_second_backward():
 
 def test_fallback_names_the_reason(monkeypatch):
     task = make_task(task_settings())
-    monkeypatch.setenv("DIST_VPG_NATIVE", "0")
-    build.forget()
-    try:
+    with build.afresh():
+        monkeypatch.setenv("DIST_VPG_NATIVE", "0")
         mode, warning = usable_mode("native", task)
         assert mode == "twopass" and "DIST_VPG_NATIVE=0" in warning and "twopass" in warning
         assert usable_mode("onepass", task) == ("onepass", None)
-    finally:
         monkeypatch.delenv("DIST_VPG_NATIVE")
-        build.forget()
     assert usable_mode("native", task) == ("native", None)
 
 
 def reason_with(monkeypatch, **env) -> str | None:
     """native.available() in an environment changed by `env`, built afresh and forgotten after."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    build.forget()
-    try:
+    with monkeypatch.context() as changed, build.afresh():
+        for name, value in env.items():
+            changed.setenv(name, value)
         return native.available()
-    finally:
-        build.forget()
 
 
 def test_no_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
@@ -197,6 +191,7 @@ def test_no_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     assert reason is not None and "no C compiler" in reason
 
 
+@pytest.mark.slow
 def test_broken_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     fake = tmp_path / "cc"
     fake.write_text(
@@ -209,12 +204,14 @@ def test_broken_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp"))  # nothing half-written left behind
 
 
+@pytest.mark.slow
 def test_unusable_cache_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     (tmp_path / "file").write_text("a regular file, not a folder")
     reason = reason_with(monkeypatch, DIST_VPG_NATIVE_CACHE=str(tmp_path / "file" / "cache"))
     assert "cannot create the build cache" in reason and "DIST_VPG_NATIVE_CACHE" in reason
 
 
+@pytest.mark.slow
 def test_ranks_building_at_once_share_one_build(tmp_path):
     """Local ranks start together; one compiles, the others wait for it and load the same file."""
     code = "from dist_vpg import native; print(native.available())"
@@ -228,6 +225,7 @@ def test_ranks_building_at_once_share_one_build(tmp_path):
     assert len(list(tmp_path.glob("kernels-*.so"))) == 1 and not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_training_falls_back_with_one_warning(tmp_path):
     env = {**os.environ, "DIST_VPG_NATIVE": "0"}
     args = ["task.trials=10", "train.updates=2", "train.batch_episodes=4", "agent.hidden=8", "log.every=1"]
@@ -252,14 +250,11 @@ def test_evaluation_plays_the_same_episodes_natively(monkeypatch):
 
     task, agent, _ = _setup(TASKS["two_step"], batch=1, hidden=32)
     fast = evaluate_agent(agent, task, True, 300, 5).metrics()
-    monkeypatch.setenv("DIST_VPG_NATIVE", "0")
-    build.forget()
-    try:
+    with build.afresh():
+        monkeypatch.setenv("DIST_VPG_NATIVE", "0")
         assert native.available(task) is not None
         slow = evaluate_agent(agent, task, True, 300, 5).metrics()
-    finally:
         monkeypatch.delenv("DIST_VPG_NATIVE")
-        build.forget()
     assert fast == slow
 
 

@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes_and_shows_its_figures(monkeypatch):
     monkeypatch.setenv("QUICKSTART_EPISODES", "500")  # the kernel inherits it: a quicker run
     nb = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)

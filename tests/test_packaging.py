@@ -42,6 +42,7 @@ def test_the_wheel_holds_every_subpackage_and_the_kernels(wheel):
     assert all(f"{command} = " in text for command in COMMANDS), text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
 def test_console_commands_are_the_module_commands(command):
     script = Path(sys.executable).parent / command

@@ -43,6 +43,7 @@ def applied_worker() -> tuple:
     return tuple(psutil.Process().cpu_affinity()), torch.get_num_threads(), os.environ["OMP_NUM_THREADS"]
 
 
+@pytest.mark.dist
 def test_two_local_ranks_are_pinned_apart():
     cores = pinning.available_cores()
     if len(cores) < 2:

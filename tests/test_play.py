@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dist_vpg import noise, play
-from dist_vpg.evaluate import load_agent
+from dist_vpg.checkpoint import load_agent
 from dist_vpg.rollout import act
 from dist_vpg.tasks import make_task
 

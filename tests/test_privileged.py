@@ -76,10 +76,11 @@ def test_a_task_without_features_is_refused_in_one_line():
         config.load(None, ["task.name=two_step", "agent.privileged_critic=true"])
 
 
+@pytest.mark.slow
 def test_training_with_it_saves_an_agent_evaluation_loads(tmp_path):
     run = tmp_path / "run"
     args = ["train.updates=3", "agent.privileged_critic=true", f"run_dir={run}"]
     (summary,) = run_ranks(1, train_worker, "configs/smoke.yaml", args)
     assert raised(summary) is None, summary
-    agent, cfg = evaluate.load_agent(checkpoint.existing(run)[-1])
+    agent, cfg = checkpoint.load_agent(checkpoint.existing(run)[-1])
     assert cfg.agent.privileged_critic and agent.privileged is not None

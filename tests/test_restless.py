@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dist_vpg import native, noise
+from dist_vpg.checkpoint import load_agent
 from dist_vpg.tasks import RestlessBandit, make_task
 from dist_vpg.tasks import settings as task_settings
 from dist_vpg.tasks.restless import players as restless
@@ -224,7 +225,7 @@ def test_the_pretrained_agent_learns_faster_in_volatile_episodes():
     fitted to its choices is about twice as high in volatile episodes as in stable ones."""
     from dist_vpg import evaluate, play
 
-    agent, cfg = evaluate.load_agent(play.DEFAULT_CHECKPOINT["restless"])
+    agent, cfg = load_agent(play.DEFAULT_CHECKPOINT["restless"])
     task = make_task(cfg.task)
     result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)
     volatile = restless.volatile_episodes(task, 1000, 7, noise.EVAL)

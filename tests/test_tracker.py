@@ -16,6 +16,7 @@ def server():
     manager.shutdown()
 
 
+@pytest.mark.slow
 def test_reports_make_a_global_picture(server):
     address, key = server
     a, b = TrackerClient(address, key), TrackerClient(address, key)
@@ -46,6 +47,7 @@ def test_ema_and_state_roundtrip():
     assert u.snapshot()["ema_return"] == t.ema_return and u.episodes == {0: 8}
 
 
+@pytest.mark.slow
 def test_wrong_authkey_is_refused(server):
     address, _ = server
     with pytest.raises(TrackerError, match="wrong authkey"):
@@ -79,6 +81,7 @@ def test_optional_tracker_warns_once_and_steps_aside():
     assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0]
 
 
+@pytest.mark.slow
 def test_server_binds_only_to_its_address(server):
     (host, port), _ = server
     assert host == "127.0.0.1"

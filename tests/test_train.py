@@ -48,6 +48,7 @@ def test_torchrun_two_ranks(tmp_path):
     assert state["update"] == 6 and "rng" in state and state["optimizer"]["state"]
 
 
+@pytest.mark.slow
 def test_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path):
     run_dir = tmp_path / "run"
     args = (SMOKE, ["train.updates=2", f"run_dir={run_dir}"])
@@ -60,6 +61,7 @@ def test_run_dir_holding_a_run_is_refused_and_left_alone(tmp_path):
     assert snapshot() == before
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_another_runs_weights(tmp_path):
     (first,) = run_ranks(1, train_worker, SMOKE, ["train.updates=3", f"run_dir={tmp_path / 'a'}"])
     assert raised(first) is None, first
@@ -85,6 +87,7 @@ def test_init_from_starts_from_another_runs_weights(tmp_path):
     assert not (tmp_path / "c").exists()  # refused before the run directory is made
 
 
+@pytest.mark.dist
 @pytest.mark.parametrize("rollout", ["native", "twopass"])
 def test_two_ranks_reproduce_one(tmp_path, rollout):
     """Episode i of update u is the same whoever plays it: 2 ranks land where 1 rank does."""
@@ -113,12 +116,50 @@ def test_two_ranks_reproduce_one(tmp_path, rollout):
     assert one["final"]["return"] == pytest.approx(two[0]["final"]["return"])
 
 
+DETERMINISM = [  # a growing batch, a weights' average and evaluations on the way, on a short run
+    "train.updates=8", "train.batch_episodes=16", "task.trials=30", "sync.accumulate_final=2",
+    "train.average=0.9", "eval.every=4", "eval.episodes=100", "checkpoint.every=4", "log.every=4",
+]  # fmt: skip
+
+
+def trained_twice(tmp_path, ranks: int) -> tuple[list, list]:
+    """The weights and the last evaluation of the same seed trained twice, and of another seed."""
+    weights, evals = [], []
+    for name, seed in (("first", 0), ("again", 0), ("other", 1)):
+        summary = run_ranks(
+            ranks, train_worker, SMOKE, DETERMINISM + [f"seed={seed}", f"run_dir={tmp_path / name}"]
+        )
+        assert all(raised(s) is None for s in summary), summary
+        weights.append(checkpoint.load(checkpoint.existing(tmp_path / name)[-1])["model"])
+        evals.append({k: v for k, v in summary[0]["last_eval"].items() if k != "train_s"})
+    return weights, evals
+
+
+def assert_same_then_different(weights: list, evals: list) -> None:
+    first, again, other = weights
+    assert first.keys() == again.keys()
+    for name in first:
+        assert torch.equal(first[name], again[name]), name  # bit for bit
+    assert evals[0] == evals[1]
+    assert any(not torch.equal(first[n], other[n]) for n in first)  # the seed matters: the check can fail
+
+
+@pytest.mark.slow
+def test_the_same_seed_trains_to_the_same_weights_on_one_rank(tmp_path):
+    assert_same_then_different(*trained_twice(tmp_path, 1))
+
+
+@pytest.mark.dist
+def test_the_same_seed_trains_to_the_same_weights_on_two_ranks(tmp_path):
+    assert_same_then_different(*trained_twice(tmp_path, 2))
+
+
 @pytest.mark.slow
 def test_smoke_config_learns(tmp_path):
     """Frozen weights, fresh episodes: far below the random policy's regret on easy bandits."""
     (summary,) = run_ranks(1, train_worker, SMOKE, [f"run_dir={tmp_path / 'run'}"])
     assert raised(summary) is None, summary
-    agent, cfg = evaluate.load_agent(checkpoint.existing(tmp_path / "run")[-1])
+    agent, cfg = checkpoint.load_agent(checkpoint.existing(tmp_path / "run")[-1])
     task = make_task(cfg.task)
     result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, episodes=1000, seed=777)
     random_regret = 0.4 * cfg.task.trials  # easy bandits: a random arm is the bad one half the time

@@ -66,7 +66,7 @@ class Played(NamedTuple):
 
 def available(task=None) -> str | None:
     """None when the native path can run here (for `task`, if given), else why not (one sentence)."""
-    if task is not None and not hasattr(task, "native_state"):
+    if task is not None and not task.offers("native_state"):
         return _no_task(task)
     try:
         _library()
@@ -121,7 +121,7 @@ def _task_state(task, noise: Noise, keep: list) -> TaskState:
     """The task's kind, constants and reset state (computed by the torch task itself), from its own
     native step (dist_vpg.native.abi). The tensors whose addresses it holds go into `keep`, which the
     caller holds until the C call returns."""
-    if not hasattr(task, "native_state"):
+    if not task.offers("native_state"):
         raise NativeUnavailable(_no_task(task))
     state = task.reset(noise.episode)
     found = task.native_state(state, keep)
@@ -131,7 +131,7 @@ def _task_state(task, noise: Noise, keep: list) -> TaskState:
 
 
 def _no_task(task) -> str:
-    return f"the {type(task).__name__} task has no native step (no native_state method)"
+    return f"the {type(task).__name__} task has no native step (its unit defines no native_state)"
 
 
 def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: bool = True) -> Played:
@@ -162,7 +162,7 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     w = _Weights(inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in weights[:4]))
     # the trial's uniforms, or what the task's native step reads instead (restless: the normal
     # quantile of its drift's uniform, computed by torch as its torch step does)
-    trial_noise = task.native_noise(noise.trial) if hasattr(task, "native_noise") else noise.trial
+    trial_noise = task.native_noise(noise.trial)
     trial_noise = trial_noise.float().contiguous()
     action_noise = noise.action.float().contiguous()
     x = torch.empty(trials, batch, inputs_n)

@@ -18,6 +18,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("kernels.c")
@@ -143,7 +144,13 @@ def load() -> ctypes.CDLL:
     return _loaded
 
 
-def forget() -> None:
-    """Forget the loaded library or the failure (tests change the environment between calls)."""
+@contextmanager
+def afresh():
+    """Within the block, the library is looked for, built and loaded anew (tests change the
+    environment); after it, the one loaded before is back, with no second build."""
     global _loaded
-    _loaded = None
+    kept, _loaded = _loaded, None
+    try:
+        yield
+    finally:
+        _loaded = kept

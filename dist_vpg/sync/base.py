@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import nn
 
 if TYPE_CHECKING:
-    from dist_vpg.config import SyncConfig
+    from dist_vpg.config import Config, SyncConfig
 
 
 class StepResult(NamedTuple):
@@ -84,6 +84,11 @@ class Strategy:
     # must be seen before the reduce (in .grad after backward, or by `local_sq_norm`).
     noise_scale_unavailable = ""
     reduces_in_backward = False  # DDP: .grad holds the reduced gradient as soon as backward ends
+
+    @classmethod
+    def refuse(cls, cfg: Config, world_size: int | None = None) -> None:
+        """Raise ConfigError for settings this strategy cannot run with: the config's own, and with
+        `world_size` the job's (config.check and config.check_world ask every strategy here)."""
 
     def __init__(self, agent: nn.Module, settings: SyncConfig):
         self.agent = agent

@@ -12,10 +12,11 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 from torch.nn.parallel import DistributedDataParallel
 
+from dist_vpg.settings import require
 from dist_vpg.sync.base import StepResult, Strategy, clip_and_step
 
 if TYPE_CHECKING:
-    from dist_vpg.config import SyncConfig
+    from dist_vpg.config import Config, SyncConfig
 
 
 class DDP(Strategy):
@@ -27,6 +28,15 @@ class DDP(Strategy):
     name = "ddp"
     reduces_in_backward = True
     hook = staticmethod(default_hooks.allreduce_hook)
+
+    @classmethod
+    def refuse(cls, cfg: Config, world_size: int | None = None) -> None:
+        require(
+            cfg.train.rollout != "onepass",
+            "sync.strategy",
+            f"{cfg.sync.strategy} needs train.rollout=native or twopass: DDP reduces once per forward, "
+            "onepass steps many",
+        )
 
     def __init__(self, agent: nn.Module, settings: SyncConfig):
         super().__init__(agent, settings)

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 import torch.distributed as dist
 from torch import nn
 
+from dist_vpg.settings import require
 from dist_vpg.sync.base import Strategy, _flat_grads, _unflatten_into
 
 if TYPE_CHECKING:
-    from dist_vpg.config import SyncConfig
+    from dist_vpg.config import Config, SyncConfig
 
 
 def node_layout(node_size: int) -> list[list[int]]:
@@ -38,6 +39,16 @@ class Hierarchical(Strategy):
     `sync.node_size` sets the layout (0: torchrun's)."""
 
     name = "hierarchical"
+
+    @classmethod
+    def refuse(cls, cfg: Config, world_size: int | None = None) -> None:
+        node_size = cfg.sync.node_size
+        require(
+            world_size is None or node_size <= world_size,
+            "sync.node_size",
+            f"{node_size} ranks per node, but the job has {world_size}: every rank would be one node "
+            "(0 takes torchrun's layout)",
+        )
 
     def __init__(self, agent: nn.Module, settings: SyncConfig):
         super().__init__(agent, settings)

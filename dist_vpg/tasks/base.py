@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 import torch
 
 from dist_vpg.noise import Noise
 from dist_vpg.results import EvalResult, Player
 from dist_vpg.settings import TaskSettings
+
+if TYPE_CHECKING:
+    from dist_vpg.native import abi
 
 
 class Step(NamedTuple):
@@ -45,8 +48,19 @@ class Task(Protocol):
 class TaskUnit:
     """A task's settings, players, report, figures, play view and Gymnasium ids, with the defaults of
     a task that has none of its own: a subclass defines the step (`Task`) and overrides what it has.
-    `native_state(state, keep) -> dist_vpg.native.abi.TaskState` is defined only by tasks with a
-    native step; without it they train on the torch path."""
+    Its optional features (OPTIONAL) it offers by defining their methods; `offers` is the one way
+    anything asks whether it has one."""
+
+    # A privileged critic's features, the exact expert (train.signal=imitation), the arm-swapped
+    # mirror (train.mirror) and the native step (the native rollout).
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("privileged", "expert", "mirror", "native_state")
+
+    def offers(self, feature: str) -> bool:
+        """Whether this task has the optional `feature`: its unit defines the feature's method. A unit
+        whose variants differ overrides this (bandits: an exact expert for two arms alone)."""
+        if feature not in self.OPTIONAL:
+            raise ValueError(f"{feature!r} is not an optional task feature ({', '.join(self.OPTIONAL)})")
+        return getattr(type(self), feature) is not getattr(TaskUnit, feature)
 
     Settings: ClassVar[type[TaskSettings]] = TaskSettings
     pretrained: ClassVar[str | None] = None  # play's default agent: a file in pretrained/
@@ -79,8 +93,6 @@ class TaskUnit:
         episodes' reset state: the task's hidden parameters, which the agent never sees."""
         raise NotImplementedError(f"the {type(self).__name__} task offers no privileged features")
 
-    has_expert: ClassVar[bool] = False  # whether `expert` gives the exact Bayes-optimal policy
-
     def expert(self, state: NamedTuple, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """[T, B, A] the Bayes-optimal player's action probabilities at each trial, given the
         history the episodes (reset state `state`) played before it, actions and rewards [T, B]:
@@ -93,6 +105,15 @@ class TaskUnit:
         draws (trial draws), and the action noise 1 - u, under which inverse-CDF sampling from
         reversed probabilities picks the reversed arm."""
         raise NotImplementedError(f"the {type(self).__name__} task has no arm-swapped mirror")
+
+    def native_state(self, state: NamedTuple, keep: list) -> abi.TaskState:
+        """The native step's view of the episodes' reset state (dist_vpg.native.abi): the task's kind,
+        constants and tensors, each tensor put in `keep` while the C call holds its address."""
+        raise NotImplementedError(f"the {type(self).__name__} task has no native step")
+
+    def native_noise(self, trial: torch.Tensor) -> torch.Tensor:
+        """What the native step reads of the trials' uniforms [T, B, trial_draws]: by default, they."""
+        return trial
 
     # --- evaluation (dist_vpg.evaluate) ---
 

@@ -98,14 +98,15 @@ class Bandit(TaskUnit):
         """The arms' payout probabilities."""
         return state.probs
 
-    @property
-    def has_expert(self) -> bool:
-        return self.num_actions == 2  # the exact DP covers 2 arms
+    def offers(self, feature: str) -> bool:
+        if feature == "expert":
+            return self.num_actions == 2  # the exact DP covers 2 arms
+        return super().offers(feature)
 
     def expert(self, state: BanditState, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         """The Bayes-optimal player's chance of each arm before each trial (bayes.py's tables),
         indexed by the successes and pulls of each arm the episode's history holds."""
-        if not self.has_expert:
+        if not self.offers("expert"):
             raise NotImplementedError(f"no exact expert for {self.num_actions} arms")
         optimal = bayes.BayesOptimal(self.distribution, self.trials, DEPENDENT_SETS.get(self.distribution))
         pulled = torch.nn.functional.one_hot(actions, 2).to(torch.int64)  # [T, B, 2]
