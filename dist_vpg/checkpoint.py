@@ -7,15 +7,17 @@ mid-write leaves the previous checkpoint whole.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dist_vpg import config, files
+from dist_vpg import config, files, tasks
 from dist_vpg.rollout import make_agent
 from dist_vpg.tasks import make_task
 
@@ -26,6 +28,46 @@ _NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+# Keys added after checkpoints were already being written, with the value every run had before them.
+# A checkpoint's config that lacks one was trained with that value, not with today's default.
+ADDED_LATER = {
+    "train": {
+        "gamma_final": -1.0,
+        "value_scale": False,
+        "init_from": "",
+        "signal": "reward",
+        "episodes_per_task": 1,
+        "average": 0.0,
+        "mirror": False,
+    },
+    "sync": {"measure_wait": False},
+    "task": {"informative_scale": 1.0, "fixation": False},
+}
+
+# The task section of checkpoints written before each task had its own settings: every task's keys,
+# of which a task read only its own. Loading one keeps the keys of its task and drops the rest.
+FLAT_TASK_KEYS = (
+    "arms", "distribution", "common_prob", "reward_high", "reward_low", "swap_prob", "informative_scale",
+    "drift_low", "drift_high", "volatile_share", "objects", "features", "fixation",
+)  # fmt: skip
+
+
+def trained_config(data: dict[str, Any], overrides: Sequence[str] = ()) -> config.Config:
+    """The config a checkpoint's `config` entry was trained with, as this version reads it (the keys
+    added since at the values it had, ADDED_LATER; a flat task section mapped onto its task), then
+    `overrides`; checked."""
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    task = data.setdefault("task", {})
+    own = {f.name for f in dataclasses.fields(tasks.lookup(task.get("name", config.DEFAULT_TASK)).Settings)}
+    for section, keys in ADDED_LATER.items():
+        stored = data.setdefault(section, {})
+        for key, value in keys.items():
+            if section != "task" or key in own:
+                stored.setdefault(key, value)
+    data["task"] = {key: value for key, value in task.items() if key in own or key not in FLAT_TASK_KEYS}
+    return config.from_dict(data, overrides)
 
 
 def path_for(run_dir: Path, update: int) -> Path:
@@ -92,7 +134,7 @@ def load_agent(path: Path, overrides: list[str] | tuple = (), weights: str = "au
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)} (got {weights!r})")
     state = load(path)
-    cfg = config.from_checkpoint(state["config"], overrides)
+    cfg = trained_config(state["config"], overrides)
     agent = make_agent(
         make_task(cfg.task), cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic
     )
@@ -109,7 +151,7 @@ def load_agent(path: Path, overrides: list[str] | tuple = (), weights: str = "au
 
 def _misfit(state: dict, cfg: config.Config) -> str:
     """Why a checkpoint's weights do not fit the network `cfg` builds: the keys changed from its own."""
-    trained, asked = config.to_dict(config.from_checkpoint(state["config"])), config.to_dict(cfg)
+    trained, asked = config.to_dict(trained_config(state["config"])), config.to_dict(cfg)
     changed, was = [], []
     for section in ("task", "agent"):
         for key, value in asked[section].items():

@@ -234,44 +234,6 @@ def _task_settings(layers: list, overrides: Sequence[str]) -> TaskSettings:
         raise ConfigError(f"task.{getattr(e, 'full_key', '') or 'name'}: {_first_line(e)}") from None
 
 
-# Keys added after checkpoints were already being written, with the value every run had before them.
-# A checkpoint's config that lacks one was trained with that value, not with today's default.
-ADDED_LATER = {
-    "train": {
-        "gamma_final": -1.0,
-        "value_scale": False,
-        "init_from": "",
-        "signal": "reward",
-        "episodes_per_task": 1,
-        "average": 0.0,
-        "mirror": False,
-    },
-    "sync": {"measure_wait": False},
-    "task": {"informative_scale": 1.0, "fixation": False},
-}
-
-# The task section of checkpoints written before each task had its own settings: every task's keys,
-# of which a task read only its own. Loading one keeps the keys of its task and drops the rest.
-FLAT_TASK_KEYS = (
-    "arms", "distribution", "common_prob", "reward_high", "reward_low", "swap_prob", "informative_scale",
-    "drift_low", "drift_high", "volatile_share", "objects", "features", "fixation",
-)  # fmt: skip
-
-
-def from_checkpoint(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
-    """The config a checkpoint was trained with (see ADDED_LATER), then overrides; checked."""
-    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
-    task = data.setdefault("task", {})
-    own = {f.name for f in dataclasses.fields(tasks.lookup(task.get("name", DEFAULT_TASK)).Settings)}
-    for section, keys in ADDED_LATER.items():
-        stored = data.setdefault(section, {})
-        for key, value in keys.items():
-            if section != "task" or key in own:
-                stored.setdefault(key, value)
-    data["task"] = {key: value for key, value in task.items() if key in own or key not in FLAT_TASK_KEYS}
-    return from_dict(data, overrides)
-
-
 def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 

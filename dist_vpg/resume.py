@@ -37,7 +37,7 @@ def newest_valid(run_dir: Path, cfg: Config) -> tuple[dict | None, list[str]]:
             warnings.append(f"skipping a damaged checkpoint: {e}")
             continue
         try:  # the checkpoint's config as this version reads it (its task settings mapped, etc.)
-            saved = config.to_dict(config.from_checkpoint(state["config"]))
+            saved = config.to_dict(checkpoint.trained_config(state["config"]))
         except ConfigError as e:
             raise checkpoint.CheckpointError(f"{path}: its config no longer loads: {e}") from None
         wanted = config.to_dict(cfg)

@@ -126,20 +126,20 @@ def test_checkpoints_of_the_flat_format_load_onto_their_task():
         reward_high=0.9, reward_low=0.1, swap_prob=0.025, informative_scale=1.0, drift_low=0.02,
         drift_high=0.2, volatile_share=0.5, objects=1000, features=8, fixation=True,
     )  # fmt: skip
-    cfg = config.from_checkpoint({"task": flat})
+    cfg = checkpoint.trained_config({"task": flat})
     assert cfg.task == tasks.settings("harlow", trials=6, objects=1000, features=8, fixation=True)
     # before task.fixation existed, Harlow had no fixation step
     older = {k: v for k, v in flat.items() if k != "fixation"}
-    assert config.from_checkpoint({"task": older}).task.fixation is False
+    assert checkpoint.trained_config({"task": older}).task.fixation is False
     # and every shipped agent's stored config maps onto its task with the values it was trained on
     for path in sorted(Path("pretrained").glob("*.pt")):
         stored = checkpoint.load(path)["config"]["task"]
-        cfg = config.from_checkpoint(checkpoint.load(path)["config"])
-        had = {**config.ADDED_LATER["task"], **stored}  # keys added later: the value every run had
+        cfg = checkpoint.trained_config(checkpoint.load(path)["config"])
+        had = {**checkpoint.ADDED_LATER["task"], **stored}  # keys added later: the value every run had
         assert {k: had[k] for k in config.to_dict(cfg)["task"]} == config.to_dict(cfg)["task"], path
     # a key no task ever had is still refused
     with pytest.raises(ConfigError, match="^task.bogus: the harlow task has no such key"):
-        config.from_checkpoint({"task": dict(flat, bogus=1)})
+        checkpoint.trained_config({"task": dict(flat, bogus=1)})
 
 
 def test_impossible_combinations():
