@@ -134,18 +134,18 @@ def paired_gap(path: str, seed: int, split: str, episodes: int, optimum: str | N
     per-episode difference (the optimum absent: the agent's alone)."""
     import torch
 
-    from dist_vpg import evaluate
+    from dist_vpg import evaluation
     from dist_vpg.tasks import make_task
 
     torch.set_num_threads(1)
     agent, cfg = checkpoint.load_agent(Path(path))
     task = make_task(cfg.task)
-    split_id = evaluate.SPLITS[split]
-    mine = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, episodes, seed, split_id).regret
+    split_id = evaluation.SPLITS[split]
+    mine = evaluation.evaluate_agent(agent, task, cfg.task.trial_input, episodes, seed, split_id).regret
     found = {"episodes": episodes, "agent": float(mine.mean()), "agent_sem": results.sem(mine)}
-    player = task.players(evaluate.training_objective(cfg)).get(optimum) if optimum else task.best()
+    player = task.players(evaluation.training_objective(cfg)).get(optimum) if optimum else task.best()
     if player is not None:
-        found |= results.paired_gap(mine, evaluate.evaluate(player, task, episodes, seed, split_id).regret)
+        found |= results.paired_gap(mine, evaluation.evaluate(player, task, episodes, seed, split_id).regret)
     return found
 
 

@@ -17,7 +17,7 @@ from dist_vpg import distributed, files, noise
 from dist_vpg.batching import BatchPlan
 from dist_vpg.board import Board
 from dist_vpg.config import Config
-from dist_vpg.evaluate import evaluate, evaluate_agent
+from dist_vpg.evaluation import evaluate, evaluate_agent
 from dist_vpg.results import paired_gap
 from dist_vpg.tasks import Task
 

@@ -3,7 +3,7 @@
 
 import pytest
 
-from dist_vpg import evaluate
+from dist_vpg import evaluation
 from dist_vpg.tasks import Bandit
 
 KNOWN = {"random": 16.67, "ucb1": 5.58, "thompson": 2.78, "bayes_optimal": 1.748}
@@ -11,7 +11,7 @@ KNOWN = {"random": 16.67, "ucb1": 5.58, "thompson": 2.78, "bayes_optimal": 1.748
 
 @pytest.mark.slow
 def test_baseline_regrets_match_known_values_within_monte_carlo_error():
-    found = evaluate.evaluate_baselines(Bandit(2, "independent", 100), episodes=6000, seed=4)
+    found = evaluation.evaluate_baselines(Bandit(2, "independent", 100), episodes=6000, seed=4)
     for name, known in KNOWN.items():
         m = found[name].metrics()
         # 4 standard errors of this estimate, plus the reference's own (< 0.01)
@@ -20,8 +20,8 @@ def test_baseline_regrets_match_known_values_within_monte_carlo_error():
 
 def test_baselines_play_the_agents_episodes():
     task = Bandit(2, "easy", 20)
-    a = evaluate.evaluate_baselines(task, episodes=50, seed=1)
-    b = evaluate.evaluate_baselines(task, episodes=50, seed=1)
+    a = evaluation.evaluate_baselines(task, episodes=50, seed=1)
+    b = evaluation.evaluate_baselines(task, episodes=50, seed=1)
     for name in task.players():
         assert (a[name].regret == b[name].regret).all()  # deterministic for a seed
     # On easy bandits a random arm is the bad one half the time: 0.8 * 0.5 per trial.

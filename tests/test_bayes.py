@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import evaluate
+from dist_vpg import evaluation
 from dist_vpg.tasks import DEPENDENT_SETS, TwoStep
 from dist_vpg.tasks.bandit import bayes
 from dist_vpg.tasks.two_step import bayes as two_step_bayes
@@ -177,7 +177,7 @@ def test_two_step_greedy_on_the_posterior_is_optimal(swap_prob):
 def test_two_step_bayes_player_matches_the_simulated_figures():
     """70.59 reward per episode and pooled stay probabilities 1.00, 0.66, 0.66, 1.00 (200k episodes)."""
     task = TwoStep()
-    r = evaluate.evaluate(two_step_bayes.player(task), task, 40000, seed=3)
+    r = evaluation.evaluate(two_step_bayes.player(task), task, 40000, seed=3)
     reward = r.rewards.sum(0)
     assert abs(reward.mean() - 70.59) < 4 * reward.std() / np.sqrt(len(reward)) + 0.02
     rewarded, common, stayed = stay.transitions(r.actions, r.rewards, r.extra["common"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import checkpoint, config, distributed, evaluate, noise, train
+from dist_vpg import checkpoint, config, distributed, evaluate, evaluation, noise, train
 from dist_vpg.agent import Agent
 from dist_vpg.rollout import input_size
 from dist_vpg.tasks import make_task
@@ -87,14 +87,14 @@ def test_a_checkpoint_from_before_the_schedules_keeps_its_objective(tmp_path):
     torch.save(state, path)
     _, cfg = checkpoint.load_agent(path)
     assert cfg.train.gamma_final == -1.0 and cfg.train.value_scale is False
-    assert evaluate.training_objective(cfg) == (0.9, 0.05)
+    assert evaluation.training_objective(cfg) == (0.9, 0.05)
 
 
 def test_common_transitions_are_read_back_from_what_the_agent_saw():
     cfg = config.from_dict({}, ["task.name=two_step", "task.trials=50", "task.swap_prob=0"])
     task = make_task(cfg.task)
     agent = Agent(input_size(task, True), 2, 8)
-    result = evaluate.evaluate_agent(agent, task, True, episodes=400, seed=1)
+    result = evaluation.evaluate_agent(agent, task, True, episodes=400, seed=1)
     assert result.extra["common"].shape == (49, 400)
     assert result.extra["common"].mean() == pytest.approx(cfg.task.common_prob, abs=0.01)
 
@@ -105,8 +105,8 @@ def split_worker(path: str, episodes: int) -> dict:
     try:
         agent, cfg = checkpoint.load_agent(path)
         task = make_task(cfg.task)
-        mine = evaluate.evaluate_agent(agent, task, True, episodes, seed=5, world=world)
-        others = evaluate.evaluate_baselines(task, episodes, seed=5, world=world)
+        mine = evaluation.evaluate_agent(agent, task, True, episodes, seed=5, world=world)
+        others = evaluation.evaluate_baselines(task, episodes, seed=5, world=world)
         return {"agent": mine.regrets, **{n: r.regrets for n, r in others.items()}}
     finally:
         distributed.shutdown()
@@ -115,7 +115,7 @@ def split_worker(path: str, episodes: int) -> dict:
 @pytest.mark.dist
 def test_two_ranks_evaluate_exactly_what_one_process_does(tmp_path):
     path = make_checkpoint(tmp_path / "run", ["task.trials=15", "agent.hidden=8"])
-    episodes = 2 * evaluate.CHUNK + 37  # three chunks of unequal size over two ranks
+    episodes = 2 * evaluation.CHUNK + 37  # three chunks of unequal size over two ranks
     (one,) = run_ranks(1, split_worker, path, episodes)
     two = run_ranks(2, split_worker, path, episodes)
     assert raised(one) is None and raised(two[0]) is None, (one, two)
@@ -174,7 +174,7 @@ def test_informative_arms_baselines_score_their_exact_figures():
     else 5: 11.0 on average. Random: 5 * (5 + 9 + 0.55) / 11 = 6.614."""
     cfg = config.from_dict({}, ["task.name=informative_arms", "task.arms=11", "task.trials=5"])
     task = make_task(cfg.task)
-    found = evaluate.evaluate_baselines(task, 20000, 5)
+    found = evaluation.evaluate_baselines(task, 20000, 5)
     reward = {name: r.rewards.sum(0).mean() for name, r in found.items()}
     assert reward["optimal"] == pytest.approx(20.55, abs=0.02)
     # a search's episode reward has a standard deviation of 7.2: 0.05 standard error here
@@ -188,7 +188,7 @@ def test_informative_arms_baselines_score_their_exact_figures():
     # a louder informative arm (the curriculum's first stage): the optimal player still reads it
     loud = ["task.name=informative_arms", "task.arms=11", "task.trials=5", "task.informative_scale=5"]
     loud = make_task(config.from_dict({}, loud).task)
-    optimal = evaluate.evaluate_baselines(loud, 2000, 5)["optimal"]
+    optimal = evaluation.evaluate_baselines(loud, 2000, 5)["optimal"]
     assert optimal.rewards.sum(0).mean() == pytest.approx(20 + 5 * 0.55, abs=0.05)
     assert (optimal.regrets[1:] == 0).all()
 
@@ -204,5 +204,5 @@ def test_the_validation_split_plays_other_episodes_and_says_so(tmp_path, capsys)
     assert regrets[0] != regrets[1]  # other arm probabilities, other draws
     agent, cfg = checkpoint.load_agent(path)
     task = make_task(cfg.task)
-    direct = evaluate.evaluate_agent(agent, task, True, 50, 12345, noise.VALID)
+    direct = evaluation.evaluate_agent(agent, task, True, 50, 12345, noise.VALID)
     assert found["valid"]["agent"]["regret_at_end"] == pytest.approx(float(direct.regret.mean()))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import config, evaluate, noise, play
+from dist_vpg import config, evaluation, noise, play
 from dist_vpg.agent import Agent
 from dist_vpg.checkpoint import load_agent
 from dist_vpg.rollout import act, input_size
@@ -101,7 +101,7 @@ def test_harlow_players_score_their_exact_figures(fixation):
     """Optimal: a guess, then right: 0.5 regret. By side and random: right half the time after trial 1."""
     overrides = ["task.name=harlow", "task.trials=6", f"task.fixation={fixation}"]
     task = make_task(config.from_dict({}, overrides).task)
-    found = evaluate.evaluate_baselines(task, 4000, 5)
+    found = evaluation.evaluate_baselines(task, 4000, 5)
     regret = {name: r.regret.mean() for name, r in found.items()}
     assert regret["optimal"] == pytest.approx(0.5, abs=0.03)
     assert (found["optimal"].regrets[task.choice_steps[1] :] == 0).all()
@@ -149,7 +149,7 @@ def test_the_pretrained_agent_follows_the_object_that_paid_on_either_side():
     agent, cfg = load_agent(play.DEFAULT_CHECKPOINT["harlow"])
     task = make_task(cfg.task)
     assert task.fixation and task.choices == 6
-    result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)
+    result = evaluation.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)
     by_side = task.report({"agent": result}, 7, noise.EVAL, None)["p_correct_by_side"]["agent"]
     assert by_side["same_side"][0] == pytest.approx(0.5, abs=0.06)  # trial 1: a guess
     for kind in ("same_side", "swapped"):

@@ -246,7 +246,7 @@ def test_training_falls_back_with_one_warning(tmp_path):
 
 def test_evaluation_plays_the_same_episodes_natively(monkeypatch):
     """Frozen-weight evaluation acts natively where it can; its figures are the torch player's."""
-    from dist_vpg.evaluate import evaluate_agent
+    from dist_vpg.evaluation import evaluate_agent
 
     task, agent, _ = _setup(TASKS["two_step"], batch=1, hidden=32)
     fast = evaluate_agent(agent, task, True, 300, 5).metrics()

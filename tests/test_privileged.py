@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import checkpoint, config, evaluate, noise
+from dist_vpg import checkpoint, config, evaluation, noise
 from dist_vpg.rollout import make_agent, privileged_features, rollout_loss
 from dist_vpg.tasks import make_task
 from dist_vpg.tasks import settings as task_settings
@@ -66,8 +66,8 @@ def test_evaluation_plays_what_the_plain_agent_plays():
     task, agent, _ = _setup()
     plain = make_agent(task, True, 16)
     plain.load_state_dict({k: v for k, v in agent.state_dict().items() if not k.startswith("privileged")})
-    ours = evaluate.evaluate_agent(agent, task, True, episodes=200, seed=5)
-    theirs = evaluate.evaluate_agent(plain, task, True, episodes=200, seed=5)
+    ours = evaluation.evaluate_agent(agent, task, True, episodes=200, seed=5)
+    theirs = evaluation.evaluate_agent(plain, task, True, episodes=200, seed=5)
     assert np.array_equal(ours.regrets, theirs.regrets) and np.array_equal(ours.actions, theirs.actions)
 
 

@@ -223,11 +223,11 @@ def test_learning_rates_are_fitted_per_block_of_each_volatility():
 def test_the_pretrained_agent_learns_faster_in_volatile_episodes():
     """The paper's point on the shipped agent, weights frozen: the Rescorla-Wagner learning rate
     fitted to its choices is about twice as high in volatile episodes as in stable ones."""
-    from dist_vpg import evaluate, play
+    from dist_vpg import evaluation, play
 
     agent, cfg = load_agent(play.DEFAULT_CHECKPOINT["restless"])
     task = make_task(cfg.task)
-    result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)
+    result = evaluation.evaluate_agent(agent, task, cfg.task.trial_input, 1000, 7)
     volatile = restless.volatile_episodes(task, 1000, 7, noise.EVAL)
     fits = restless.learning_rates(result.actions, result.rewards, volatile)
     assert fits["high"]["mean"] > 1.5 * fits["low"]["mean"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg import checkpoint, config, evaluate, train
+from dist_vpg import checkpoint, config, evaluation, train
 from dist_vpg.tasks import make_task
 from tests.helpers import raised, run_ranks, train_worker
 
@@ -161,7 +161,7 @@ def test_smoke_config_learns(tmp_path):
     assert raised(summary) is None, summary
     agent, cfg = checkpoint.load_agent(checkpoint.existing(tmp_path / "run")[-1])
     task = make_task(cfg.task)
-    result = evaluate.evaluate_agent(agent, task, cfg.task.trial_input, episodes=1000, seed=777)
+    result = evaluation.evaluate_agent(agent, task, cfg.task.trial_input, episodes=1000, seed=777)
     random_regret = 0.4 * cfg.task.trials  # easy bandits: a random arm is the bad one half the time
     assert result.regret.mean() < 0.3 * random_regret, result.metrics()
     assert np.all(np.diff(result.regret_by_trial) >= -1e-6)  # cumulative regret never decreases
