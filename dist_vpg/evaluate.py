@@ -50,7 +50,9 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult], task
     has and the task's own (TaskUnit.figures)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    curves = {name: r.by_trial() for name, r in results.items()}
+    # The figures and per-trial rows count the task's choices (Harlow's fixation steps left out).
+    shown = {name: r.at_steps(task.choice_steps) for name, r in results.items()}
+    curves = {name: r.by_trial() for name, r in shown.items()}
     with open(out / "per_trial.csv", "w", newline="") as f:
         writer = csv.writer(f)
         columns = [(name, key) for name, c in curves.items() for key in c]
@@ -58,10 +60,10 @@ def write_outputs(out: Path, metrics: dict, results: dict[str, EvalResult], task
         trials = len(next(iter(curves.values()))["regret"])
         for t in range(trials):
             writer.writerow([t + 1] + [f"{curves[name][key][t]:.6g}" for name, key in columns])
-    plots.regret_figure({n: r.regrets for n, r in results.items()}, task.best_player, out / "regret.png")
+    plots.regret_figure({n: r.regrets for n, r in shown.items()}, task.best_player, out / "regret.png")
     plots.curves({n: c["p_best"] for n, c in curves.items()}, "P(best choice)", out / "p_best.png")
-    agent, (key, label) = results["agent"], task.raster_sort or (None, "")
-    plots.sorted_raster(agent.actions, agent.rewards, agent.extra.get(key), label, out / "raster.png")
+    agent, (key, label) = shown["agent"], task.raster_sort or (None, "")
+    plots.sorted_raster(task.raster_view(agent), agent.extra.get(key), label, out / "raster.png")
     task.figures(metrics, results, out)
     if "belief_decoding" in metrics:
         belief.figure(metrics["belief_decoding"], out / "belief_decoding.png")
@@ -92,6 +94,7 @@ def command_parser() -> cli.Parser:
         default="auto",
         help="auto: the weights' average where the checkpoint holds one (train.average), else the weights",
     )
+    parser.add_argument("--json", action="store_true", help="print metrics.json whole instead of the table")
     parser.add_argument(
         "--show-config",
         action="store_true",
@@ -137,11 +140,43 @@ def main(argv: list[str] | None = None) -> int:
     if not world.is_main:
         return 0
     metrics = command_metrics(args, cfg, agent, task, played, objective, world.world_size)
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics, indent=2) if args.json else "\n".join(table(metrics)))
     if args.out:
         write_outputs(args.out, metrics, played, task)
-        print(f"dist_vpg.evaluate: metrics.json, per_trial.csv and plots in {args.out}", file=sys.stderr)
+        where = sys.stderr if args.json else sys.stdout  # --json: stdout is metrics.json alone
+        print(f"metrics.json, per_trial.csv and figures in {args.out}", file=where)
     return 0
+
+
+def table(metrics: dict) -> list[str]:
+    """What the command prints: the episodes, each player's regret and reward with standard errors
+    (an exact expectation beside the sampled figure where the task has one), and the agent's gap to
+    the task's best player on the same episodes."""
+    exact = metrics.get("exact_regret_at_end", {})
+    split = {"eval": "evaluation", "valid": "validation"}[metrics["split"]]
+    lines = [
+        f"{metrics['checkpoint']} ({metrics['weights']} weights): {metrics['episodes']} episodes of "
+        f"{split} seed {metrics['seed']}",
+        f"  {'player':<18} {'regret':>15} {'reward':>16}   {'P(best), last trial':>19}",
+    ]
+    for name, m in {"agent": metrics["agent"], **metrics.get("baselines", {})}.items():
+        regret = f"{m['regret_at_end']:.3f} ± {m['regret_sem']:.3f}"
+        reward = f"{m['reward_per_episode']:.2f} ± {m['reward_sem']:.2f}"
+        note = f"   exact over all episodes: {exact[name]:.3f}" if name in exact else ""
+        lines.append(f"  {name:<18} {regret:>15} {reward:>16}   {m['p_best_last_trial']:>19.3f}{note}")
+    if exact:
+        lines += [
+            "  regret and reward: means over these episodes, summed over each; exact: the expected",
+            "  regret over all the task's episodes, which the sampled figure nears as episodes grow",
+        ]
+    if "gap_to_best" in metrics:
+        g, best = metrics["gap_to_best"], metrics["gap_to_best"]["player"]
+        share = f" ({100 * g['gap'] / g['optimum']:+.1f}%)" if g["optimum"] > 0 else ""
+        lines.append(
+            f"agent above {best}{'' if g['exact_optimum'] else ' (the best player the task has)'} on "
+            f"the same episodes, episode by episode: {g['gap']:+.3f} ± {g['gap_sem']:.3f}{share}"
+        )
+    return lines
 
 
 def command_metrics(args, cfg: config.Config, agent, task: Task, played: dict, objective, ranks: int) -> dict:

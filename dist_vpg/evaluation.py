@@ -16,7 +16,7 @@ import torch
 from dist_vpg import belief, config, distributed, native, noise
 from dist_vpg.agent import Agent
 from dist_vpg.noise import Noise
-from dist_vpg.results import EvalResult, Played, Player
+from dist_vpg.results import EvalResult, Played, Player, paired_gap
 from dist_vpg.rollout import act
 from dist_vpg.tasks import Task
 
@@ -118,6 +118,9 @@ def report(
     metrics = {"agent": agent.metrics()}
     if others:
         metrics["baselines"] = {name: r.metrics() for name, r in others.items()}
+    if task.best_player in others:
+        gap = paired_gap(agent.regret, others[task.best_player].regret)
+        metrics["gap_to_best"] = {"player": task.best_player, "exact_optimum": task.best_is_optimal, **gap}
     return merged(metrics, task.report(results, seed, split, objective))
 
 

@@ -4,6 +4,7 @@ task shares. A task's own figures live with the task (dist_vpg.tasks), drawn wit
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,101 +27,156 @@ def saved_figure(path: Path, **subplots):
         plt.close(fig)
 
 
+@dataclass
+class RasterView:
+    """What raster.png shows of each trial of each episode: a colour, named by `labels[code]`, and a
+    dot where `dots` is true (None: no dots). codes, dots: [T, N]."""
+
+    codes: np.ndarray
+    labels: list[str]
+    dots: np.ndarray | None
+    dot_label: str = "rewarded"
+
+    @classmethod
+    def of_actions(cls, actions: np.ndarray, rewards: np.ndarray, word: str = "action") -> RasterView:
+        """The chosen action's colour, named `word` 1, 2, ...; a dot where the trial paid."""
+        actions = np.asarray(actions)
+        count = int(actions.max()) + 1 if actions.size else 1
+        return cls(actions, [f"{word} {a + 1}" for a in range(count)], np.asarray(rewards) > 0)
+
+
 def episode_raster(actions: np.ndarray, rewards: np.ndarray, path: Path, title: str = "") -> Path:
     """One row per episode, one cell per trial: colour = chosen action, dot = rewarded.
 
     actions, rewards: [T, B].
     """
-    actions, rewards = np.asarray(actions), np.asarray(rewards)
-    trials, episodes = actions.shape
-    with saved_figure(path, figsize=(8, max(2.5, min(12, 0.12 * episodes + 1)))) as (_, ax):
-        _draw_raster(
-            ax,
-            actions,
-            rewards,
-            title or f"{episodes} episodes, {trials} trials (colour: action; dot: rewarded)",
-        )
+    view = RasterView.of_actions(actions, rewards)
+    trials, episodes = view.codes.shape
+    with saved_figure(path, figsize=(8.5, max(2.5, min(12, 0.12 * episodes + 1)))) as (_, ax):
+        _draw_raster(ax, view, title or f"{episodes} episodes, {trials} trials")
     return path
 
 
-def _draw_raster(ax, actions: np.ndarray, rewards: np.ndarray, title: str) -> None:
+def _draw_raster(ax, view: RasterView, title: str) -> None:
     """Episodes as rows, trials as columns counted from 1 as play and regret.png count them, each
-    cell coloured by the action chosen (a legend names the colours), a dot where it paid."""
-    import matplotlib
+    cell in its code's colour (a legend beside the axes names the colours shown), a dot where
+    view.dots says."""
+    from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    trials, episodes = actions.shape
+    colours = palette(len(view.labels))
+    trials, episodes = view.codes.shape
     extent = (0.5, trials + 0.5, episodes - 0.5, -0.5)
-    ax.imshow(actions.T, aspect="auto", interpolation="nearest", cmap="tab10", vmin=0, vmax=9, extent=extent)
-    ep, tr = np.nonzero(rewards.T > 0)
-    ax.scatter(tr + 1, ep, s=2, c="black", marker=".", linewidths=0)
+    cmap = ListedColormap(colours)
+    ax.imshow(
+        view.codes.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
+        vmax=len(colours) - 0.5, extent=extent,
+    )  # fmt: skip
+    handles = [Patch(color=colours[k], label=view.labels[k]) for k in np.unique(view.codes).astype(int)]
+    if view.dots is not None:
+        ep, tr = np.nonzero(view.dots.T)
+        ax.scatter(tr + 1, ep, s=2, c="black", marker=".", linewidths=0)
+        handles.append(ax.scatter([], [], s=12, c="black", marker=".", label=view.dot_label))
     ax.set(xlabel="trial", ylabel="episode", title=title)
-    colours = matplotlib.colormaps["tab10"]
-    chosen = [int(a) for a in np.unique(actions)]
-    handles = [Patch(color=colours(a / 9 if a <= 9 else 1.0), label=f"action {a + 1}") for a in chosen[:10]]
-    handles.append(ax.scatter([], [], s=12, c="black", marker=".", label="rewarded"))
+    _trial_axis(ax)
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
 
+def palette(count: int) -> list[tuple[float, float, float]]:
+    """`count` colours, distinct up to 20 (matplotlib's tab10, or tab20 beyond ten)."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10" if count <= 10 else "tab20"].colors
+    return [colours[k % len(colours)] for k in range(count)]
+
+
 def curves(lines: dict[str, np.ndarray], ylabel: str, path: Path) -> Path:
-    """One line per player against the trial number."""
-    with saved_figure(path, figsize=(6, 4)) as (_, ax):
+    """One line per player against the trial number, the legend beside the axes, off the curves."""
+    with saved_figure(path, figsize=(7.5, 4)) as (_, ax):
         for name, y in lines.items():
             ax.plot(np.arange(1, len(y) + 1), y, label=name, lw=2.5 if name == "agent" else 1.2)
         ax.set(xlabel="trial", ylabel=ylabel)
+        _trial_axis(ax)
         ax.grid(alpha=0.3)
-        ax.legend()
+        _legend_beside(ax)
     return path
+
+
+def gap_by_trial(regrets: dict[str, np.ndarray], best: str) -> tuple[np.ndarray, np.ndarray]:
+    """The agent's cumulative regret above `best` by trial, taken episode by episode on the same
+    episodes (regrets: name -> [T, N]): its mean and standard error, each [T]."""
+    gap = regrets["agent"].cumsum(0) - regrets[best].cumsum(0)
+    return gap.mean(1), gap.std(1, ddof=1) / np.sqrt(gap.shape[1])
 
 
 def regret_figure(regrets: dict[str, np.ndarray], best: str | None, path: Path) -> Path:
-    """regret.png. Left: each player's mean cumulative regret by trial (regrets: name -> [T, N] per
-    trial and episode), on an axis set by the players near the agent (random play runs off it, and
-    says where it ends). Right, where the task has a best player (`best`): the agent's cumulative
-    regret above it on the same episodes, with a band of one standard error: the point of the figure."""
-    cumulative = {name: r.cumsum(0) for name, r in regrets.items()}
-    means = {name: c.mean(1) for name, c in cumulative.items()}
-    shown = [m[-1] for name, m in means.items() if name != "random"]
-    top = 1.25 * max(shown) if shown else None
-    panels = 2 if best in regrets else 1
-    with saved_figure(path, figsize=(6 * panels, 4), ncols=panels, squeeze=False) as (_, axes):
-        ax = axes[0][0]
-        trials = np.arange(1, len(next(iter(means.values()))) + 1)
-        for name, m in means.items():
-            label = name if top is None or m[-1] <= top else f"{name} (off the axis: {m[-1]:.1f} at the end)"
-            ax.plot(trials, m, label=label, lw=2.5 if name == "agent" else 1.2)
-        ax.set(xlabel="trial", ylabel="mean cumulative expected regret", ylim=(0, top) if top else None)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+    """regret.png (regrets: name -> [T, N], per trial and episode). First, where the task has a best
+    player (`best`), the point of the figure: the agent's cumulative regret above it on the same
+    episodes by trial, with a band of one standard error, its figure at the last trial in the title.
+    Then each player's mean cumulative regret by trial, on an axis set by the players near the agent
+    (random play runs off it, and its label says where it ends)."""
+    means = {name: r.cumsum(0).mean(1) for name, r in regrets.items()}
+    trials = np.arange(1, len(next(iter(means.values()))) + 1)
+    panels = 2 if best in regrets and "agent" in regrets else 1
+    with saved_figure(path, figsize=(6.5 * panels, 4.2), ncols=panels, squeeze=False) as (_, axes):
         if panels == 2:
-            gap = cumulative["agent"] - cumulative[best]  # [T, N]: paired, episode by episode
-            mean, sem = gap.mean(1), gap.std(1, ddof=1) / np.sqrt(gap.shape[1])
-            right = axes[0][1]
-            right.fill_between(trials, mean - sem, mean + sem, alpha=0.3, label="± one standard error")
-            right.plot(trials, mean, lw=2.5, label=f"agent - {best}")
-            right.axhline(0.0, color="black", lw=0.8)
-            share = 100 * mean[-1] / means[best][-1] if means[best][-1] > 0 else float("nan")
-            title = (
-                f"{mean[-1]:+.3f} ± {sem[-1]:.3f} at the end ({share:+.1f}%), same {gap.shape[1]} episodes"
-            )
-            right.set(xlabel="trial", ylabel=f"cumulative regret above {best}", title=title)
-            right.grid(alpha=0.3)
-            right.legend(fontsize=8, loc="upper left")
+            mean, sem = gap_by_trial(regrets, best)
+            _gap_panel(axes[0][0], trials, mean, sem, best, means[best][-1], regrets[best].shape[1])
+        _players_panel(axes[0][-1], trials, means)
     return path
 
 
-def sorted_raster(
-    actions: np.ndarray, rewards: np.ndarray, key: np.ndarray | None, label: str, path: Path
-) -> Path:
+def _gap_panel(ax, trials, mean, sem, best: str, best_total: float, episodes: int) -> None:
+    share = f" ({100 * mean[-1] / best_total:+.1f}%)" if best_total > 0 else ""
+    ax.fill_between(trials, mean - sem, mean + sem, alpha=0.3, label="± one standard error")
+    ax.plot(trials, mean, lw=2.5, label=f"agent - {best}, episode by episode")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set(
+        xlabel="trial",
+        ylabel=f"cumulative regret above {best}",
+        title=f"agent above {best}: {mean[-1]:+.3f} ± {sem[-1]:.3f}{share}\nat trial {trials[-1]}, "
+        f"on the same {episodes} episodes",
+    )
+    ax.title.set_fontsize(10)
+    _trial_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _players_panel(ax, trials, means: dict[str, np.ndarray]) -> None:
+    shown = [m[-1] for name, m in means.items() if name != "random"]
+    top = 1.25 * max(shown) if shown and max(shown) > 0 else None
+    for name, m in means.items():
+        label = name if top is None or m[-1] <= top else f"{name} (off the axis: {m[-1]:.1f} at the end)"
+        ax.plot(trials, m, label=label, lw=2.5 if name == "agent" else 1.2)
+    ax.set(xlabel="trial", ylabel="mean cumulative expected regret", ylim=(0, top) if top else None)
+    ax.set_title("every player", fontsize=10)
+    _trial_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def _trial_axis(ax) -> None:
+    """Trials are whole numbers: no tick at 1.5."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+
+
+def _legend_beside(ax) -> None:
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def sorted_raster(view: RasterView, key: np.ndarray | None, label: str, path: Path) -> Path:
     """The episode raster with rows sorted by a per-episode figure of the task's (key [N], read as
-    `label`; unsorted when None), at most 300 rows taken evenly across the sorted episodes.
-    actions, rewards: [T, N]."""
-    episodes = actions.shape[1]
+    `label`; unsorted when None), at most 300 rows taken evenly across the sorted episodes."""
+    episodes = view.codes.shape[1]
     order = np.argsort(key, kind="stable") if key is not None else np.arange(episodes)
     rows = order[np.linspace(0, episodes - 1, min(300, episodes)).round().astype(int)]
     title = f"{len(rows)} of {episodes} episodes" + (f", sorted by {label}" if key is not None else "")
-    with saved_figure(path, figsize=(8, 7)) as (_, ax):
-        _draw_raster(ax, actions[:, rows], rewards[:, rows], title)
+    with saved_figure(path, figsize=(8.5, 7)) as (_, ax):
+        dots = view.dots[:, rows] if view.dots is not None else None
+        _draw_raster(ax, RasterView(view.codes[:, rows], view.labels, dots, view.dot_label), title)
     return path
 
 
@@ -134,7 +190,7 @@ def save_peek(run_dir: Path, batch, update: int, say) -> None:
         batch.actions.numpy(),
         batch.rewards.numpy(),
         path,
-        title=f"update {update}: {batch.actions.shape[1]} episodes of rank 0 (colour: action; dot: rewarded)",
+        title=f"update {update}: {batch.actions.shape[1]} episodes of rank 0",
     )
     (run_dir / PEEK_FILE).unlink(missing_ok=True)
     say(f"dist_vpg: peek saved to {path}")

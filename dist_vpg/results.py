@@ -56,6 +56,11 @@ class EvalResult(NamedTuple):
         """[T] mean cumulative expected regret after each trial."""
         return self.regrets.cumsum(0).mean(1)
 
+    def at_steps(self, steps: list[int]) -> EvalResult:
+        """The same episodes at these agent steps alone (a task's choices, where some steps are
+        not): regrets, rewards and actions; the per-episode records kept whole."""
+        return EvalResult(self.regrets[steps], self.rewards[steps], self.actions[steps], self.extra)
+
     def by_trial(self) -> dict[str, np.ndarray]:
         """Per-trial curves: cumulative regret, P(best choice), reward."""
         return {

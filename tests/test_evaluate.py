@@ -197,7 +197,7 @@ def test_the_validation_split_plays_other_episodes_and_says_so(tmp_path, capsys)
     path = make_checkpoint(tmp_path / "run", ["task.trials=20", "agent.hidden=8"])
     found = {}
     for split in ("eval", "valid"):
-        assert evaluate.main(["--checkpoint", path, "--episodes", "50", "--split", split]) == 0
+        assert evaluate.main(["--checkpoint", path, "--episodes", "50", "--split", split, "--json"]) == 0
         found[split] = json.loads(capsys.readouterr().out)
         assert found[split]["split"] == split
     regrets = [found[s]["baselines"]["random"]["regret_at_end"] for s in ("eval", "valid")]
@@ -206,3 +206,26 @@ def test_the_validation_split_plays_other_episodes_and_says_so(tmp_path, capsys)
     task = make_task(cfg.task)
     direct = evaluation.evaluate_agent(agent, task, True, 50, 12345, noise.VALID)
     assert found["valid"]["agent"]["regret_at_end"] == pytest.approx(float(direct.regret.mean()))
+
+
+def test_the_command_prints_a_short_table_and_json_on_request(tmp_path, capsys):
+    path = make_checkpoint(tmp_path / "run", ["task.trials=20", "agent.hidden=8"])
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", path, "--episodes", "300", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(lines) <= 12 and lines[-1] == f"metrics.json, per_trial.csv and figures in {out}"
+    rows = {line.split()[0]: line for line in lines[2:8]}
+    assert set(rows) == {"agent", "random", "ucb1", "thompson", "bayes_optimal", "objective_optimal"}
+    agent = metrics["agent"]
+    assert f"{agent['regret_at_end']:.3f} ± {agent['regret_sem']:.3f}" in rows["agent"]
+    exact = metrics["exact_regret_at_end"]["bayes_optimal"]
+    assert f"exact over all episodes: {exact:.3f}" in rows["bayes_optimal"]
+    # the gap to the best player, episode by episode on the same episodes
+    gap = metrics["gap_to_best"]
+    assert gap["player"] == "bayes_optimal" and gap["exact_optimum"]
+    best = metrics["baselines"]["bayes_optimal"]["regret_at_end"]
+    assert gap["gap"] == pytest.approx(agent["regret_at_end"] - best, abs=1e-5) and gap["gap_sem"] > 0
+    assert f"{gap['gap']:+.3f} ± {gap['gap_sem']:.3f}" in lines[-2]
+    assert evaluate.main(["--checkpoint", path, "--episodes", "300", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["agent"] == agent

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 import torch
 
 from dist_vpg.noise import Noise
+from dist_vpg.plots import RasterView
 from dist_vpg.results import EvalResult, Player
 from dist_vpg.settings import TaskSettings
 
@@ -68,6 +69,7 @@ class TaskUnit:
     regret_chart: ClassVar[bool] = False  # log the training regret as a TensorBoard chart
     # the per-episode record (episode_record) that sorts raster.png's rows, and how it reads
     raster_sort: ClassVar[tuple[str, str] | None] = None
+    action_word: ClassVar[str] = "action"  # what raster.png's legend calls a choice ("arm": arm 1, ...)
 
     obs_size: int
     trials: int
@@ -158,6 +160,11 @@ class TaskUnit:
 
     def figures(self, metrics: dict, results: dict[str, EvalResult], out: Path) -> None:
         """The task's own PNG figures in `out`, from metrics.json's figures and the results."""
+
+    def raster_view(self, agent: EvalResult) -> RasterView:
+        """What raster.png colours in each trial of the agent's episodes (its choice steps alone):
+        by default the action chosen, named with `action_word`, and a dot where it paid."""
+        return RasterView.of_actions(agent.actions, agent.rewards, self.action_word)
 
     # --- play (dist_vpg.play) ---
 

@@ -28,7 +28,7 @@ import torch
 from dist_vpg import noise
 from dist_vpg.native import abi
 from dist_vpg.noise import Noise
-from dist_vpg.plots import saved_figure
+from dist_vpg.plots import RasterView, saved_figure
 from dist_vpg.results import EvalResult, Played, Player, played
 from dist_vpg.settings import TaskSettings, require
 from dist_vpg.tasks.base import Step, TaskUnit
@@ -210,6 +210,11 @@ class Harlow(TaskUnit):
 
     def figures(self, metrics: dict, results: dict[str, EvalResult], out: Path) -> None:
         harlow_sides(metrics["p_correct_by_side"], out / "harlow.png")
+
+    def raster_view(self, agent: EvalResult) -> RasterView:
+        """Each choice as the object it took, whichever side that object stood on (agent: its
+        choice steps alone)."""
+        return RasterView((agent.regrets > 0).astype(int), ["the rewarded object", "the other object"], None)
 
     # --- play ---
 

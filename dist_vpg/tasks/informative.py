@@ -20,7 +20,7 @@ import torch
 
 from dist_vpg.native import abi
 from dist_vpg.noise import Noise
-from dist_vpg.plots import saved_figure
+from dist_vpg.plots import RasterView, saved_figure
 from dist_vpg.results import EvalResult, Played, Player, played
 from dist_vpg.settings import TaskSettings, require
 from dist_vpg.tasks.base import Step, TaskUnit
@@ -163,6 +163,16 @@ class InformativeArms(TaskUnit):
 
     def figures(self, metrics: dict, results: dict[str, EvalResult], out: Path) -> None:
         pull_pattern(metrics["pull_pattern"], out / "pulls.png")
+
+    def raster_view(self, agent: EvalResult) -> RasterView:
+        """Each pull as what it was to the episode: the informative arm, the target, another arm."""
+        kind = np.where(agent.actions == self.ordinary, 2, np.where(agent.regrets <= 1e-9, 0, 1))
+        labels = [
+            f"the target (pays {TARGET_PAYS:g})",
+            f"another ordinary arm (pays {OTHERS_PAY:g})",
+            f"arm {self.num_actions}: the informative arm",
+        ]
+        return RasterView(kind, labels, None)
 
     # --- play ---
 

@@ -59,6 +59,7 @@ class Bandit(TaskUnit):
     }
     regret_chart = True  # on bandits regret is the yardstick
     raster_sort = ("gap", "p(arm 1) - p(arm 2) (top: arm 2 better)")
+    action_word = "arm"
 
     obs_size = 0
     trial_draws = 1

@@ -72,6 +72,7 @@ def reflect(p: torch.Tensor) -> torch.Tensor:
 class RestlessBandit(TaskUnit):
     Settings = RestlessSettings
     pretrained = "restless.pt"
+    action_word = "arm"
     gym_ids = {"dist_vpg/RestlessBandit-v0": {}}
 
     obs_size = 0
