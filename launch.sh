@@ -26,6 +26,7 @@ setup() {
     local want
     want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16) $TORCH_SPEC"
     if [ -x "$PY" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        quiet_docs
         return
     fi
     echo "launch.sh: setting up $VENV ($TORCH_SPEC)" >&2
@@ -33,6 +34,12 @@ setup() {
     "$PY" -m pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
     "$PY" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
     echo "$want" > "$stamp"
+    quiet_docs
+}
+
+quiet_docs() {  # mkdocs-material's ten-line end-of-life banner, off in the activated .venv
+    grep -q NO_MKDOCS_2_WARNING "$VENV/bin/activate" 2>/dev/null ||
+        echo 'export NO_MKDOCS_2_WARNING=1  # dist_vpg: no banner from mkdocs build and serve' >> "$VENV/bin/activate"
 }
 
 refuse() {  # one line, exit status 2: what every dist_vpg command does with bad input

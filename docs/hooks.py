@@ -5,7 +5,8 @@
 - `<!-- task: NAME -->` becomes the facts of a registered task, asked of its unit: what it is (its
   module's docstring), its settings, its players, its Gymnasium ids, its pretrained agent and whether
   it has a native step.
-- Images under pretrained/ and benchmarks/results/ are served from the repository, where they live.
+- Images under pretrained/ and benchmarks/results/ are served from the repository, where they live;
+  pages link them by their path in the repository, which the site's pages see one folder up.
 """
 
 from __future__ import annotations
@@ -75,8 +76,11 @@ def on_files(files, config):  # noqa: ARG001 - the hook's signature
 def on_page_markdown(markdown: str, page, config, files):  # noqa: ARG001
     markdown = markdown.replace("<!-- settings -->", all_settings())
     markdown = re.sub(r"<!-- task: (\w+) -->", lambda m: task_facts(m.group(1)), markdown)
-    # images of the repository, from wherever the page sits
-    up = posixpath.relpath(".", posixpath.dirname(page.file.src_uri) or ".")
+    # Images of the repository: the page links them from where it sits in the repository (so that
+    # they show where the repository is read, docs/ one folder deeper), the site one folder up.
+    here = posixpath.dirname(page.file.src_uri) or "."
+    in_repository = posixpath.relpath(".", posixpath.join("docs", here))
+    on_site = posixpath.relpath(".", here)
     for folder in ASSETS:
-        markdown = markdown.replace(f"]({folder}/", f"]({posixpath.join(up, folder)}/")
+        markdown = markdown.replace(f"]({in_repository}/{folder}/", f"]({posixpath.join(on_site, folder)}/")
     return markdown

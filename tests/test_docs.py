@@ -68,6 +68,18 @@ def test_the_readme_is_a_front_page_with_working_links():
     ]
 
 
+def test_every_image_shows_where_the_repository_is_read():
+    """Pages link images by their path from the page in the repository (the site's hook maps them to
+    where the site serves them), so a page read on a code host shows its figures too."""
+    images, missing = 0, []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", path.read_text()):
+            images += 1
+            if not (path.parent / link).resolve().is_file():
+                missing.append(f"{path.relative_to(ROOT)}: {link}")
+    assert images >= 15 and not missing, missing
+
+
 def marked_blocks() -> list[tuple[str, str]]:
     """(where, command) for each line of each ```sh block that follows a <!-- tested --> line."""
     found = []
