@@ -82,9 +82,28 @@ def format_table(grads: dict[str, dict[str, torch.Tensor]]) -> str:
     for part, by_name in grads.items():
         lines += [f"# {part}", header, "-" * len(header)]
         for name, g in by_name.items():
-            st = gradient_stats(g)
-            lines.append(f"{name:<22}" + "".join(f"{st[s]:>+12.4g}" for s in STATS))
+            st = gradient_stats(g)  # a one-element parameter has no spread: "-"
+            cells = [f"{st[s]:>+12.4g}" if st[s] == st[s] else f"{'-':>12}" for s in STATS]
+            lines.append(f"{name:<22}" + "".join(cells))
     return "\n".join(lines)
+
+
+def zero_gradients_explained(agent: Agent, grads: dict[str, dict[str, torch.Tensor]]) -> list[str]:
+    """Why a component's gradient is zero where the agent's start makes it so: a fresh agent's
+    policy head is zero (a uniform policy)."""
+    if agent.policy.weight.abs().max().item() > 0:
+        return []
+    lstm = [n for n, g in grads["policy"].items() if n.startswith("lstm.") and not g.abs().max().item()]
+    flat = all(not g.abs().max().item() for g in grads["entropy"].values())
+    notes = []
+    if lstm:
+        notes.append(
+            "policy: zero into the LSTM because policy.weight is zero (a fresh agent's head starts "
+            "at a uniform policy, and the policy loss reaches the LSTM only through it)"
+        )
+    if flat:
+        notes.append("entropy: zero everywhere because a uniform policy's entropy is at its maximum")
+    return notes
 
 
 def components_add_up(grads: dict[str, dict[str, torch.Tensor]], rtol: float = 1e-4) -> list[str]:
@@ -126,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     grads = component_gradients(agent, cfg, args.seed)
     print(format_table(grads))
+    for note in zero_gradients_explained(agent, grads):
+        print(f"note: {note}")
     bad = components_add_up(grads)
     if bad:
         print(f"components do NOT add up to the total gradient for: {', '.join(bad)}")

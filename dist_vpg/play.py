@@ -65,7 +65,7 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO, task_name: str | 
     state = task.reset(draws.episode)
     regrets, rewards, states = [], [], []
     trials = len(task.choice_steps)  # Harlow with fixation: 2 agent steps a trial
-    stdout.write(f"{cfg.task.name}: {trials} trials, {task.num_actions} choices. Find what pays.\n")
+    stdout.write(f"{cfg.task.name}: {trials} trials, {task.num_actions} choices. {task.rules()}\n")
     obs, steps = task.first_obs(state), 0  # steps: the agent steps played
     for t in range(task.trials):
         if not task.is_choice(state):  # a step with nothing to choose (Harlow's fixation)
@@ -100,8 +100,9 @@ def play(path: Path, seed: int, stdin: TextIO, stdout: TextIO, task_name: str | 
         "agent_reward": agent_run.rewards[:steps, 0].sum().item(),
         "agent_regret": agent_regret,
     }
+    trials_word = "trial" if played == 1 else "trials"
     stdout.write(
-        f"Over {played} trials: you earned {result['your_reward']:g}, expected regret "
+        f"Over {played} {trials_word}: you earned {result['your_reward']:g}, expected regret "
         f"{result['your_regret']:.2f}; the agent earned {result['agent_reward']:g}, expected regret "
         f"{result['agent_regret']:.2f}.\n"
     )

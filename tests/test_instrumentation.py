@@ -93,6 +93,11 @@ def test_inspect_components_add_up(capsys):
     for part in ("# policy", "# value", "# entropy", "# total", "lstm.weight_hh_l0", "median"):
         assert part in out
     assert "add up to the total gradient for every parameter" in out
+    # a fresh agent: zero policy gradients into the LSTM and a zero entropy gradient, each said why
+    assert "note: policy: zero into the LSTM because policy.weight is zero" in out
+    assert "note: entropy: zero everywhere" in out
+    value_bias = next(line for line in out.splitlines() if line.startswith("value.bias"))
+    assert "nan" not in value_bias and value_bias.split()[3] == "-"  # no spread of one number
 
 
 def test_components_add_up_catches_a_mismatch():

@@ -58,6 +58,16 @@ def test_informative_arms_take_any_of_eleven_keys_and_reveal_the_target():
     assert result["your_reward"] == pytest.approx(target / 10 + 4 * 5)
     assert result["your_regret"] == pytest.approx(5 - target / 10)
     assert f"Revealed: arm {target} paid 5" in out.getvalue()
+    # the rules say what arm 11 is before the first choice
+    first = out.getvalue().splitlines()[0]
+    assert "arm 11 pays little, but what it pays says which arm pays 5" in first
+
+
+def test_one_trial_played_is_one_trial():
+    out = io.StringIO()
+    play.play(play.DEFAULT_CHECKPOINT["two_step"], 5, io.StringIO("1\nq\n"), out)
+    text = out.getvalue()
+    assert "Over 1 trial:" in text and text.startswith("two_step: 100 trials, 2 choices. Each choice")
 
 
 def test_restless_reveals_the_drift_and_the_path_of_p():

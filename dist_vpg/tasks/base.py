@@ -173,6 +173,11 @@ class TaskUnit:
         """The agent steps of an episode that are choices (all of them, unless the task says)."""
         return list(range(self.trials))
 
+    def rules(self) -> str:
+        """What the person is told before the first choice: what the choices are and what is
+        hidden, as much as the agent could learn of the task in training."""
+        return "Find what pays."
+
     def is_choice(self, state: NamedTuple) -> bool:
         """Whether the next step of episode 0 is a choice a person makes."""
         return True

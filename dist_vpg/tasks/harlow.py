@@ -221,6 +221,9 @@ class Harlow(TaskUnit):
     def is_choice(self, state: HarlowState) -> bool:
         return bool(state.choosing)
 
+    def rules(self) -> str:
+        return "Each trial shows two objects; choose a side. One of the two objects pays, wherever it stands."
+
     def show(self, state: HarlowState, obs: torch.Tensor) -> str:
         left, right = obs[0].view(2, self.features)
         return f"  left: {object_name(left)}   right: {object_name(right)}   (1: left, 2: right)\n"

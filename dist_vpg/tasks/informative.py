@@ -176,6 +176,13 @@ class InformativeArms(TaskUnit):
 
     # --- play ---
 
+    def rules(self) -> str:
+        ordinary = self.ordinary
+        return (
+            f"Of arms 1-{ordinary} one pays {TARGET_PAYS:g} and the others {OTHERS_PAY:g}; arm "
+            f"{self.num_actions} pays little, but what it pays says which arm pays {TARGET_PAYS:g}."
+        )
+
     def reveal(self, states, last) -> str:
         target = int(states[0].target[0])
         return (

@@ -88,6 +88,9 @@ class Coin(TaskUnit):
             actions.append(action)
         return played(regrets, rewards, actions)
 
+    def rules(self) -> str:
+        return "Call the coin: 1 for heads, 2 for tails. It is biased, one way or the other."
+
     def describe(self, step: Step) -> str:
         return f"it came up {'heads' if step.obs[0, 0] else 'tails'}: reward {step.reward.item():g}"
 

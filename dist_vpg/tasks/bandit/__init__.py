@@ -190,6 +190,11 @@ class Bandit(TaskUnit):
 
     # --- play ---
 
+    def rules(self) -> str:
+        if self.distribution == "independent":
+            return "Each arm pays 1 with a chance of its own, hidden and drawn anew each episode."
+        return "Two arms pay 1 with hidden chances p and 1 - p: what one shows, it shows of the other too."
+
     def reveal(self, states, last) -> str:
         probs = ", ".join(f"arm {i + 1} paid with p = {p:.2f}" for i, p in enumerate(states[0].probs[0]))
         return f"Revealed: {probs}.\n"

@@ -145,6 +145,12 @@ class RestlessBandit(TaskUnit):
 
     # --- play ---
 
+    def rules(self) -> str:
+        return (
+            "Arm 1 pays 1 with a hidden chance p that drifts from trial to trial (slowly in some "
+            "episodes, fast in others), arm 2 with 1 - p."
+        )
+
     def reveal(self, states, last) -> str:
         kind = "a volatile" if bool(last.volatile[0]) else "a stable"
         path = " ".join(f"{float(s.p[0]):.2f}" for s in states)

@@ -155,5 +155,11 @@ class TwoStep(TaskUnit):
         kind = "common" if bool(step.state.common) else "rare"
         return f"you reached state {'AB'[reached]} ({kind}), reward {step.reward.item():g}"
 
+    def rules(self) -> str:
+        return (
+            "Each choice leads to state A or B, one of them far more often than the other; one "
+            "state pays more often, and which one changes now and then."
+        )
+
     def reveal(self, states, last) -> str:
         return "Choice 1 leads mostly to A, choice 2 mostly to B; the paying state swapped now and then.\n"
