@@ -1,6 +1,7 @@
 """The documentation: the site builds strictly (a broken link or a page left out fails), the README
 stays a front page, and the commands the docs mark as tested run as written."""
 
+import json
 import os
 import re
 import shutil
@@ -78,6 +79,98 @@ def test_every_image_shows_where_the_repository_is_read():
             if not (path.parent / link).resolve().is_file():
                 missing.append(f"{path.relative_to(ROOT)}: {link}")
     assert images >= 15 and not missing, missing
+
+
+EVALUATIONS = ROOT / "pretrained" / "evaluations"  # each shipped agent's `evaluate --json`, belief left out
+REGRET = [("agent.regret_at_end", "**{:.2f} ± "), ("agent.regret_sem", "{:.2f}**")]
+REWARD = [("agent.reward_per_episode", "**{:.2f} ± "), ("agent.reward_sem", "{:.2f}**")]
+THOMPSON = [("baselines.thompson.regret_at_end", "{:.2f} (Thompson)")]
+# The README's results table: a row (by its first cell), the agent it quotes, and what it quotes:
+# each figure's place in the agent's evaluation and the way the row writes it.
+QUOTED = [
+    (
+        "independent bandits, 2 arms",
+        "bandit_independent",
+        REGRET + [("baselines.bayes_optimal.regret_at_end", "{:.3f} (Bayes, on these)")] + THOMPSON,
+    ),
+    ("the same, `configs/bandit_independent_long.yaml`", "bandit_independent_long", REGRET + THOMPSON),
+    (
+        "dependent bandits",
+        "bandit_dependent",
+        REGRET + [("exact_regret_at_end.bayes_optimal", "{:.3f} (Bayes, exact)")] + THOMPSON,
+    ),
+    (
+        "two-step task",
+        "two_step",
+        REWARD + [("baselines.bayes_optimal.reward_per_episode", "{:.2f} (Bayes)")],
+    ),
+    (
+        "dependent arms II",
+        "informative_arms",
+        REWARD
+        + [
+            ("baselines.optimal.reward_per_episode", "| {:.2f} |"),
+            ("baselines.ucb.reward_per_episode", "{:.2f} (UCB)"),
+        ],
+    ),
+    (
+        "restless bandits",
+        "restless",
+        REGRET
+        + [
+            ("baselines.optimal.regret_at_end", "{:.2f} (exact filter)"),
+            ("baselines.rescorla_wagner.regret_at_end", "{:.2f} (best Rescorla-Wagner)"),
+        ],
+    ),
+    (
+        "Harlow",
+        "harlow",
+        [
+            ("agent.regret_at_end", "**{:.3f} ± "),
+            ("agent.regret_sem", "{:.3f}**"),
+            ("baselines.optimal.regret_at_end", "| {:.3f} |"),
+            ("baselines.by_side.regret_at_end", "{:.2f} (by side)"),
+        ],
+    ),
+]
+
+
+def evaluation(name: str) -> dict:
+    return json.loads((EVALUATIONS / f"{name}.json").read_text())
+
+
+def test_the_readme_quotes_the_shipped_agents_evaluations():
+    """Each figure of the README's results table is its agent's evaluation, as written in the row."""
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| ")]
+    for first, name, quoted in QUOTED:
+        (row,) = [r for r in rows if r.startswith(f"| {first}")]
+        found = evaluation(name)
+        assert f"({found['episodes']:,}" in row or f"({found['episodes']})" in row, (row, found["episodes"])
+        for path, form in quoted:
+            value = found
+            for key in path.split("."):
+                value = value[key]
+            assert form.format(value) in row, (name, path, form.format(value), row)
+
+
+@pytest.mark.slow
+def test_the_shipped_evaluations_are_what_evaluate_prints_today():
+    """The evaluations are the command's output for their checkpoints: played again here on the same
+    episodes (Harlow's, the quickest), the agent and every player score what the file holds."""
+    kept = evaluation("harlow")
+    args = [
+        "--checkpoint",
+        kept["checkpoint"],
+        "--episodes",
+        str(kept["episodes"]),
+        "--seed",
+        str(kept["seed"]),
+    ]
+    command = [sys.executable, "-m", "dist_vpg.evaluate", *args, "--json"]
+    done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = json.loads(done.stdout)
+    assert again["agent"] == kept["agent"] and again["baselines"] == kept["baselines"]
 
 
 def marked_blocks() -> list[tuple[str, str]]:
