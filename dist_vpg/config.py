@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dist_vpg import batching, sync, tasks
-from dist_vpg.settings import ConfigError, TaskSettings, choice, describe, printable, require
+from dist_vpg.settings import ConfigError, TaskSettings, choice, describe, printable, require, setting
 
 __all__ = ["Config", "ConfigError", "TaskSettings", "printable"]  # the last two re-exported
 
@@ -35,46 +35,56 @@ RESUME = ("never", "auto")
 
 @dataclass(frozen=True)
 class AgentConfig:
-    hidden: int = 48  # LSTM units of the actor-critic
+    hidden: int = setting(48, "LSTM units of the actor-critic")
     # The critic also sees what only the trainer knows (the task's privileged features, e.g. the
     # arms' payout probabilities, and the trial index); the policy never does, so what the agent
     # plays from its inputs is unchanged (dist_vpg.agent).
-    privileged_critic: bool = False  # the value head also sees the task's hidden parameters (training only)
+    privileged_critic: bool = setting(
+        False, "the value head also sees the task's hidden parameters (training only)"
+    )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    updates: int = 16000  # optimizer steps of the run
+    updates: int = setting(16000, "optimizer steps of the run")
     # Global episodes per rollout round, split evenly over the ranks. One update sees
     # batch_episodes * sync.accumulate episodes.
-    batch_episodes: int = 256  # episodes per rollout round, all ranks together
+    batch_episodes: int = setting(256, "episodes per rollout round, all ranks together")
     # Weak scaling (dist_vpg.batching): batch_episodes is each rank's rollout round instead, so the
     # global batch grows with the ranks, and lr_scaling sets how the learning rate follows it:
     # multiplied by (ranks) ** 0, 1/2 or 1. The lr and lr_final above are for one rank's batch.
-    weak_scaling: bool = False  # batch_episodes is each rank's: the global batch grows with the ranks
-    lr_scaling: str = "none"  # with weak_scaling: the lr times ranks ** 0 (none), 1/2 (sqrt) or 1 (linear)
-    rollout: str = "native"  # native (C, where the task has a native step) | twopass | onepass (torch)
+    weak_scaling: bool = setting(
+        False, "batch_episodes is each rank's: the global batch grows with the ranks"
+    )
+    lr_scaling: str = setting(
+        "none", "with weak_scaling: the lr times ranks ** 0 (none), 1/2 (sqrt) or 1 (linear)"
+    )
+    rollout: str = setting(
+        "native", "native (C, where the task has a native step) | twopass | onepass (torch)"
+    )
     # A checkpoint whose weights this run starts from (not its optimizer, schedule or update
     # count): fine-tuning a trained agent under another objective. "" starts from random weights.
-    init_from: str = ""  # a checkpoint whose weights (only) this run starts from; "" for random weights
-    optimizer: str = "rmsprop"  # rmsprop | adam | sgd
+    init_from: str = setting(
+        "", 'a checkpoint whose weights (only) this run starts from; "" for random weights'
+    )
+    optimizer: str = setting("rmsprop", "rmsprop | adam | sgd")
     # Schedules: each *_final is the value at the last update, reached linearly; < 0 keeps it
     # constant. The defaults are the settings of configs/bandit_independent.yaml: learn from the
     # regret (`signal`), with the discount rising from 0.9 to 1 (the objective the tasks are scored
     # on), the entropy bonus falling from 0.05 and the lr from 1e-3. docs/learning.md: what each
     # change bought, and the settings of the dependent and two-step configs.
-    lr: float = 1e-3  # learning rate at the first update
-    lr_final: float = 1e-4  # learning rate at the last update, reached linearly; < 0: constant
-    gamma: float = 0.9  # discount at the first update
-    gamma_final: float = 1.0  # discount at the last update, reached linearly; < 0: constant
-    gae_lambda: float = 1.0  # GAE's lambda; 1: plain discounted returns
-    beta_v: float = 0.05  # weight of the value loss
+    lr: float = setting(1e-3, "learning rate at the first update")
+    lr_final: float = setting(1e-4, "learning rate at the last update, reached linearly; < 0: constant")
+    gamma: float = setting(0.9, "discount at the first update")
+    gamma_final: float = setting(1.0, "discount at the last update, reached linearly; < 0: constant")
+    gae_lambda: float = setting(1.0, "GAE's lambda; 1: plain discounted returns")
+    beta_v: float = setting(0.05, "weight of the value loss")
     # The value head predicts the return per (discounted) trial left rather than the return itself:
     # the critic fits returns of any horizon with small weights.
-    value_scale: bool = True  # the critic predicts the return per (discounted) trial left
-    beta_e: float = 0.05  # entropy bonus at the first update
-    beta_e_final: float = 0.01  # entropy bonus at the last update, reached linearly; < 0: constant
-    max_grad_norm: float = 50.0  # 0 disables clipping
+    value_scale: bool = setting(True, "the critic predicts the return per (discounted) trial left")
+    beta_e: float = setting(0.05, "entropy bonus at the first update")
+    beta_e_final: float = setting(0.01, "entropy bonus at the last update, reached linearly; < 0: constant")
+    max_grad_norm: float = setting(50.0, "0 disables clipping")
     # What the loss is trained on: `reward`, the reward each trial paid; or `regret`, minus the
     # trial's expected regret (the chosen action's expected reward minus the best one's). Both have
     # the same best policy and the same policy gradient in expectation, for any gamma; `regret`
@@ -84,93 +94,109 @@ class TrainConfig:
     # `imitation` is no reinforcement learning at all: the policy learns the cross-entropy to the
     # task's exact Bayes-optimal action on the histories the agent itself plays (DAgger-style;
     # TaskUnit.expert), its critic the regret signal; a measure of what the network can hold.
-    signal: str = "regret"  # reward (what each trial paid) | regret (minus its expected regret) | imitation
+    signal: str = setting(
+        "regret", "reward (what each trial paid) | regret (minus its expected regret) | imitation"
+    )
     # Episodes that play one task draw, side by side in a rollout. With K > 1 each episode's
     # advantages are taken relative to the others' on its task (losses.a2c_loss): what the task's
     # hidden parameters alone make the critic get wrong cancels. Rollouts of each rank must hold
     # whole groups.
-    episodes_per_task: int = 1  # episodes side by side on one task draw, advantages relative within
+    episodes_per_task: int = setting(1, "episodes side by side on one task draw, advantages relative within")
     # Arm-swapped mirrors: episode 2g + 1 of every rollout plays episode 2g's task with the arms'
     # order reversed, on the same reward draws and mirrored action noise (TaskUnit.mirror), so an
     # agent that treats the arms alike plays it as 2g's mirror image: what a gradient learns about
     # one arm it learns about the other.
-    mirror: bool = False  # odd episodes are the arm-swapped mirrors of the even ones before them
+    mirror: bool = setting(False, "odd episodes are the arm-swapped mirrors of the even ones before them")
     # An exponential average of the weights (dist_vpg.averaging), saved in each checkpoint beside
     # them; evaluation, validation and play use it where a checkpoint holds one (evaluate
     # --weights trained for the weights themselves). It is a mean of the weights so far weighted
     # toward recent updates until about 2 / (1 - average) updates, so early evaluations score
     # about what the weights play, never the random initial ones.
-    average: float = 0.999  # decay of the weights' exponential average (0.999: ~the last 1000 updates)
+    average: float = setting(
+        0.999, "decay of the weights' exponential average (0.999: ~the last 1000 updates)"
+    )
     # never: a run_dir holding checkpoints is refused. auto: go on from its newest valid checkpoint
     # (model, optimizer, update, RNG, tracker), or start afresh when it holds none.
-    resume: str = "never"  # never (a run_dir with checkpoints is refused) | auto (go on from the newest)
+    resume: str = setting(
+        "never", "never (a run_dir with checkpoints is refused) | auto (go on from the newest)"
+    )
 
 
 @dataclass(frozen=True)
 class SyncConfig:
-    strategy: str = "allreduce"  # how gradients are synchronized (docs/sync.md)
-    accumulate: int = 1  # rollouts (backward calls) per rank before one synchronization
+    strategy: str = setting("allreduce", "how gradients are synchronized (docs/sync.md)")
+    accumulate: int = setting(1, "rollouts (backward calls) per rank before one synchronization")
     # A batch schedule: the accumulation rounds rise linearly from `accumulate` at the first update
     # to this at the last (dist_vpg.batching), later updates seeing more episodes. 0: constant.
-    accumulate_final: int = 0  # accumulation rounds at the last update, reached linearly; 0: constant
-    check_every: int = 100  # updates between cross-rank checksums of parameters and optimizer
-    max_skipped: int = 10  # consecutive non-finite gradients tolerated before the run stops
-    timeout_s: float = 300.0  # collective timeout
+    accumulate_final: int = setting(
+        0, "accumulation rounds at the last update, reached linearly; 0: constant"
+    )
+    check_every: int = setting(100, "updates between cross-rank checksums of parameters and optimizer")
+    max_skipped: int = setting(10, "consecutive non-finite gradients tolerated before the run stops")
+    timeout_s: float = setting(300.0, "collective timeout")
     # Diagnostic: a barrier before each update's synchronization, timed apart, splits the sync phase
     # into the wait for the slowest rank (sync_wait) and the collectives themselves (sync).
-    measure_wait: bool = False  # time a barrier before each sync apart: waiting vs collectives
+    measure_wait: bool = setting(False, "time a barrier before each sync apart: waiting vs collectives")
     # hierarchical: ranks per node; 0 takes torchrun's layout (cut consecutive ranks to emulate nodes)
-    node_size: int = 0
-    period: int = 8  # local_sgd: updates between weight averages
-    powersgd_rank: int = 2  # ddp_powersgd: rank of each gradient matrix's approximation
-    powersgd_start: int = 2  # ddp_powersgd: updates of plain all_reduce before compression starts
+    node_size: int = setting(
+        0, "hierarchical: ranks per node; 0 takes torchrun's layout (cut consecutive ranks to emulate nodes)"
+    )
+    period: int = setting(8, "local_sgd: updates between weight averages")
+    powersgd_rank: int = setting(2, "ddp_powersgd: rank of each gradient matrix's approximation")
+    powersgd_start: int = setting(2, "ddp_powersgd: updates of plain all_reduce before compression starts")
 
 
 @dataclass(frozen=True)
 class CpuConfig:
-    affinity: Any = "auto"  # auto | none | [cores...] split among this node's ranks
-    threads: int = 0  # intra-op threads per rank; 0: the cores of its block
+    affinity: Any = setting("auto", "auto | none | [cores...] split among this node's ranks")
+    threads: int = setting(0, "intra-op threads per rank; 0: the cores of its block")
     # glibc's malloc keeps freed memory instead of unmapping it: no page faults per update, ranks
     # equally fast (pinning.retain_freed_memory); false returns freed memory to the system at once.
-    retain_freed: bool = True  # keep freed memory mapped (no page faults per update); false returns it
+    retain_freed: bool = setting(
+        True, "keep freed memory mapped (no page faults per update); false returns it"
+    )
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    enabled: bool = True  # the shared reward tracker (rank 0 serves it)
-    required: bool = True  # false: an unreachable tracker is a warning and the run goes on without it
-    host: str = ""  # empty: $DIST_VPG_TRACKER_HOST, else $MASTER_ADDR, else 127.0.0.1
-    port: int = 0  # 0: $DIST_VPG_TRACKER_PORT, else a free port
-    smoothing: float = 0.05  # weight of the newest report in the EMA of episode return
-    timeout_s: float = 10.0  # for connecting and for every call
+    enabled: bool = setting(True, "the shared reward tracker (rank 0 serves it)")
+    required: bool = setting(
+        True, "false: an unreachable tracker is a warning and the run goes on without it"
+    )
+    host: str = setting("", "empty: $DIST_VPG_TRACKER_HOST, else $MASTER_ADDR, else 127.0.0.1")
+    port: int = setting(0, "0: $DIST_VPG_TRACKER_PORT, else a free port")
+    smoothing: float = setting(0.05, "weight of the newest report in the EMA of episode return")
+    timeout_s: float = setting(10.0, "for connecting and for every call")
 
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every: int = 200  # updates between checkpoints; one is always written at the end
+    every: int = setting(200, "updates between checkpoints; one is always written at the end")
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    every: int = 20  # updates between log lines and TensorBoard scalars
-    tensorboard: bool = True  # event files in <run_dir>/tb, written by rank 0
-    histograms_every: int = 500  # updates between weight and gradient histograms; 0: never
-    progress: str = "auto"  # auto (a bar on a terminal, lines otherwise) | bar | lines
+    every: int = setting(20, "updates between log lines and TensorBoard scalars")
+    tensorboard: bool = setting(True, "event files in <run_dir>/tb, written by rank 0")
+    histograms_every: int = setting(500, "updates between weight and gradient histograms; 0: never")
+    progress: str = setting("auto", "auto (a bar on a terminal, lines otherwise) | bar | lines")
     # The gradient noise scale's exponential averages, per update (dist_vpg.gradient_noise): each
     # update's estimate is the difference of two large numbers, so it takes hundreds to settle.
-    noise_scale_decay: float = 0.998  # smoothing of the gradient noise scale's averages (0.998: ~500 updates)
+    noise_scale_decay: float = setting(
+        0.998, "smoothing of the gradient noise scale's averages (0.998: ~500 updates)"
+    )
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    every: int = 250  # updates between evaluations with frozen weights during training; 0: never
-    episodes: int = 500  # fresh episodes per evaluation (noise split VALID), spread over the ranks
+    every: int = setting(250, "updates between evaluations with frozen weights during training; 0: never")
+    episodes: int = setting(500, "fresh episodes per evaluation (noise split VALID), spread over the ranks")
 
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = 0  # fixes the weights' initialization and every training episode
-    run_dir: str = ""  # empty: runs/<timestamp>
+    seed: int = setting(0, "fixes the weights' initialization and every training episode")
+    run_dir: str = setting("", "empty: runs/<timestamp>")
     task: TaskSettings = field(default_factory=lambda: tasks.settings(DEFAULT_TASK))
     agent: AgentConfig = field(default_factory=AgentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -7,10 +7,7 @@ declare their settings with it. Neither the tasks nor this module know of the ot
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,14 +40,20 @@ def probability(settings, *keys: str) -> None:
         require(0.0 <= getattr(settings, key) <= 1.0, f"task.{key}", "must lie in [0, 1]")
 
 
+def setting(default, help: str):  # noqa: A002 - argparse's word for it
+    """A field of a settings dataclass: its default and the one line --help and the docs give as its
+    meaning (the field's metadata, read by `describe`)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TaskSettings:
     """The task.* keys every task has. A task's own settings subclass this, give `name` and `trials`
     their own defaults, add their keys and check their values in `check`."""
 
-    name: str = ""  # the registry's name of the task, or module:Class for a task from outside
-    trials: int = 100  # choices an episode
-    trial_input: bool = True  # feed the normalized trial index t/T to the agent
+    name: str = setting("", "the registry's name of the task, or module:Class for a task from outside")
+    trials: int = setting(100, "choices an episode")
+    trial_input: bool = setting(True, "feed the normalized trial index t/T to the agent")
 
     def check(self) -> None:
         """Refuse values no run of this task can use (ConfigError naming the task.* key)."""
@@ -64,14 +67,14 @@ class Described:
     key: str  # dotted, e.g. train.lr
     type: str  # int, float, bool, str or any
     default: object
-    meaning: str  # the first sentence of the comment beside (or above) its definition
+    meaning: str  # what its definition says it is (`setting`)
 
 
 def describe(cls: type, prefix: str = "") -> list[Described]:
     """Every field of the dataclass `cls` (nested dataclasses under their own prefix), with its type,
-    default and the comment written beside it in the source: the definitions are the documentation,
-    so the two cannot drift apart."""
-    comments = _field_comments(cls)
+    default and the meaning its definition gives it (`setting`): the definitions are the
+    documentation, so the two cannot drift apart."""
+    helps = _helps(cls)
     found = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -79,36 +82,15 @@ def describe(cls: type, prefix: str = "") -> list[Described]:
             found += describe(type(default), f"{prefix}{f.name}.")
             continue
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        found.append(Described(f"{prefix}{f.name}", kind.lower(), default, comments.get(f.name, "")))
+        found.append(Described(f"{prefix}{f.name}", kind.lower(), default, helps.get(f.name, "")))
     return found
 
 
-def _field_comments(cls: type) -> dict[str, str]:
-    """name -> the first sentence of the comment trailing each field's line, else of the comment
-    lines just above it, through every class of the dataclass's hierarchy (the nearest wins)."""
+def _helps(cls: type) -> dict[str, str]:
+    """name -> the meaning of each field, from the nearest class of the dataclass's hierarchy that
+    gives one (a task's settings may give `name` a new default and keep TaskSettings' meaning)."""
     found: dict[str, str] = {}
     for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
-        try:
-            lines, first = inspect.getsourcelines(klass)
-        except (OSError, TypeError):  # defined where there is no source: no comments
-            continue
-        tree = ast.parse(textwrap.dedent("".join(lines)))
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node in body:
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                text = _comment_at(lines, node.lineno - 1)
-                if text:
-                    found[node.target.id] = text
+        own = klass.__dict__.get("__dataclass_fields__", {})
+        found |= {name: f.metadata["help"] for name, f in own.items() if "help" in f.metadata}
     return found
-
-
-def _comment_at(lines: list[str], row: int) -> str:
-    trailing = lines[row].partition("  # ")[2].strip()
-    above = []
-    k = row - 1
-    while k >= 0 and lines[k].strip().startswith("#"):
-        above.insert(0, lines[k].strip().lstrip("#").strip())
-        k -= 1
-    if trailing:  # one line already
-        return trailing
-    return " ".join(above).split(". ")[0].strip().rstrip(".")

@@ -249,3 +249,13 @@ def test_hierarchical_nodes_larger_than_the_job_are_refused():
     with pytest.raises(ConfigError, match="sync.node_size"):
         config.check_world(cfg, 2)
     config.check_world(cfg, 3)
+
+
+def test_every_setting_says_what_it_is():
+    """Each key's meaning is in its definition (`settings.setting`): none is left without one."""
+    from dist_vpg import settings, tasks
+
+    found = settings.describe(config.Config) + [
+        d for unit in tasks.TASKS.values() for d in settings.describe(unit.Settings, "task.")
+    ]
+    assert len(found) > 60 and all(d.meaning for d in found), [d.key for d in found if not d.meaning]

@@ -30,7 +30,7 @@ from dist_vpg.native import abi
 from dist_vpg.noise import Noise
 from dist_vpg.plots import RasterView, saved_figure
 from dist_vpg.results import EvalResult, Played, Player, played
-from dist_vpg.settings import TaskSettings, require
+from dist_vpg.settings import TaskSettings, require, setting
 from dist_vpg.tasks.base import Step, TaskUnit
 
 POOL_SEED = 20_180_514  # the pool of objects is part of the task: one fixed draw, never the noise
@@ -41,11 +41,11 @@ MAX_POOL = 2**26  # numbers in the pool at most: every rank holds it whole
 class HarlowSettings(TaskSettings):
     name: str = "harlow"
     trials: int = 6
-    objects: int = 1000  # the fixed pool of objects episodes draw their two from
-    features: int = 8  # numbers in [0, 1] an object is
+    objects: int = setting(1000, "the fixed pool of objects episodes draw their two from")
+    features: int = setting(8, "numbers in [0, 1] an object is")
     # each trial opens with a step that shows nothing, as the paper's fixation cross (2 * trials
     # agent steps an episode); configs/harlow_stage1.yaml trains without it first
-    fixation: bool = True  # each trial opens with a blank step (2 * trials agent steps)
+    fixation: bool = setting(True, "each trial opens with a blank step (2 * trials agent steps)")
 
     def check(self) -> None:
         super().check()

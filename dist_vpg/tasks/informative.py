@@ -22,7 +22,7 @@ from dist_vpg.native import abi
 from dist_vpg.noise import Noise
 from dist_vpg.plots import RasterView, saved_figure
 from dist_vpg.results import EvalResult, Played, Player, played
-from dist_vpg.settings import TaskSettings, require
+from dist_vpg.settings import TaskSettings, require, setting
 from dist_vpg.tasks.base import Step, TaskUnit
 
 TARGET_PAYS, OTHERS_PAY = 5.0, 1.0
@@ -32,10 +32,12 @@ TARGET_PAYS, OTHERS_PAY = 5.0, 1.0
 class InformativeSettings(TaskSettings):
     name: str = "informative_arms"
     trials: int = 5
-    arms: int = 11  # the ordinary arms, then the informative one
+    arms: int = setting(11, "the ordinary arms, then the informative one")
     # the informative arm pays informative_scale * (target + 1) / (arms - 1); 1 is the paper's task,
     # larger values make its payout easier to read (a curriculum's first stage)
-    informative_scale: float = 1.0  # how much the informative arm's payout is magnified (1: the paper's)
+    informative_scale: float = setting(
+        1.0, "how much the informative arm's payout is magnified (1: the paper's)"
+    )
 
     def check(self) -> None:
         super().check()

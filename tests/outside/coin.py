@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from dist_vpg.results import Played, Player, played
-from dist_vpg.settings import TaskSettings, require
+from dist_vpg.settings import TaskSettings, require, setting
 from dist_vpg.tasks import Step, TaskUnit
 
 
@@ -26,7 +26,7 @@ from dist_vpg.tasks import Step, TaskUnit
 class CoinSettings(TaskSettings):
     name: str = "coin"
     trials: int = 20
-    bias: float = 0.8  # P(heads) of a heads-biased coin; a tails-biased one has 1 - bias
+    bias: float = setting(0.8, "P(heads) of a heads-biased coin; a tails-biased one has 1 - bias")
 
     def check(self) -> None:
         super().check()

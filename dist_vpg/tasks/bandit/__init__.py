@@ -14,7 +14,7 @@ import torch
 from dist_vpg.native import abi
 from dist_vpg.noise import Noise
 from dist_vpg.results import Player
-from dist_vpg.settings import TaskSettings, choice, require
+from dist_vpg.settings import TaskSettings, choice, require, setting
 from dist_vpg.tasks.bandit import bayes, players
 from dist_vpg.tasks.base import Step, TaskUnit
 
@@ -27,10 +27,10 @@ DISTRIBUTIONS = ("independent", *DEPENDENT_SETS)
 class BanditSettings(TaskSettings):
     name: str = "bandit"
     trials: int = 100
-    arms: int = 2  # arms to choose from (2 for the dependent distributions)
+    arms: int = setting(2, "arms to choose from (2 for the dependent distributions)")
     # independent: each arm's p ~ U(0, 1); dependent: p and 1 - p, p ~ U(0, 1); easy, medium, hard:
     # p from {0.1, 0.9}, {0.25, 0.75}, {0.4, 0.6}
-    distribution: str = "independent"  # independent | dependent (p, 1 - p) | easy | medium | hard
+    distribution: str = setting("independent", "independent | dependent (p, 1 - p) | easy | medium | hard")
 
     def check(self) -> None:
         super().check()

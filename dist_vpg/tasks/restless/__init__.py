@@ -32,7 +32,7 @@ from dist_vpg.native import abi
 from dist_vpg.noise import Noise
 from dist_vpg.plots import saved_figure
 from dist_vpg.results import EvalResult, Played, Player
-from dist_vpg.settings import TaskSettings, require
+from dist_vpg.settings import TaskSettings, require, setting
 from dist_vpg.tasks.base import Step, TaskUnit
 from dist_vpg.tasks.restless import players
 
@@ -41,9 +41,9 @@ from dist_vpg.tasks.restless import players
 class RestlessSettings(TaskSettings):
     name: str = "restless"
     trials: int = 100
-    drift_low: float = 0.02  # s.d. of p's step after each trial of a stable episode
-    drift_high: float = 0.2  # s.d. of p's step after each trial of a volatile episode
-    volatile_share: float = 0.5  # P(an episode is volatile)
+    drift_low: float = setting(0.02, "s.d. of p's step after each trial of a stable episode")
+    drift_high: float = setting(0.2, "s.d. of p's step after each trial of a volatile episode")
+    volatile_share: float = setting(0.5, "P(an episode is volatile)")
 
     def check(self) -> None:
         super().check()

@@ -14,7 +14,7 @@ import torch
 
 from dist_vpg.native import abi
 from dist_vpg.results import EvalResult, Player
-from dist_vpg.settings import TaskSettings, probability
+from dist_vpg.settings import TaskSettings, probability, setting
 from dist_vpg.tasks.base import Step, TaskUnit
 from dist_vpg.tasks.two_step import bayes, stay
 
@@ -23,10 +23,10 @@ from dist_vpg.tasks.two_step import bayes, stay
 class TwoStepSettings(TaskSettings):
     name: str = "two_step"
     trials: int = 100
-    common_prob: float = 0.8  # P(the first-stage action leads to its own second-stage state)
-    reward_high: float = 0.9  # P(reward) in the good second-stage state
-    reward_low: float = 0.1  # P(reward) in the other second-stage state
-    swap_prob: float = 0.025  # P(the good state swaps) after each trial
+    common_prob: float = setting(0.8, "P(the first-stage action leads to its own second-stage state)")
+    reward_high: float = setting(0.9, "P(reward) in the good second-stage state")
+    reward_low: float = setting(0.1, "P(reward) in the other second-stage state")
+    swap_prob: float = setting(0.025, "P(the good state swaps) after each trial")
 
     def check(self) -> None:
         super().check()
