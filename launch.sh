@@ -117,13 +117,13 @@ if [ -n "${DRY_RUN:-}" ]; then
     exit 0
 fi
 # Ranks' output passes through as it comes; torchrun's report of failed ranks is shown unless they
-# all refused in one line (dist_vpg/launcher.py), and launch.sh then exits as they did, with 2.
+# all refused in one line (dist_vpg/torchrun_filter.py), and launch.sh then exits as they did, with 2.
 [ -t 2 ] && export DIST_VPG_STDERR_TTY=1  # the progress bar: stderr reaches a terminal through the reader
 verdict=$(mktemp)
 trap 'rm -f "$verdict"' EXIT
 # stderr alone through the reader (fd 3 keeps stdout); the pipeline's first status is torchrun's
 set +e
-{ "${cmd[@]}" 2>&1 1>&3 3>&- | "$PY" -m dist_vpg.launcher "$verdict" 3>&-; } 3>&1
+{ "${cmd[@]}" 2>&1 1>&3 3>&- | "$PY" -m dist_vpg.torchrun_filter "$verdict" 3>&-; } 3>&1
 status=${PIPESTATUS[0]}
 set -e
 if [ -s "$verdict" ]; then

@@ -35,12 +35,12 @@ from dist_vpg import (
 )
 from dist_vpg.agent import Agent
 from dist_vpg.averaging import WeightAverage
-from dist_vpg.board import Board, log_line, noise_scale_text, scalar_groups
 from dist_vpg.cli import Parser, at_least, refuse
 from dist_vpg.config import Config, ConfigError, TrainConfig
 from dist_vpg.gradient_noise import NoiseScale
 from dist_vpg.metrics import Timings, Window
 from dist_vpg.rollout import agreed_mode, make_agent, rollout_loss
+from dist_vpg.run_log import Board, log_line, noise_scale_text, scalar_groups
 from dist_vpg.tasks import Task, make_task
 from dist_vpg.validation import Validation
 

@@ -15,10 +15,10 @@ import numpy as np
 
 from dist_vpg import distributed, files, noise
 from dist_vpg.batching import BatchPlan
-from dist_vpg.board import Board
 from dist_vpg.config import Config
 from dist_vpg.evaluation import evaluate, evaluate_agent
 from dist_vpg.results import paired_gap
+from dist_vpg.run_log import Board
 from dist_vpg.tasks import Task
 
 FILE = "eval.csv"

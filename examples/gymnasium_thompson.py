@@ -15,7 +15,7 @@ import argparse
 import gymnasium as gym
 import numpy as np
 
-import dist_vpg.envs  # noqa: F401  (registers the dist_vpg/ ids)
+import dist_vpg.gym_adapter  # noqa: F401  (registers the dist_vpg/ ids)
 
 
 def main(argv: list[str] | None = None) -> float:

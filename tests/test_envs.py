@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 from dist_vpg import config, noise
 from dist_vpg.agent import Agent
-from dist_vpg.envs import IDS, TaskEnv, TaskVectorEnv
+from dist_vpg.gym_adapter import IDS, TaskEnv, TaskVectorEnv
 from dist_vpg.rollout import act, input_size
 from dist_vpg.tasks import make_task
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_gymnasium_checker_passes_on_every_registered_task(env_id):
     env = gym.make(env_id)
     check_env(env.unwrapped)
-    assert env.spec.vector_entry_point == "dist_vpg.envs:TaskVectorEnv"
+    assert env.spec.vector_entry_point == "dist_vpg.gym_adapter:TaskVectorEnv"
     envs = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
     obs, _ = envs.reset(seed=0)
     assert obs.shape == (3, *env.observation_space.shape) and obs in envs.observation_space
@@ -113,3 +113,15 @@ def test_the_example_plays_thompson_sampling_through_gymnasium():
     assert proc.returncode == 0, proc.stderr
     regret = float(proc.stdout.split("regret ")[1].split()[0])
     assert 2.4 < regret < 3.3  # dist_vpg's own Thompson baseline: 2.81 ± 0.02 on 20,000 episodes
+
+
+def test_the_earlier_module_name_still_works_and_says_the_new_one():
+    import importlib
+    import sys
+
+    from dist_vpg import gym_adapter
+
+    sys.modules.pop("dist_vpg.envs", None)
+    with pytest.warns(DeprecationWarning, match="dist_vpg.gym_adapter"):
+        old = importlib.import_module("dist_vpg.envs")
+    assert old.TaskEnv is gym_adapter.TaskEnv and old.IDS == gym_adapter.IDS

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg.board import noise_scale_text
 from dist_vpg.gradient_noise import NoiseScale, unbiased
+from dist_vpg.run_log import noise_scale_text
 from dist_vpg.sync.ddp import DDPPowerSGD
 from dist_vpg.sync.local_sgd import LocalSGD
 from tests.helpers import raised, run_ranks, train_worker

@@ -165,8 +165,8 @@ def test_inspect_a_checkpoint_with_overrides(tmp_path, capsys):
 def test_histograms_of_weights_numpy_cannot_bin_are_left_out(tmp_path):
     """An absurd learning rate (the fuzz test's train.lr=4.6e14) leaves weights of one huge value or
     infinities: the run goes on, and the histograms it can draw are drawn."""
-    from dist_vpg.board import Board
     from dist_vpg.config import LogConfig
+    from dist_vpg.run_log import Board
 
     agent = Agent(5, 2, 4)
     with torch.no_grad():

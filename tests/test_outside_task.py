@@ -13,7 +13,7 @@ import pytest
 import yaml
 from gymnasium.utils.env_checker import check_env
 
-from dist_vpg import checkpoint, config, envs, tasks
+from dist_vpg import checkpoint, config, gym_adapter, tasks
 
 OUTSIDE = Path(__file__).resolve().parent / "outside"
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(OUTSIDE), os.environ.get("PYTHONPATH", "")]))
@@ -77,7 +77,7 @@ def on_path(monkeypatch):
 
 
 def test_gymnasium_checker_passes_by_import_path(on_path):
-    env = gymnasium.make(envs.GENERIC_ID, name="coin:Coin", trials=5)
+    env = gymnasium.make(gym_adapter.GENERIC_ID, name="coin:Coin", trials=5)
     check_env(env.unwrapped)
     obs, _ = env.reset(seed=1)
     assert obs.shape == (2 + 2 + 1 + 1,)  # the last flip, the previous call, its reward, t/T
@@ -90,7 +90,7 @@ def test_a_task_registered_in_code_has_its_ids_and_settings(on_path):
     assert config.load(None, ["task.name=coin"]).task == Coin.Settings(name="coin")
     with pytest.raises(config.ConfigError, match=r"^task\.bias: must lie in \[0\.5, 1\]$"):
         config.load(None, ["task.name=coin", "task.bias=0.2"])
-    envs.register()
+    gym_adapter.register()
     check_env(gymnasium.make("coin/Coin-v0").unwrapped)
     with pytest.raises(config.ConfigError, match="is not a task"):
         tasks.register("json", json.JSONDecoder)

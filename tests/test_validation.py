@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from dist_vpg import batching, config, distributed, noise, validation
-from dist_vpg.board import Board
 from dist_vpg.distributed import World
 from dist_vpg.evaluation import evaluate, evaluate_agent
 from dist_vpg.rollout import make_agent
+from dist_vpg.run_log import Board
 from dist_vpg.tasks import make_task
 
 

@@ -5,7 +5,7 @@ codes) is held back, and shown at the end unless every failed rank exited with s
 rank's one-line refusal (dist_vpg.cli.refuse), already printed. A rank that crashed is shown with its
 traceback and torchrun's report, as before.
 
-    torchrun ... 2> >(python -m dist_vpg.launcher VERDICT_FILE)
+    torchrun ... 2> >(python -m dist_vpg.torchrun_filter VERDICT_FILE)
 
 VERDICT_FILE gets "refused" when the run ended in a refusal, so that launch.sh exits with 2 (the
 exit codes read are those of torchrun's report: "exitcode: N" in its log line and its table).
