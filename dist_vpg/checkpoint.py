@@ -134,6 +134,7 @@ def load_agent(path: Path, overrides: list[str] | tuple = (), weights: str = "au
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)} (got {weights!r})")
     state = load(path)
+    _same_task(path, trained_config(state["config"]).task.name, overrides)
     cfg = trained_config(state["config"], overrides)
     agent = make_agent(
         make_task(cfg.task), cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic
@@ -147,6 +148,19 @@ def load_agent(path: Path, overrides: list[str] | tuple = (), weights: str = "au
         raise CheckpointError(f"{path}: {_misfit(state, cfg)}") from None
     agent.eval()
     return agent, cfg
+
+
+def _same_task(path: Path, trained: str, overrides) -> None:
+    """An agent plays the task it was trained on: task.name=X naming another is refused in a sentence
+    (the trained task's own keys would otherwise be refused one by one as the new task's)."""
+    for override in overrides:
+        key, _, value = str(override).partition("=")
+        asked = value.strip()
+        if key.strip() == "task.name" and asked != trained:
+            raise CheckpointError(
+                f"{path}: an agent of the {trained} task cannot play {asked}: its network was built "
+                f"for {trained}'s inputs and actions (train one on {asked}, or leave task.name out)"
+            )
 
 
 def _misfit(state: dict, cfg: config.Config) -> str:
