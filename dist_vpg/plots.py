@@ -67,11 +67,9 @@ def _draw_raster(ax, view: RasterView, title: str) -> None:
     colours = palette(len(view.labels))
     trials, episodes = view.codes.shape
     extent = (0.5, trials + 0.5, episodes - 0.5, -0.5)
-    cmap = ListedColormap(colours)
-    ax.imshow(
-        view.codes.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
-        vmax=len(colours) - 0.5, extent=extent,
-    )  # fmt: skip
+    # one colour a code: code k spans [k - 0.5, k + 0.5]
+    shown = {"cmap": ListedColormap(colours), "vmin": -0.5, "vmax": len(colours) - 0.5}
+    ax.imshow(view.codes.T, aspect="auto", interpolation="nearest", extent=extent, **shown)
     handles = [Patch(color=colours[k], label=view.labels[k]) for k in np.unique(view.codes).astype(int)]
     if view.dots is not None:
         ep, tr = np.nonzero(view.dots.T)
