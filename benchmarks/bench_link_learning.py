@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,13 +34,15 @@ from dist_vpg.plots import saved_figure  # noqa: E402
 
 JOB_TIMEOUT_S = 3 * 3600
 START_S = 60  # a node that dies this soon after the start died starting up
+START_ATTEMPTS = 3
 
 
 def train(cluster: EmulatedCluster, spec: str, seed: int, args, run_dir: Path, port: int) -> int:
     """One training job over the emulated nodes (eval.csv and the final checkpoint in run_dir).
     Returns how often it was started again: a node that dies within START_S of the start, before
-    any work (gloo's start-up inside a namespace has aborted so, rarely), costs one more attempt on
-    another port; any other failure, or a second one, stops the benchmark with that node's log."""
+    any work (gloo's start-up inside a namespace has aborted so, rarely, and once twice in a row
+    under CI), costs another attempt on another port, up to START_ATTEMPTS in all, its log
+    printed; any other failure, or the last attempt's, stops the benchmark with that node's log."""
     overrides = [
         "--config",
         args.config,
@@ -57,14 +60,15 @@ def train(cluster: EmulatedCluster, spec: str, seed: int, args, run_dir: Path, p
         "cpu.affinity=none",
         "cpu.threads=1",
     ]
-    for attempt in range(2):
+    for attempt in range(START_ATTEMPTS):
         failure = _run_nodes(cluster, overrides, run_dir, port + 1000 * attempt)
         if failure is None:
             return attempt
         node, code, seconds, log = failure
         what = f"{spec} seed {seed}: node {node} failed (exit {code}) {seconds:.0f} s after the start"
-        if attempt == 0 and seconds < START_S:
-            print(f"{what}, during start-up: starting the job again on another port", flush=True)
+        if attempt < START_ATTEMPTS - 1 and seconds < START_S:
+            print(f"{what}, during start-up: starting the job again on another port; its log:", flush=True)
+            print(log[-2000:], flush=True)
             shutil.rmtree(run_dir, ignore_errors=True)
             continue
         raise RuntimeError(f"{what}:\n{log[-3000:]}")
@@ -83,7 +87,15 @@ def _run_nodes(cluster: EmulatedCluster, overrides: list[str], run_dir: Path, po
         cmd = cluster.command(i, [str(ROOT / "launch.sh"), *overrides])
         logs.append(tempfile.TemporaryFile("w+"))
         procs.append(
-            subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT, text=True)
+            subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=logs[-1],
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
         )
     try:
         while True:
@@ -107,15 +119,24 @@ def _run_nodes(cluster: EmulatedCluster, overrides: list[str], run_dir: Path, po
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
+    """Each node's whole process group (launch.sh, torchrun, its workers and the reader of its
+    output): a signal to launch.sh alone would leave torchrun behind, waiting for a peer."""
     for p in procs:
-        if p.poll() is None:
-            p.terminate()  # launch.sh execs torchrun, which stops its workers on SIGTERM
+        _signal_group(p, signal.SIGTERM)
     for p in procs:
         try:
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            p.kill()
+            _signal_group(p, signal.SIGKILL)
             p.wait()
+        _signal_group(p, signal.SIGKILL)  # what outlived launch.sh
+
+
+def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def evaluate(run_dir: Path, episodes: int) -> dict:
