@@ -67,6 +67,7 @@ def trained_config(data: dict[str, Any], overrides: Sequence[str] = ()) -> confi
             if section != "task" or key in own:
                 stored.setdefault(key, value)
     data["task"] = {key: value for key, value in task.items() if key in own or key not in FLAT_TASK_KEYS}
+    data.setdefault("curriculum", "none")  # written before curricula: trained in one stage
     return config.from_dict(data, overrides)
 
 
@@ -202,10 +203,12 @@ def save_training_state(
     train_s: float = 0.0,
     average: dict | None = None,
     average_updates: int = 0,
+    curriculum: dict | None = None,
 ) -> Path:
-    """The state a run resumes from: weights, optimizer, config, RNG, tracker and training time, and
-    the weights' average where the run keeps one, with the updates it has averaged
-    (dist_vpg.averaging)."""
+    """The state a run resumes from: weights, optimizer, config, RNG, tracker and training time, the
+    weights' average where the run keeps one, with the updates it has averaged
+    (dist_vpg.averaging), and where the run has a curriculum, the stage it is in
+    (dist_vpg.curriculum.Position)."""
     state = {
         "update": update,
         "model": agent.state_dict(),
@@ -218,4 +221,6 @@ def save_training_state(
     if average is not None:
         state["average"] = average
         state["average_updates"] = average_updates
+    if curriculum is not None:
+        state["curriculum"] = curriculum
     return save(run_dir, state)

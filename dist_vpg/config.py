@@ -19,7 +19,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dist_vpg import batching, sync, tasks
+from dist_vpg import batching, curriculum, sync, tasks
 from dist_vpg.settings import ConfigError, TaskSettings, choice, describe, printable, require, setting
 
 __all__ = ["Config", "ConfigError", "TaskSettings", "printable"]  # the last two re-exported
@@ -206,6 +206,10 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # The stages the run trains through before the task as configured (dist_vpg.curriculum): `task`
+    # (the task's own, where it declares one), `none`, or a list of stages; resolved when loaded to
+    # the list, which --show-config prints and checkpoints keep.
+    curriculum: Any = setting("task", "task (the task's own stages, if any) | none | a list of stages")
 
 
 def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
@@ -226,6 +230,7 @@ def from_dict(data: dict[str, Any], overrides: Sequence[str] = ()) -> Config:
 def _build(layers: list[DictConfig], overrides: Sequence[str]) -> Config:
     """The layers merged over the defaults: every section but the task onto the schema, the task's
     layers onto the settings of the task they name; checked."""
+    explicit = {key for layer in layers for key in _dotted(OmegaConf.to_container(layer))}
     task_layers = [layer.pop("task") for layer in layers if "task" in layer]
     try:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), *layers))
@@ -233,7 +238,58 @@ def _build(layers: list[DictConfig], overrides: Sequence[str]) -> Config:
         raise _merge_error(e, overrides) from None
     cfg = dataclasses.replace(cfg, task=_task_settings(task_layers, overrides))
     check(cfg)
+    declared = tasks.lookup(cfg.task.name).curriculum
+    stages = curriculum.resolve(
+        cfg.curriculum, declared, explicit, cfg.train.updates, cfg.eval.every, cfg.task.name
+    )
+    cfg = dataclasses.replace(cfg, curriculum=stages)
+    _check_stages(cfg)
     return cfg
+
+
+def _dotted(data: Any, prefix: str = "") -> list[str]:
+    """The dotted keys of a nested mapping's leaves."""
+    if not isinstance(data, dict):
+        return [prefix[:-1]] if prefix else []
+    return [key for k, v in data.items() for key in _dotted(v, f"{prefix}{k}.")]
+
+
+def at_stage(cfg: Config, stage: curriculum.Stage) -> Config:
+    """The configuration a curriculum's stage trains with: cfg with the stage's keys set (and no
+    curriculum of its own); checked."""
+    data = to_dict(cfg)
+    data["curriculum"] = "none"
+    for key, value in stage.settings.items():
+        section, name = key.split(".", 1)
+        data[section][name] = value
+    return from_dict(data)
+
+
+def _check_stages(cfg: Config) -> None:
+    """Every stage a configuration that loads, of the run's task with the same inputs and actions
+    (the weights carry over), and every level looked at by the periodic validation in time."""
+    final = tasks.make_task(cfg.task)
+    for i, stage in enumerate(curriculum.stages(cfg.curriculum)):
+        where = f"curriculum stage {i + 1}"
+        try:
+            task = tasks.make_task(at_stage(cfg, stage).task)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        for what in ("obs_size", "num_actions"):
+            require(
+                getattr(task, what) == getattr(final, what),
+                where,
+                f"its task has {what}={getattr(task, what)}, the run's {getattr(final, what)}: the agent's "
+                "weights could not carry over",
+            )
+        if stage.until_regret is not None:
+            every = cfg.eval.every
+            require(
+                0 < every <= (stage.updates or 0),
+                f"{where}.until_regret",
+                f"is looked at by the periodic validation, every eval.every={every} updates: "
+                f"it must be between 1 and the stage's {stage.updates} updates",
+            )
 
 
 def _task_settings(layers: list, overrides: Sequence[str]) -> TaskSettings:

@@ -20,9 +20,10 @@ import torch
 from dist_vpg import checkpoint, config, files, tasks
 from dist_vpg.config import Config, ConfigError
 
-# Keys that must agree between a checkpoint and the run resuming from it: the weights' shapes and
-# the episodes' meaning. Everything else (updates, logging, sync strategy) may change on resume.
-MUST_MATCH = ("task", "agent", "seed")
+# Keys that must agree between a checkpoint and the run resuming from it: the weights' shapes, the
+# episodes' meaning and the curriculum's stages. Everything else (updates, logging, sync strategy)
+# may change on resume.
+MUST_MATCH = ("task", "agent", "seed", "curriculum")
 
 
 def newest_valid(run_dir: Path, cfg: Config) -> tuple[dict | None, list[str]]:

@@ -22,6 +22,7 @@ from dist_vpg import (
     batching,
     checkpoint,
     config,
+    curriculum,
     distributed,
     files,
     memory,
@@ -89,7 +90,7 @@ def train(
 class Run:
     """One rank's training job: what setup() builds and every update works with."""
 
-    cfg: Config
+    cfg: Config  # what this update trains with: the run's configuration, or its curriculum stage's
     world: distributed.World
     run_dir: Path
     board: Board
@@ -110,6 +111,9 @@ class Run:
     clock: float  # perf_counter() when training began; evaluation's time is added to it
     skips: sync.SkipGuard  # stops the job after too many skipped steps in a row
     zero_grads: sync.ZeroGradTrap
+    run_cfg: Config  # the run's configuration (with its curriculum), as checkpoints keep it
+    stages: list[curriculum.Stage]  # [] for a run without a curriculum
+    position: curriculum.Position  # the stage being trained
     timings: Timings = field(default_factory=Timings)
     stopped_by: int | None = None  # the update after which a signal stopped the job
     scale: dict | None = None  # the noise scale's last report
@@ -124,6 +128,10 @@ def setup(cfg: Config, world: distributed.World, plan: pinning.Plan, server: tra
         board.say(f"dist_vpg: {line}")
     shared = tracker.connect(cfg.tracker, world, server, board.say)
 
+    stages = curriculum.stages(cfg.curriculum)
+    resumed = begin.resumed.get("curriculum") if begin.resumed and stages else None
+    position = curriculum.Position.from_state(resumed)
+    run_cfg, cfg = cfg, config.at_stage(cfg, stages[position.index]) if stages else cfg
     torch.manual_seed(cfg.seed)
     task = make_task(cfg.task)
     mode = agreed_mode(cfg.train.rollout, task, world, board.say)
@@ -146,13 +154,15 @@ def setup(cfg: Config, world: distributed.World, plan: pinning.Plan, server: tra
     )  # fmt: skip
     if noise_scale.unavailable:
         board.say(f"dist_vpg: gradient noise scale not measured: {noise_scale.unavailable}")
-    validation = Validation(cfg, task, world, begin.run_dir, board, batches)
+    validation = Validation(
+        cfg, task, world, begin.run_dir, board, batches, position.index + 1 if stages else None
+    )
     validation.forget_after(start)
     run = Run(
         cfg, world, begin.run_dir, board, shared, task, mode, agent, optimizer, strategy,
         compared_optimizer, model, average, batches, window, noise_scale, validation, start,
         clock=time.perf_counter() - train_s, skips=sync.SkipGuard(cfg.sync.max_skipped),
-        zero_grads=sync.ZeroGradTrap(board.say),
+        zero_grads=sync.ZeroGradTrap(board.say), run_cfg=run_cfg, stages=stages, position=position,
     )  # fmt: skip
     announce(run)
     return run
@@ -180,6 +190,16 @@ def announce(run: Run) -> None:
     )
     if batches.lr_factor != 1:
         run.board.say(f"dist_vpg: weak scaling: the lr times {batches.lr_factor:.4g} ({tr.lr_scaling} rule)")
+    if run.stages:
+        announce_stage(run)
+
+
+def announce_stage(run: Run) -> None:
+    stage, at = run.stages[run.position.index], run.position
+    run.board.say(
+        f"dist_vpg: curriculum stage {at.index + 1} of {len(run.stages)} from update {at.start}: "
+        f"{stage.describe()}"
+    )
 
 
 def one_update(run: Run, update: int) -> tuple[sync.StepResult, dict[str, float]]:
@@ -188,7 +208,7 @@ def one_update(run: Run, update: int) -> tuple[sync.StepResult, dict[str, float]
     result and the scheduled lr, entropy weight and discount."""
     tr, timings = run.cfg.train, run.timings
     run.optimizer.zero_grad(set_to_none=False)
-    hyper = scheduled(tr, update, run.batches.lr_factor)
+    hyper = scheduled(tr, update - run.position.start, stage_updates(run), run.batches.lr_factor)
     for group in run.optimizer.param_groups:
         group["lr"] = hyper["lr"]
     rounds = run.batches.rounds(update)
@@ -220,13 +240,23 @@ def one_update(run: Run, update: int) -> tuple[sync.StepResult, dict[str, float]
     return result, hyper
 
 
-def scheduled(tr: TrainConfig, update: int, lr_factor: float) -> dict[str, float]:
-    """The lr, entropy weight and discount at update `update`, each linear from its start to its final."""
+def scheduled(tr: TrainConfig, update: int, updates: int, lr_factor: float) -> dict[str, float]:
+    """The lr, entropy weight and discount at update `update` of `updates` (the run's, or its
+    curriculum stage's), each linear from its start to its final."""
     return dict(
-        lr=linear_schedule(tr.lr, tr.lr_final, update, tr.updates) * lr_factor,
-        beta_e=linear_schedule(tr.beta_e, tr.beta_e_final, update, tr.updates),
-        gamma=linear_schedule(tr.gamma, tr.gamma_final, update, tr.updates),
+        lr=linear_schedule(tr.lr, tr.lr_final, update, updates) * lr_factor,
+        beta_e=linear_schedule(tr.beta_e, tr.beta_e_final, update, updates),
+        gamma=linear_schedule(tr.gamma, tr.gamma_final, update, updates),
     )
+
+
+def stage_updates(run: Run) -> int:
+    """The updates the schedules of the stage being trained run over: its most updates, or for the
+    last stage (a run without a curriculum: its only one) the rest of the run."""
+    stage = run.stages[run.position.index] if run.stages else None
+    if stage is not None and stage.updates is not None:
+        return stage.updates
+    return run.cfg.train.updates - run.position.start
 
 
 def rollout(run: Run, update: int, k: int, rounds: int, hyper: dict[str, float]):
@@ -270,7 +300,7 @@ def after_update(
         run.stopped_by = done
     check = due(done, cfg.sync.check_every, last)
     validate = due(done, cfg.eval.every, last)
-    save = due(done, cfg.checkpoint.every, last) or run.stopped_by is not None
+    save = due(done, cfg.checkpoint.every, last) or run.stopped_by is not None or stage_full(run, done)
     if check or validate or save:
         run.strategy.agree()  # one agreement: the weights read below are the job's
     if check:
@@ -281,7 +311,11 @@ def after_update(
         train_s = evaluation_started - run.clock
         run.validation.run(run.average.model if run.average else run.agent, done, train_s)
         run.clock += time.perf_counter() - evaluation_started  # training time leaves evaluation out
-    if save:
+    ended_by = stage_ended_by(run, done, validate)
+    if ended_by:  # the checkpoint below is then the next stage's first, where a resumed run starts it
+        run.position = run.position.next(done, ended_by)
+        enter_stage(run)
+    if save or ended_by:
         files.written_by_main(
             run.world, lambda: save_checkpoint(run, done)
         )  # every rank stops alike if it fails
@@ -293,6 +327,44 @@ def after_update(
     return run.stopped_by is not None
 
 
+def stage_full(run: Run, done: int) -> bool:
+    """Whether update `done` is the last the curriculum stage being trained may take."""
+    stage = run.stages[run.position.index] if run.stages else None
+    return stage is not None and stage.updates is not None and done == run.position.start + stage.updates
+
+
+def stage_ended_by(run: Run, done: int, validated: bool) -> str | None:
+    """Why the curriculum stage being trained ends after update `done`: "level" (the validation just
+    made reached its until_regret), "updates" (its last update), or None (it goes on). The
+    validation's figures are the same on every rank, so every rank decides alike."""
+    stage = run.stages[run.position.index] if run.stages else None
+    if stage is None or stage.updates is None or done == run.cfg.train.updates:
+        return None
+    level = stage.until_regret
+    if validated and level is not None and run.validation.last["regret"] <= level:
+        return "level"
+    return "updates" if stage_full(run, done) else None
+
+
+def stage_number(run: Run) -> int | None:
+    """The stage being trained, from 1, as eval.csv, the log and summary.json count; None without a
+    curriculum."""
+    return run.position.index + 1 if run.stages else None
+
+
+def enter_stage(run: Run) -> None:
+    """Train the curriculum stage run.position names from here on: its configuration, its task (and
+    its periodic validation), a weights' average started afresh; the weights and the optimizer's
+    state go on."""
+    cfg = config.at_stage(run.run_cfg, run.stages[run.position.index])
+    run.cfg, run.task = cfg, make_task(cfg.task)
+    run.average = WeightAverage(run.agent, cfg.train.average) if cfg.train.average else None
+    run.validation = Validation(
+        cfg, run.task, run.world, run.run_dir, run.board, run.batches, stage_number(run)
+    )
+    announce_stage(run)
+
+
 def report(run: Run, done: int, result: sync.StepResult, hyper: dict[str, float]) -> None:
     """The log line and TensorBoard's scalars (every log.every updates), histograms and the progress."""
     cfg, tr, board = run.cfg, run.cfg.train, run.board
@@ -302,7 +374,8 @@ def report(run: Run, done: int, result: sync.StepResult, hyper: dict[str, float]
         run.scale = scale = run.noise_scale.report()  # a collective too, where measured
         snap = run.shared.snapshot() if run.world.is_main else None
         ema = snap["ema_return"] if snap else figures["return"]
-        line = log_line(done, tr.updates, figures, ema, run.skips.total, run.window, scale)
+        stage = f"{stage_number(run)}/{len(run.stages)}" if run.stages else ""
+        line = log_line(done, tr.updates, figures, ema, run.skips.total, run.window, scale, stage)
         postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
         if scale:
             postfix["noise scale"] = noise_scale_text(scale)
@@ -310,6 +383,8 @@ def report(run: Run, done: int, result: sync.StepResult, hyper: dict[str, float]
             figures, snap, run.timings.window_medians(), result, tr, hyper, run.strategy.name,
             run.skips.total, run.task.regret_chart, scale,
         )  # fmt: skip
+        if run.stages:
+            groups["curriculum"] = {"stage": stage_number(run)}
         board.scalars(done, groups)
         if run.world.is_main:
             run.zero_grads.check(run.agent, done)
@@ -322,9 +397,9 @@ def save_checkpoint(run: Run, done: int) -> None:
     """Rank 0: the training state after update `done`."""
     average = run.average
     checkpoint.save_training_state(
-        run.run_dir, run.cfg, done, run.agent, run.optimizer, run.shared.state_dict(),
+        run.run_dir, run.run_cfg, done, run.agent, run.optimizer, run.shared.state_dict(),
         time.perf_counter() - run.clock, average.state_dict() if average else None,
-        average.count if average else 0,
+        average.count if average else 0, run.position.state_dict() if run.stages else None,
     )  # fmt: skip
 
 
@@ -347,6 +422,9 @@ def finish(run: Run) -> dict:
         tracker=run.shared.snapshot() if world.is_main else None,
         params_crc32=sync.checksum(run.agent, None),
     )
+    if run.stages:  # each stage's updates and how it ended, the last one still going at the end
+        at, end = run.position, run.stopped_by or tr.updates
+        summary["curriculum"] = [*at.history, {"stage": at.index + 1, "start": at.start, "end": end}]
     if world.is_main:
         files.atomic_write(run.run_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     run.board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run.run_dir}")

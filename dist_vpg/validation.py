@@ -36,6 +36,7 @@ FIELDS = (
     "optimum",
     "gap",
     "gap_sem",
+    "stage",  # the curriculum stage, from 1 (empty for a run without one)
 )
 
 
@@ -48,8 +49,11 @@ class Validation:
         run_dir: Path,
         board: Board,
         batches: BatchPlan,
+        stage: int | None = None,
     ):
+        """`stage`: the curriculum stage whose task `task` is (from 1), or None for a run without one."""
         self.cfg, self.task, self.world, self.board = cfg, task, world, board
+        self.stage = stage
         self.path = run_dir / FILE
         self.batches = batches
         self._best: np.ndarray | None = None  # the best player's regret on the validation episodes
@@ -85,6 +89,7 @@ class Validation:
             "reward_sem": m["reward_sem"],
             "p_best_last_trial": m["p_best_last_trial"],
             **gap,
+            "stage": self.stage if self.stage is not None else "",
         }
         # A failed write (a full disk) stops every rank alike; eval.csv keeps its old rows.
         files.written_by_main(
@@ -113,7 +118,8 @@ class Validation:
     def line(self, row: dict) -> str:
         """`eval 500: regret 4.99 ± 0.24 against the optimum's 1.76 on the same 500 episodes: gap
         +3.23 ± 0.22; reward 63.51`."""
-        text = f"eval {row['update']}: regret {row['regret']:.2f} ± {row['regret_sem']:.2f}"
+        stage = f" (stage {self.stage})" if self.stage is not None else ""
+        text = f"eval {row['update']}{stage}: regret {row['regret']:.2f} ± {row['regret_sem']:.2f}"
         if "gap" in row:
             best = (
                 "the optimum's"

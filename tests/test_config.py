@@ -8,7 +8,7 @@ import pytest
 from dist_vpg import checkpoint, config, memory, tasks
 from dist_vpg.config import ConfigError
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("**/*.yaml"))
 
 
 def test_shipped_configs_load():

@@ -70,6 +70,10 @@ class TaskUnit:
     # the per-episode record (episode_record) that sorts raster.png's rows, and how it reads
     raster_sort: ClassVar[tuple[str, str] | None] = None
     action_word: ClassVar[str] = "action"  # what raster.png's legend calls a choice ("arm": arm 1, ...)
+    # The stages task.name=X alone trains through (dist_vpg.curriculum; curriculum=none skips them):
+    # each a mapping of set (task.* and train.* keys), updates or share, and until_regret; the last
+    # one is the task as configured, for the rest of the run. () trains the task from the start.
+    curriculum: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     obs_size: int
     trials: int
