@@ -1,4 +1,5 @@
-"""The meta-RL agent: an LSTM whose output feeds a policy head and a value head."""
+"""The meta-RL agent: a recurrent cell (an LSTM by default, or a GRU or a tanh RNN) whose output
+feeds a policy head and a value head."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from dist_vpg import native
 REPLAY_SLICE = 64
 
 
+# agent.cell: the recurrent cell, its torch module and its one-step function. A cell's module is the
+# agent's attribute of its name (agent.lstm, agent.gru, agent.rnn), so checkpoints name its weights.
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
+
+
 class LSTMState(NamedTuple):
+    """The recurrent state: h, and the LSTM's cell c (zeros, unused, for the other cells)."""
+
     h: torch.Tensor  # [B, H]
     c: torch.Tensor  # [B, H]
 
@@ -23,15 +32,20 @@ class LSTMState(NamedTuple):
 class Agent(nn.Module):
     """Input each trial: task observation, one-hot previous action, previous reward, [trial index].
 
-    `step` advances the LSTM by one trial (used while acting); `forward` runs whole [T, B] sequences
-    through nn.LSTM's fused kernel (used to replay a recorded rollout), or, given a rollout played
-    natively, hands its recorded hidden states to autograd with no replay at all. All three compute
-    the same function.
+    `step` advances the cell by one trial (used while acting); `forward` runs whole [T, B] sequences
+    through the cell's fused torch kernel (nn.LSTM, nn.GRU or nn.RNN: used to replay a recorded
+    rollout), or, given a rollout an LSTM played natively, hands its recorded hidden states to
+    autograd with no replay at all. All three compute the same function.
     """
 
-    def __init__(self, input_size: int, num_actions: int, hidden: int = 48, privileged: int = 0):
+    def __init__(
+        self, input_size: int, num_actions: int, hidden: int = 48, privileged: int = 0, cell: str = "lstm"
+    ):
         super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden)
+        if cell not in CELLS:
+            raise ValueError(f"agent.cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        self.cell = cell
+        setattr(self, cell, CELLS[cell](input_size, hidden))  # nn.RNN: tanh
         self.policy = nn.Linear(hidden, num_actions)
         self.value = nn.Linear(hidden, 1)
         # Equal logits: the first policy is uniform, the most entropic one.
@@ -51,8 +65,17 @@ class Agent(nn.Module):
         return values + self.privileged(features).squeeze(-1)
 
     @property
+    def core(self) -> nn.LSTM | nn.GRU | nn.RNN:
+        """The recurrent module (agent.lstm, agent.gru or agent.rnn)."""
+        return getattr(self, self.cell)
+
+    @property
     def hidden(self) -> int:
-        return self.lstm.hidden_size
+        return self.core.hidden_size
+
+    @property
+    def input_size(self) -> int:
+        return self.core.input_size
 
     def initial_state(self, batch: int) -> LSTMState:
         zeros = torch.zeros(batch, self.hidden)
@@ -60,11 +83,15 @@ class Agent(nn.Module):
 
     def step(self, x: torch.Tensor, state: LSTMState) -> LSTMState:
         """One trial: x [B, I] -> the next state."""
-        lstm = self.lstm
-        h, c = torch.lstm_cell(
-            x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
-        )
-        return LSTMState(h, c)
+        core = self.core
+        weights = (core.weight_ih_l0, core.weight_hh_l0, core.bias_ih_l0, core.bias_hh_l0)
+        if self.cell == "lstm":
+            return LSTMState(*torch.lstm_cell(x, state, *weights))
+        return LSTMState(_STEPS[self.cell](x, state.h, *weights), state.c)
+
+    def state_features(self, state: LSTMState) -> torch.Tensor:
+        """[B, F] what the state holds: h and the LSTM's cell, h alone for the other cells."""
+        return torch.cat([state.h, state.c], 1) if self.cell == "lstm" else state.h
 
     def heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h [..., H] -> logits [..., A], values [...]."""
@@ -81,5 +108,5 @@ class Agent(nn.Module):
             return native.a2c_loss(played, self, **loss)
         if played is not None:
             return self.heads(native.lstm_outputs(played, self.lstm))
-        outputs = [self.lstm(part)[0] for part in x.split(REPLAY_SLICE, dim=1)]  # each [T, b, H]
+        outputs = [self.core(part)[0] for part in x.split(REPLAY_SLICE, dim=1)]  # each [T, b, H]
         return self.heads(torch.cat(outputs, dim=1))

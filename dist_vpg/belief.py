@@ -29,13 +29,13 @@ FLOOR_SEED = 20_160_517  # the untrained agent's weights: one fixed draw
 
 @torch.inference_mode()
 def states(agent: Agent, task, draws: Noise, trial_input: bool) -> tuple[np.ndarray, dict]:
-    """The agent's LSTM state at each of its choices [T, B, 2H] (h, then c) on the episodes of
+    """The agent's state at each of its choices [T, B, F] (h, then an LSTM's c) on the episodes of
     `draws`, and the task's posterior before each choice ({kind: [T, B, k]})."""
     played = act(agent, task, draws, trial_input, with_values=False)
-    lstm_state, found = agent.initial_state(played.inputs.shape[1]), []
-    for x in played.inputs:  # the same inputs again, to keep the cell as well as h
-        lstm_state = agent.step(x, lstm_state)
-        found.append(torch.cat([lstm_state.h, lstm_state.c], 1))
+    state, found = agent.initial_state(played.inputs.shape[1]), []
+    for x in played.inputs:  # the same inputs again, to keep the LSTM's cell as well as h
+        state = agent.step(x, state)
+        found.append(agent.state_features(state))
     beliefs = task.beliefs(task.reset(draws.episode), played.inputs, played.actions, played.rewards)
     return torch.stack(found).numpy(), {k: v.double().numpy() for k, v in beliefs.items()}
 
@@ -64,7 +64,7 @@ def _ridge_r2(x_fit, y_fit, x_score, y_score) -> float:
 def untrained_like(agent: Agent) -> Agent:
     """An agent of the same shape with fresh random weights (a fixed draw)."""
     torch.manual_seed(FLOOR_SEED)
-    fresh = Agent(agent.lstm.input_size, agent.policy.out_features, agent.lstm.hidden_size)
+    fresh = Agent(agent.input_size, agent.policy.out_features, agent.hidden, cell=agent.cell)
     return fresh.eval()
 
 

@@ -43,6 +43,7 @@ ADDED_LATER = {
         "mirror": False,
     },
     "sync": {"measure_wait": False},
+    "agent": {"cell": "lstm"},
     "task": {"informative_scale": 1.0, "fixation": False},
 }
 
@@ -138,7 +139,11 @@ def load_agent(path: Path, overrides: list[str] | tuple = (), weights: str = "au
     _same_task(path, trained_config(state["config"]).task.name, overrides)
     cfg = trained_config(state["config"], overrides)
     agent = make_agent(
-        make_task(cfg.task), cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic
+        make_task(cfg.task),
+        cfg.task.trial_input,
+        cfg.agent.hidden,
+        cfg.agent.privileged_critic,
+        cfg.agent.cell,
     )
     if weights == "average" and "average" not in state:
         raise CheckpointError(f"{path}: holds no weight average (it was trained with train.average=0)")

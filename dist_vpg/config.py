@@ -31,11 +31,15 @@ SIGNALS = ("reward", "regret", "imitation")
 LR_SCALING = ("none", "sqrt", "linear")
 PROGRESS = ("auto", "bar", "lines")
 RESUME = ("never", "auto")
+CELLS = ("lstm", "gru", "rnn")  # dist_vpg.agent.CELLS
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    hidden: int = setting(48, "LSTM units of the actor-critic")
+    # The recurrent cell: the papers' LSTM; a GRU; or a vanilla tanh RNN, the easiest to read as a
+    # model of cortex. The LSTM alone has a native kernel: the others train on the torch path.
+    cell: str = setting("lstm", "lstm | gru | rnn (a tanh RNN); the LSTM alone runs natively")
+    hidden: int = setting(48, "units of the recurrent cell")
     # The critic also sees what only the trainer knows (the task's privileged features, e.g. the
     # arms' payout probabilities, and the trial index); the policy never does, so what the agent
     # plays from its inputs is unchanged (dist_vpg.agent).
@@ -423,6 +427,7 @@ def check(cfg: Config) -> None:
 
 def _check_agent(cfg: Config) -> None:
     t, a = cfg.task, cfg.agent
+    choice(a.cell, "agent.cell", CELLS)
     require(a.hidden >= 1, "agent.hidden", "must be >= 1")
     require(
         not a.privileged_critic or tasks.make_task(t).offers("privileged"),

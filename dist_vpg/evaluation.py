@@ -56,7 +56,7 @@ def evaluate(
 
 def agent_player(agent: Agent, task: Task, trial_input: bool) -> Player:
     """The agent with frozen weights, acting natively where it can (dist_vpg.native), else in torch."""
-    fast = native.available(task) is None
+    fast = native.available(task, agent.cell) is None
 
     @torch.inference_mode()
     def play(draws: Noise, _: int) -> Played:

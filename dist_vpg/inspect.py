@@ -46,7 +46,7 @@ def component_gradients(agent: Agent, cfg: config.Config, seed: int) -> dict[str
     draws = noise.draw(
         seed, noise.EVAL, 0, ids, task.trials, task.episode_draws, task.trial_draws, tr.episodes_per_task
     )
-    batch = rollout(agent, task, draws, usable_mode(tr.rollout, task)[0], cfg.task.trial_input)
+    batch = rollout(agent, task, draws, usable_mode(tr.rollout, task, agent.cell)[0], cfg.task.trial_input)
     batch = batch._replace(values=agent.critic(batch.values, features(agent, task, draws)))
     loss = a2c_loss(
         batch.logits,
@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config.load(args.config, args.overrides)
             torch.manual_seed(cfg.seed)
             agent = make_agent(
-                make_task(cfg.task), cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic
+                make_task(cfg.task),
+                cfg.task.trial_input,
+                cfg.agent.hidden,
+                cfg.agent.privileged_critic,
+                cfg.agent.cell,
             )
     except (config.ConfigError, checkpoint.CheckpointError) as e:
         return cli.refuse(parser.name, str(e))

@@ -56,7 +56,7 @@ def newest_valid(run_dir: Path, cfg: Config) -> tuple[dict | None, list[str]]:
 # Keys that must agree between the checkpoint a run starts from (train.init_from) and the run: the
 # weights' shapes. The task may differ in its probabilities and horizon, not in what the agent sees
 # (its observation and actions, compared on the tasks themselves).
-INIT_MUST_MATCH = (("agent", "hidden"), ("task", "name"), ("task", "trial_input"))
+INIT_MUST_MATCH = (("agent", "cell"), ("agent", "hidden"), ("task", "name"), ("task", "trial_input"))
 
 
 def initial_weights(cfg: Config) -> dict[str, torch.Tensor] | None:

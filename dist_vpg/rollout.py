@@ -91,14 +91,14 @@ def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: 
     )
 
 
-def usable_mode(mode: str, task: Task) -> tuple[str, str | None]:
+def usable_mode(mode: str, task: Task, cell: str = "lstm") -> tuple[str, str | None]:
     """The mode this process can run, and a warning when it is not the one asked for: `native`
-    falls back to `twopass` for a task without a native step, or where the native library cannot be
-    built or loaded."""
-    reason = native.available(task) if mode == "native" else None
+    falls back to `twopass` for a task without a native step, an agent whose cell has no native
+    kernel, or where the native library cannot be built or loaded."""
+    reason = native.available(task, cell) if mode == "native" else None
     if reason is None:
         return mode, None
-    if native.available() is None:  # the library runs here: the task is what has no native step
+    if native.available() is None:  # the library runs here: the task or the cell has no native step
         return "twopass", (
             f"train.rollout=native: {reason}; training goes on with twopass (the same gradients, on "
             "the torch path). Set train.rollout=twopass to silence this"
@@ -136,11 +136,13 @@ def rollout(
     return Rollout(inputs, actions, rewards, regrets, logits, values)
 
 
-def make_agent(task: Task, trial_input: bool, hidden: int, privileged_critic: bool = False) -> Agent:
+def make_agent(
+    task: Task, trial_input: bool, hidden: int, privileged_critic: bool = False, cell: str = "lstm"
+) -> Agent:
     """The agent for `task` (agent.* settings): with a privileged critic, one that also takes the
     task's privileged features and the trial index."""
     extra = task.privileged_size + 1 if privileged_critic else 0
-    return Agent(input_size(task, trial_input), task.num_actions, hidden, privileged=extra)
+    return Agent(input_size(task, trial_input), task.num_actions, hidden, privileged=extra, cell=cell)
 
 
 def privileged_features(task: Task, noise: Noise) -> torch.Tensor:
@@ -188,11 +190,11 @@ def rollout_loss(
     return batch, a2c_loss(batch.logits, batch.values, batch.actions, target, **loss_args)
 
 
-def agreed_mode(asked: str, task, world: distributed.World, say) -> str:
+def agreed_mode(asked: str, task, world: distributed.World, say, cell: str = "lstm") -> str:
     """The rollout mode every rank runs: native only if every rank can, else twopass on all (the
     same gradients; mixing the two would break N ranks reproducing 1 by float rounding). Rank 0
     says why once."""
-    mode, warning = usable_mode(asked, task)
+    mode, warning = usable_mode(asked, task, cell)
     warnings = [None] * world.world_size
     torch.distributed.all_gather_object(warnings, warning)
     found = [w for w in warnings if w]

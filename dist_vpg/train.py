@@ -134,8 +134,10 @@ def setup(cfg: Config, world: distributed.World, plan: pinning.Plan, server: tra
     run_cfg, cfg = cfg, config.at_stage(cfg, stages[position.index]) if stages else cfg
     torch.manual_seed(cfg.seed)
     task = make_task(cfg.task)
-    mode = agreed_mode(cfg.train.rollout, task, world, board.say)
-    agent = make_agent(task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic)
+    mode = agreed_mode(cfg.train.rollout, task, world, board.say, cfg.agent.cell)
+    agent = make_agent(
+        task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic, cfg.agent.cell
+    )
     optimizer = make_optimizer(cfg, agent, native_step=mode == "native")
     start, train_s = starting_point(cfg, world, begin, agent, optimizer, shared, board.say)
     strategy = sync.make_strategy(cfg.sync.strategy, agent, cfg.sync)

@@ -64,8 +64,11 @@ class Played(NamedTuple):
     w_heads: torch.Tensor | None = None
 
 
-def available(task=None) -> str | None:
-    """None when the native path can run here (for `task`, if given), else why not (one sentence)."""
+def available(task=None, cell: str = "lstm") -> str | None:
+    """None when the native path can run here (for `task`, if given, and an agent of `cell`), else
+    why not (one sentence)."""
+    if cell != "lstm":
+        return f"the {cell} cell has no native kernel (the LSTM alone has one)"
     if task is not None and not task.offers("native_state"):
         return _no_task(task)
     try:
