@@ -131,8 +131,8 @@ def test_init_from_refuses_another_cell(tmp_path):
     ],
 )
 def test_each_cell_learns_easy_bandits(tmp_path, cell, settings, below, capfd):
-    overrides = [f"agent.cell={cell}", "task.trials=30", f"run_dir={tmp_path}", "eval.episodes=200"]
-    overrides += settings
+    overrides = [f"agent.cell={cell}", "task.trials=30", "eval.episodes=200", "cpu.threads=1", *settings]
+    overrides.append(f"run_dir={tmp_path}")
     (summary,) = run_ranks(1, train_worker, "configs/smoke.yaml", overrides)
     assert raised(summary) is None, summary
     assert f"the {cell} cell has no native kernel" in capfd.readouterr().out

@@ -121,12 +121,14 @@ def test_train_help_lists_every_setting_with_type_default_and_meaning():
     """Generated from the definitions: every key of the schema and of every task, each on one line
     with its type, its default and a meaning; each task's own keys under that task."""
     text = help_of("dist_vpg.train")
+    wanted = [d for d in settings.describe(config.Config) if not d.key.startswith("task.")]
+    top = {d.key for d in wanted if "." not in d.key}  # seed, run_dir, curriculum
+    assert top == {"seed", "run_dir", "curriculum"}
     rows = {}
     for line in text.splitlines():
         parts = line.split(maxsplit=3)
-        if line.startswith("  ") and parts and "." in parts[0] or parts[:1] in (["seed"], ["run_dir"]):
+        if line.startswith("  ") and parts and ("." in parts[0] or parts[0] in top):
             rows.setdefault(parts[0], []).append(parts)
-    wanted = [d for d in settings.describe(config.Config) if not d.key.startswith("task.")]
     for d in wanted:
         (row,) = rows[d.key]
         assert row[1] == d.type and len(row) == 4 and row[3].strip(), row

@@ -10,6 +10,7 @@ from dist_vpg import checkpoint, config, curriculum, tasks, validation
 from dist_vpg.config import ConfigError
 from dist_vpg.tasks import Bandit
 from tests.helpers import raised, run_ranks, train_worker
+from tests.tensorboard_reader import read_tags
 
 SMOKE = "configs/smoke.yaml"
 
@@ -134,6 +135,7 @@ def test_a_run_trains_through_its_stages_and_shows_them(tmp_path, capfd):
         state = checkpoint.load(path)
         assert state["curriculum"]["index"] == (1 if state["update"] >= 10 else 0)
     assert json.loads((tmp_path / "summary.json").read_text())["curriculum"] == summary["curriculum"]
+    assert "curriculum/stage" in read_tags(tmp_path / "tb")
 
 
 def keeping_every_checkpoint(path, overrides):
