@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from dist_vpg import config, files, tasks
-from dist_vpg.rollout import make_agent
+from dist_vpg.rollout import agent_for
 from dist_vpg.tasks import make_task
 
 FORMAT = "dist_vpg/1"
@@ -138,13 +138,7 @@ def load_agent(path: Path, overrides: list[str] | tuple = (), weights: str = "au
     state = load(path)
     _same_task(path, trained_config(state["config"]).task.name, overrides)
     cfg = trained_config(state["config"], overrides)
-    agent = make_agent(
-        make_task(cfg.task),
-        cfg.task.trial_input,
-        cfg.agent.hidden,
-        cfg.agent.privileged_critic,
-        cfg.agent.cell,
-    )
+    agent = agent_for(cfg, make_task(cfg.task))
     if weights == "average" and "average" not in state:
         raise CheckpointError(f"{path}: holds no weight average (it was trained with train.average=0)")
     chosen = state["average"] if weights != "trained" and "average" in state else state["model"]

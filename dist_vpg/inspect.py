@@ -20,7 +20,7 @@ import torch
 from dist_vpg import checkpoint, cli, config, noise
 from dist_vpg.agent import Agent
 from dist_vpg.losses import a2c_loss, training_signal
-from dist_vpg.rollout import features, make_agent, rollout, usable_mode
+from dist_vpg.rollout import agent_for, features, rollout, usable_mode
 from dist_vpg.tasks import make_task
 
 STATS = ("mean", "median", "std", "min", "max", "sum")
@@ -133,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = config.load(args.config, args.overrides)
             torch.manual_seed(cfg.seed)
-            agent = make_agent(
-                make_task(cfg.task),
-                cfg.task.trial_input,
-                cfg.agent.hidden,
-                cfg.agent.privileged_critic,
-                cfg.agent.cell,
-            )
+            agent = agent_for(cfg, make_task(cfg.task))
     except (config.ConfigError, checkpoint.CheckpointError) as e:
         return cli.refuse(parser.name, str(e))
     if cfg.train.signal == "imitation":

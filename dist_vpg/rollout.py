@@ -145,6 +145,12 @@ def make_agent(
     return Agent(input_size(task, trial_input), task.num_actions, hidden, privileged=extra, cell=cell)
 
 
+def agent_for(cfg, task: Task) -> Agent:
+    """The agent a configuration (its agent.* and task.trial_input) describes for `task`."""
+    a = cfg.agent
+    return make_agent(task, cfg.task.trial_input, a.hidden, a.privileged_critic, a.cell)
+
+
 def privileged_features(task: Task, noise: Noise) -> torch.Tensor:
     """[T, B, P + 1]: what the task's privileged critic sees at each trial, its hidden parameters
     (TaskUnit.privileged) and the trial index t / T."""

@@ -40,7 +40,7 @@ from dist_vpg.cli import Parser, at_least, refuse
 from dist_vpg.config import Config, ConfigError, TrainConfig
 from dist_vpg.gradient_noise import NoiseScale
 from dist_vpg.metrics import Timings, Window
-from dist_vpg.rollout import agreed_mode, make_agent, rollout_loss
+from dist_vpg.rollout import agent_for, agreed_mode, rollout_loss
 from dist_vpg.run_log import Board, log_line, noise_scale_text, scalar_groups
 from dist_vpg.tasks import Task, make_task
 from dist_vpg.validation import Validation
@@ -135,9 +135,7 @@ def setup(cfg: Config, world: distributed.World, plan: pinning.Plan, server: tra
     torch.manual_seed(cfg.seed)
     task = make_task(cfg.task)
     mode = agreed_mode(cfg.train.rollout, task, world, board.say, cfg.agent.cell)
-    agent = make_agent(
-        task, cfg.task.trial_input, cfg.agent.hidden, cfg.agent.privileged_critic, cfg.agent.cell
-    )
+    agent = agent_for(cfg, task)
     optimizer = make_optimizer(cfg, agent, native_step=mode == "native")
     start, train_s = starting_point(cfg, world, begin, agent, optimizer, shared, board.say)
     strategy = sync.make_strategy(cfg.sync.strategy, agent, cfg.sync)

@@ -10,40 +10,23 @@ import pytest
 import torch
 from torch import nn
 
-from dist_vpg import checkpoint, config, evaluate, inspect, native, noise, play, resume, train
+from dist_vpg import checkpoint, config, evaluate, inspect, native, play, resume, train
 from dist_vpg.agent import Agent
 from dist_vpg.checkpoint import CheckpointError
 from dist_vpg.config import ConfigError
-from dist_vpg.losses import a2c_loss
-from dist_vpg.rollout import input_size, make_agent, rollout, usable_mode
+from dist_vpg.rollout import agent_for, rollout, usable_mode
 from dist_vpg.tasks import make_task
 from dist_vpg.tasks import settings as task_settings
 from tests.helpers import raised, run_ranks, train_worker
+from tests.test_rollout import _grads, _setup
 
 CELLS = ["lstm", "gru", "rnn"]
-
-
-def _setup(cell, name, batch=70, trials=12):
-    task = make_task(task_settings(name, trials=trials))
-    torch.manual_seed(0)
-    agent = Agent(input_size(task, True), task.num_actions, 16, cell=cell)
-    with torch.no_grad():  # a policy that is not uniform, so actions depend on the weights
-        agent.policy.weight.normal_(0, 0.5)
-    draws = noise.draw(0, noise.TRAIN, 3, np.arange(batch), task.trials, task.episode_draws, task.trial_draws)
-    return task, agent, draws
-
-
-def _grads(agent, batch):
-    agent.zero_grad()
-    loss = a2c_loss(batch.logits, batch.values, batch.actions, batch.rewards, 0.9, 0.8, 0.05, 0.05)
-    loss.total.backward()
-    return [p.grad.clone() for p in agent.parameters()]
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("name", ["bandit", "two_step", "harlow"])
 def test_every_cell_acts_step_by_step_as_its_replay_computes_with_the_same_gradients(cell, name):
-    task, agent, draws = _setup(cell, name)  # 70 episodes: the replay's slices of 64 and 6
+    task, agent, draws = _setup(name, batch=70, trials=12, cell=cell)  # replayed in slices of 64 and 6
     one = rollout(agent, task, draws, "onepass", True)
     two = rollout(agent, task, draws, "twopass", True)
     assert torch.equal(one.actions, two.actions) and torch.equal(one.inputs, two.inputs)
@@ -90,7 +73,7 @@ def make_checkpoint(directory, overrides) -> str:
     """An untrained agent of the configuration's cell, saved as a training run would save it."""
     cfg = config.from_dict({}, overrides)
     torch.manual_seed(0)
-    agent = make_agent(make_task(cfg.task), cfg.task.trial_input, cfg.agent.hidden, cell=cfg.agent.cell)
+    agent = agent_for(cfg, make_task(cfg.task))
     directory.mkdir(parents=True)
     optimizer = train.make_optimizer(cfg, agent)
     return str(checkpoint.save_training_state(directory, cfg, 1, agent, optimizer, None))

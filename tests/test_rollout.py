@@ -10,10 +10,10 @@ from dist_vpg.tasks import make_task
 from dist_vpg.tasks import settings as task_settings
 
 
-def _setup(name="bandit", batch=8, trials=100, seed=0):
+def _setup(name="bandit", batch=8, trials=100, seed=0, cell="lstm"):
     task = make_task(task_settings(name, trials=trials))
     torch.manual_seed(seed)
-    agent = Agent(input_size(task, True), task.num_actions, 16)
+    agent = Agent(input_size(task, True), task.num_actions, 16, cell=cell)
     with torch.no_grad():  # a policy that is not uniform, so actions depend on the weights
         agent.policy.weight.normal_(0, 0.5)
     draws = noise.draw(
