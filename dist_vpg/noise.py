@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from dist_vpg.native import build
+
 # Splits: evaluation (EVAL) never sees a training episode, nor one that periodic evaluation during
 # training (VALID) may have steered a choice of checkpoint by.
 TRAIN, EVAL, VALID = 0, 1, 2
@@ -62,19 +64,21 @@ def _per_cell(rows: int, cols: int) -> np.ndarray:
 
 def uniforms(key: tuple[int, ...], episodes: np.ndarray, rows: int, cols: int) -> torch.Tensor:
     """Uniform floats in [0, 1), shape [rows, B, cols]; entry [r, b, c] depends only on
-    (key, episodes[b], r, c). In one C call where the native build is available
-    (dist_vpg.native.uniforms: the same bits), else in numpy, the reference (`uniforms_reference`)."""
-    native = _native()
-    if native.available() is None:
-        return native.uniforms(int(_key_hash(key)[0]), episodes, rows, _per_cell(rows, cols))
-    return uniforms_reference(key, episodes, rows, cols)
-
-
-def _native():
-    """dist_vpg.native, imported on first use (it imports this module)."""
-    from dist_vpg import native
-
-    return native
+    (key, episodes[b], r, c). In one C call (dv_uniforms: the same bits) where the native library
+    is available, else in numpy, the reference (`uniforms_reference`)."""
+    try:
+        lib = build.load()
+    except build.NativeUnavailable:
+        return uniforms_reference(key, episodes, rows, cols)
+    episodes = np.ascontiguousarray(episodes, dtype=np.int64)
+    cells = _per_cell(rows, cols)  # [rows, 1, cols], contiguous
+    out = torch.empty(rows, len(episodes), cols)
+    per_episode = np.empty(len(episodes), dtype=np.uint64)
+    lib.dv_uniforms(
+        int(_key_hash(key)[0]), len(episodes), episodes.ctypes.data, rows, cols, cells.ctypes.data,
+        per_episode.ctypes.data, out.data_ptr(),
+    )  # fmt: skip
+    return out
 
 
 def uniforms_reference(key: tuple[int, ...], episodes: np.ndarray, rows: int, cols: int) -> torch.Tensor:

@@ -16,8 +16,9 @@ def module_name(path: Path) -> str:
 
 
 def imports(path: Path) -> set[str]:
-    """dist_vpg modules imported when `path` is (not those named for annotations alone), with the
-    packages above each, whose __init__ runs first (but for the packages `path` itself is in)."""
+    """dist_vpg modules `path` imports, at its top or inside a function (not those named for
+    annotations alone), with the packages above each, whose __init__ runs first (but for the packages
+    `path` itself is in)."""
     tree, found = ast.parse(path.read_text()), set()
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
 
@@ -35,11 +36,7 @@ def imports(path: Path) -> set[str]:
                     ).strip(".")
                 found.add(base)
                 found.update(f"{base}.{a.name}" for a in node.names)
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, (ast.If, ast.Try, ast.With)):
-                    visit([child])
-            if isinstance(node, (ast.If, ast.Try)):
-                visit(node.body + node.orelse + getattr(node, "finalbody", []))
+            visit(ast.iter_child_nodes(node))  # inside functions too: a deferred import is still one
 
     visit(tree.body)
     modules = {module_name(p) for p in PACKAGE.rglob("*.py")}

@@ -35,6 +35,7 @@ def test_the_wheel_holds_every_subpackage_and_the_kernels(wheel):
         "sync/local_sgd.py",
         "native/__init__.py",
         "native/kernels.c",
+        "native/interface.h",
     ):
         assert f"dist_vpg/{module}" in names, module
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

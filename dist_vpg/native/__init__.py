@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -24,29 +24,37 @@ from torch import nn
 from dist_vpg.losses import LossTerms
 from dist_vpg.native.abi import TaskState, floats
 from dist_vpg.native.build import NativeUnavailable, load
-from dist_vpg.noise import Noise
+from dist_vpg.native.interface import DECLARED
+
+if TYPE_CHECKING:
+    from dist_vpg.noise import Noise
 
 __all__ = [
-    "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_bands", "filter_update",
-    "lstm_outputs", "rw_fits", "uniforms",
+    "NativeError", "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_bands",
+    "filter_update", "lstm_outputs", "rw_fits",
 ]  # fmt: skip
 
-_ptr = ctypes.c_void_p
+VW = DECLARED.constants["VW"]  # floats per vector: weight rows are padded to a multiple of it
+_Weights, _LossSpec = DECLARED.structs["Weights"], DECLARED.structs["LossSpec"]
+# the staged weights' parts (dv_stage_parts), in interface.h's order
+_STAGE_PARTS = sorted(
+    (
+        name.removeprefix("STAGE_")
+        for name in DECLARED.constants
+        if name.startswith("STAGE_") and name != "STAGE_PARTS"
+    ),
+    key=lambda name: DECLARED.constants["STAGE_" + name],
+)
 
 
-VW = 16  # floats per vector in kernels.c: weight rows are padded to a multiple of it
+class NativeError(RuntimeError):
+    """A kernel refused its arguments (a status of interface.h); the message says which and why."""
 
 
-class _Weights(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_int32) for name in ("inputs", "hidden", "actions", "gates_padded", "actions_padded")
-    ]
-    _fields_ += [(name, _ptr) for name in ("w_t", "bias", "w_pol_t", "b_pol")]
-
-
-class _LossSpec(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_float) for name in ("gamma", "lam", "beta_v", "beta_e")]
-    _fields_ += [("value_scale", ctypes.c_int32), ("episodes_per_task", ctypes.c_int32)]
+def _checked(status: int, kernel: str) -> None:
+    if status != DECLARED.constants["DV_OK"]:
+        reason = _library().dv_error(status).decode()
+        raise NativeError(f"the native {kernel} refused its arguments: {reason}")
 
 
 class Played(NamedTuple):
@@ -79,32 +87,7 @@ def available(task=None, cell: str = "lstm") -> str | None:
 
 
 def _library() -> ctypes.CDLL:
-    lib = load()
-    if not getattr(lib, "_dist_vpg_typed", False):
-        i32, i64 = ctypes.c_int32, ctypes.c_int64
-        lib.dv_act.restype = lib.dv_lstm_backward.restype = i32
-        lib.dv_act_scratch.restype = lib.dv_backward_scratch.restype = i64
-        lib.dv_act_scratch.argtypes = [i64, i32, i32, i32, i32, i32]
-        lib.dv_backward_scratch.argtypes = [i64, i32, i32, i32]
-        lib.dv_act.argtypes = [i32, i64, i32, ctypes.POINTER(_Weights), ctypes.POINTER(TaskState)]
-        lib.dv_act.argtypes += [_ptr] * 11
-        lib.dv_lstm_backward.argtypes = [i32, i64, i32, i32, i32, i32] + [_ptr] * 6 + [i32] + [_ptr] * 3
-        lib.dv_loss_scratch.restype, lib.dv_a2c_loss.restype = i64, i32
-        lib.dv_loss_scratch.argtypes = [i64, i64, i32, i32, i32]
-        lib.dv_a2c_loss.argtypes = [i32, i64, i32, i32, i32, i32, ctypes.POINTER(_LossSpec)] + [_ptr] * 10
-        lib.dv_clip_rmsprop.restype = ctypes.c_double
-        lib.dv_clip_rmsprop.argtypes = [i32, _ptr, _ptr, _ptr, _ptr, ctypes.c_double] + [ctypes.c_float] * 3
-        lib.dv_stage_size.restype, lib.dv_stage_size.argtypes = i64, [i32] * 5
-        lib.dv_stage.restype, lib.dv_stage.argtypes = None, [i32] * 5 + [_ptr] * 9
-        lib.dv_rw_fits.restype = None
-        lib.dv_rw_fits.argtypes = [i32, i64, i32] + [_ptr] * 3 + [ctypes.c_double, i32, ctypes.c_double]
-        lib.dv_rw_fits.argtypes += [_ptr] * 3
-        lib.dv_filter_update.restype = None
-        lib.dv_filter_update.argtypes = [i64, i32] + [_ptr] * 7
-        lib.dv_uniforms.restype = None
-        lib.dv_uniforms.argtypes = [ctypes.c_uint64, i64, _ptr, i32, i32, _ptr, _ptr, _ptr]
-        lib._dist_vpg_typed = True
-    return lib
+    return load()  # typed from interface.h and its layout checked (dist_vpg.native.build)
 
 
 def _p(t: torch.Tensor | None) -> int | None:
@@ -150,19 +133,17 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     params = [
         p.detach().float().contiguous() for p in params + [*policy.parameters(), *agent.value.parameters()]
     ]
-    staged = torch.empty(lib.dv_stage_size(inputs_n, hidden, actions_n, gates_padded, actions_padded))
-    lib.dv_stage(
-        inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in params), _p(staged)
-    )
-    hidden_padded = _padded(hidden)
-    parts = [(inputs_n + hidden) * gates_padded, gates_padded, hidden * actions_padded, actions_padded]
-    parts += [4 * hidden * hidden_padded, (actions_n + 1) * hidden_padded]
-    weights = staged.split(parts)
-    w_hh_padded = weights[4].view(4 * hidden, hidden_padded) if for_backward else None
-    w_heads = weights[5].view(actions_n + 1, hidden_padded) if for_backward else None
+    sizes = (inputs_n, hidden, actions_n, gates_padded, actions_padded)
+    parts = (ctypes.c_int64 * DECLARED.constants["STAGE_PARTS"])()
+    lib.dv_stage_parts(*sizes, parts)
+    staged = torch.empty(sum(parts))
+    lib.dv_stage(*sizes, *(_p(t) for t in params), _p(staged))
+    hidden_padded, part = _padded(hidden), dict(zip(_STAGE_PARTS, staged.split(list(parts))))
+    w_hh_padded = part["W_HH"].view(4 * hidden, hidden_padded) if for_backward else None
+    w_heads = part["W_HEADS"].view(actions_n + 1, hidden_padded) if for_backward else None
     keep: list[torch.Tensor] = []
     state = _task_state(task, noise, keep)
-    w = _Weights(inputs_n, hidden, actions_n, gates_padded, actions_padded, *(_p(t) for t in weights[:4]))
+    w = _Weights(*sizes, *(_p(part[name]) for name in ("W_T", "BIAS", "W_POL_T", "B_POL")))
     # the trial's uniforms, or what the task's native step reads instead (restless: the normal
     # quantile of its drift's uniform, computed by torch as its torch step does)
     trial_noise = task.native_noise(noise.trial)
@@ -175,13 +156,13 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     gates = torch.empty(trials, batch, 4 * hidden) if for_backward else None
     c = torch.empty(trials, batch, hidden) if for_backward else None
     heads = torch.empty(trials, batch, actions_n + 1) if for_backward else None
-    sizes = (batch, inputs_n, hidden, actions_n, gates_padded, actions_padded)
-    scratch = torch.empty(lib.dv_act_scratch(*sizes))
-    lib.dv_act(
+    scratch = torch.empty(lib.dv_act_scratch(batch, *sizes))
+    status = lib.dv_act(
         trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(state),
         _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),
         _p(h), _p(gates), _p(c), _p(heads), _p(scratch),
     )  # fmt: skip
+    _checked(status, "acting loop (dv_act)")
     return Played(x, actions, rewards, regrets, h, gates, c, heads, w_hh_padded, w_heads)
 
 
@@ -221,10 +202,11 @@ def _lstm_gradients(played: Played, w_hh: torch.Tensor, dh: torch.Tensor) -> tup
     d_w = torch.empty(inputs_n + hidden, gates_padded)  # [W_ih | W_hh]'s gradient, transposed
     d_bias = torch.empty(gates_padded)
     scratch = torch.empty(lib.dv_backward_scratch(batch, hidden, hidden_padded, gates_padded))
-    lib.dv_lstm_backward(
+    status = lib.dv_lstm_backward(
         trials, batch, inputs_n, hidden, hidden_padded, gates_padded, _p(w_hh), _p(x), _p(h),
         _p(played.gates), _p(played.c), _p(dh), dh_stride, _p(d_w), _p(d_bias), _p(scratch),
     )  # fmt: skip
+    _checked(status, "LSTM backward (dv_lstm_backward)")
     d_w = d_w[:, : 4 * hidden].t()  # [4H, I + H]
     d_w_ih, d_w_hh = (part.contiguous() for part in d_w.split([inputs_n, hidden], 1))
     d_bias = d_bias[: 4 * hidden]
@@ -252,11 +234,12 @@ class _FusedA2C(torch.autograd.Function):
         d_b_heads = torch.empty(outputs_padded)
         terms = torch.empty(4, dtype=torch.float64)
         scratch = torch.empty(lib.dv_loss_scratch(trials, batch, actions_n, outputs_padded, hidden_padded))
-        lib.dv_a2c_loss(
+        status = lib.dv_a2c_loss(
             trials, batch, hidden, hidden_padded, actions_n, outputs_padded, ctypes.byref(spec),
             _p(w_heads), _p(played.h), _p(played.heads), _p(actions), _p(signal), _p(dh), _p(d_heads),
             _p(d_b_heads), _p(terms), _p(scratch),
         )  # fmt: skip
+        _checked(status, "A2C loss (dv_a2c_loss)")
         d_heads = d_heads[:, : actions_n + 1].t()
         d_w_pol, d_w_val = d_heads[:actions_n].contiguous(), d_heads[actions_n:].contiguous()
         d_b_pol, d_b_val = d_b_heads[:actions_n].clone(), d_b_heads[actions_n : actions_n + 1].clone()
@@ -396,20 +379,4 @@ def filter_update(
     lib.dv_filter_update(
         batch, grid, *(_p(t) for t in (belief, outcome, centres, kernels, bands, out, scratch))
     )
-    return out
-
-
-def uniforms(key_hash: int, episodes: np.ndarray, rows: int, cells: np.ndarray) -> torch.Tensor:
-    """dist_vpg.noise.uniforms in one C call, bit for bit: key_hash the key's (noise._key_hash),
-    episodes [B] int64, cells [rows, 1, cols] uint64 (noise._per_cell) -> [rows, B, cols] float32."""
-    lib = _library()
-    episodes = np.ascontiguousarray(episodes, dtype=np.int64)
-    cells = np.ascontiguousarray(cells, dtype=np.uint64)
-    cols = cells.shape[-1]
-    out = torch.empty(rows, len(episodes), cols)
-    per_episode = np.empty(len(episodes), dtype=np.uint64)
-    lib.dv_uniforms(
-        key_hash, len(episodes), episodes.ctypes.data, rows, cols, cells.ctypes.data, per_episode.ctypes.data,
-        _p(out),
-    )  # fmt: skip
     return out

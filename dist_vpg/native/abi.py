@@ -1,39 +1,18 @@
 """What a task's native step hands kernels.c: the task's kind and its per-episode state, as the C
-struct `TaskState` lays them out. Defined here, below the tasks, so that each task that has a native
+struct `TaskState` of interface.h lays them out. Here, below the tasks, so that each task that has a native
 step (dist_vpg.tasks) fills it in without the native rollout knowing any task by name."""
 
 from __future__ import annotations
 
-import ctypes
-
 import torch
 
-# kernels.c's task kinds (enum in kernels.c)
-BANDIT, TWO_STEP, PAYOUTS, RESTLESS, HARLOW = 0, 1, 2, 3, 4
+from dist_vpg.native.interface import DECLARED
 
-_ptr = ctypes.c_void_p
-
-
-class TaskState(ctypes.Structure):
-    _fields_ = [
-        ("kind", ctypes.c_int32),
-        ("trial_draws", ctypes.c_int32),
-        ("arm_probs", _ptr),
-        ("best", _ptr),
-        ("good", _ptr),
-        ("common_prob", ctypes.c_float),
-        ("reward_high", ctypes.c_float),
-        ("reward_low", ctypes.c_float),
-        ("swap_prob", ctypes.c_float),
-        ("first_obs", _ptr),
-        ("obs", ctypes.c_int32),
-        ("p", _ptr),
-        ("drift", _ptr),
-        ("objects", _ptr),
-        ("left", _ptr),
-        ("features", ctypes.c_int32),
-        ("fixation", ctypes.c_int32),
-    ]
+# interface.h's task kinds and its TaskState: what a task's native_state names and fills in
+BANDIT, TWO_STEP, PAYOUTS, RESTLESS, HARLOW = (
+    DECLARED.constants[f"TASK_{kind}"] for kind in ("BANDIT", "TWO_STEP", "PAYOUTS", "RESTLESS", "HARLOW")
+)
+TaskState = DECLARED.structs["TaskState"]
 
 
 def floats(t: torch.Tensor, keep: list) -> int:

@@ -1,8 +1,8 @@
-"""Compile kernels.c once per machine and load it.
+"""Compile kernels.c once per machine and load it, its functions typed from interface.h.
 
 The library is built with the system C compiler (`CC`, else cc, gcc or clang) and -march=native,
 cached under $DIST_VPG_NATIVE_CACHE (default: $XDG_CACHE_HOME/dist_vpg, else ~/.cache/dist_vpg),
-and keyed by the source, the compiler's version, the flags and the CPU's instruction sets: a change
+and keyed by the sources, the compiler's version, the flags and the CPU's instruction sets: a change
 of any of them builds anew, and a cluster's nodes sharing a home directory each get their own. The
 ranks of a node take a file lock, so one compiles and the others wait and load its result.
 DIST_VPG_NATIVE=0 turns the native path off (training then uses the torch rollout).
@@ -20,6 +20,8 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from dist_vpg.native.interface import HEADER, InterfaceError, bind, layout_source
 
 SOURCE = Path(__file__).with_name("kernels.c")
 # -std=c11 alone turns off fused multiply-adds (ISO C mode implies -ffp-contract=off): the kernels'
@@ -79,11 +81,11 @@ def library_path() -> Path:
     if platform.system() not in ("Linux", "Darwin"):
         raise NativeUnavailable(f"the native build supports Linux and macOS, not {platform.system()}")
     cc = compiler()
-    source = SOURCE.read_bytes()
+    sources = (SOURCE.read_bytes(), HEADER.read_bytes(), layout_source())
     key = hashlib.sha256(
         b"\0".join(
             x.encode() if isinstance(x, str) else x
-            for x in (source, _version(cc), " ".join(FLAGS), _cpu_flags(), platform.machine())
+            for x in (*sources, _version(cc), " ".join(FLAGS), _cpu_flags(), platform.machine())
         )
     ).hexdigest()[:16]
     folder = cache_dir()
@@ -109,14 +111,16 @@ def library_path() -> Path:
 
 
 def _compile(cc: str, target: Path) -> None:
+    """kernels.c and the generated layout table (interface.layout_source) into one library."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
     os.close(fd)
+    layout = Path(tmp).with_suffix(".layout.c")
     try:
+        layout.write_text(layout_source())
         errors = ""
         for flags in (FLAGS, PORTABLE_FLAGS):
-            done = subprocess.run(
-                [cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300
-            )
+            command = [cc, *flags, f"-I{SOURCE.parent}", "-o", tmp, str(SOURCE), str(layout), "-lm"]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
             if done.returncode == 0:
                 os.replace(tmp, target)
                 return
@@ -124,21 +128,25 @@ def _compile(cc: str, target: Path) -> None:
         raise NativeUnavailable(f"{cc} could not build {SOURCE.name}: {errors}")
     finally:
         Path(tmp).unlink(missing_ok=True)
+        layout.unlink(missing_ok=True)
 
 
 _loaded: ctypes.CDLL | NativeUnavailable | None = None
 
 
 def load() -> ctypes.CDLL:
-    """The library, built on first use; raises NativeUnavailable (the same one every later call)."""
+    """The library, built on first use, its functions typed and its layout checked against
+    interface.h; raises NativeUnavailable (the same one every later call)."""
     global _loaded
     if _loaded is None:
         try:
-            _loaded = ctypes.CDLL(str(library_path()))
+            _loaded = bind(ctypes.CDLL(str(library_path())))
         except NativeUnavailable as e:
             _loaded = e
         except OSError as e:
             _loaded = NativeUnavailable(f"the native library does not load ({e})")
+        except InterfaceError as e:
+            _loaded = NativeUnavailable(str(e))
     if isinstance(_loaded, NativeUnavailable):
         raise _loaded
     return _loaded

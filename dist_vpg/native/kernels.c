@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "interface.h"
+
 /* exp by range reduction to [-ln2/2, ln2/2] and a degree-7 polynomial: within 2 ulp of expf over
  * the clamped range, branch-free, so the compiler vectorizes the loops that call it. */
 static inline float exp_approx(float x) {
@@ -44,8 +46,7 @@ static inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 
 static inline float tanh_approx(float x) { return 2.0f / (1.0f + exp_approx(-2.0f * x)) - 1.0f; }
 
-enum { TASK_BANDIT = 0, TASK_TWO_STEP = 1, TASK_PAYOUTS = 2, TASK_RESTLESS = 3, TASK_HARLOW = 4 };
-enum { TILE = 4, VW = 16 }; /* episodes per tile; floats per vector */
+enum { TILE = 4 }; /* episodes per tile */
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float))));
 
@@ -131,32 +132,6 @@ static void outer_accumulate(int64_t B, int K, const float *restrict z, int zs, 
         }
     }
 }
-
-/* The agent's weights, transposed where the loops want rows of 4H gates. */
-typedef struct {
-    int32_t inputs, hidden, actions, gates_padded, actions_padded; /* Gp, Ap: rounded up to VW */
-    const float *w_t;     /* [I + H, Gp]: W_ih^T over W_hh^T, zero columns past 4H */
-    const float *bias;    /* [Gp] b_ih + b_hh */
-    const float *w_pol_t; /* [H, Ap]: the policy head's W^T, then the value head's w, zeros past A + 1 */
-    const float *b_pol;   /* [Ap]: the policy head's bias, then the value head's */
-} Weights;
-
-/* A task's constants and per-episode state, as reset by the torch task and handed over by its
- * native_state (dist_vpg/tasks/, laid out by dist_vpg/native/abi.py). */
-typedef struct {
-    int32_t kind, trial_draws;
-    const float *arm_probs; /* bandit [B, A]; payouts: what each arm pays [B, A] */
-    const float *best;      /* bandit [B]; payouts: the most an arm pays [B] */
-    int64_t *good;          /* two-step [B], updated in place */
-    float common_prob, reward_high, reward_low, swap_prob;
-    const float *first_obs; /* [B, obs] what the first trial shows; NULL: nothing (zeros) */
-    int32_t obs;            /* observation size */
-    float *p;               /* restless [B]: arm 0's payout probability, updated in place */
-    const float *drift;     /* restless [B]: the s.d. of p's step (the trial noise's 2nd column is z) */
-    const float *objects;   /* harlow [B, 2, F]: the rewarded object, then the other */
-    int64_t *left;          /* harlow [B]: the rewarded object stands on the left, updated in place */
-    int32_t features, fixation;
-} TaskState;
 
 /* What one trial's step returns for one episode. */
 typedef struct {
@@ -275,15 +250,58 @@ static void next_input(float *x, const TaskState *s, int64_t b, int A, int trial
     if (trial_input) x[i++] = (float)t_next / (float)T;
 }
 
+/* What each status of interface.h means, as the Python wrapper says it. */
+const char *dv_error(int32_t status) {
+    switch (status) {
+    case DV_OK: return "no error";
+    case DV_BAD_SIZE:
+        return "a size is out of range (trials, episodes, inputs, hidden units and actions must be positive, "
+               "a row no narrower than its data, the episodes whole tasks)";
+    case DV_BAD_PADDING: return "a padded width is not a multiple of VW floats or is narrower than what it pads";
+    case DV_UNKNOWN_TASK: return "the task's native_state names a kind that interface.h does not declare";
+    case DV_BAD_TASK: return "the task's native state lacks what its kind reads (an array, or uniforms per trial)";
+    case DV_MISSING: return "an array the kernel reads or writes was not given";
+    case DV_BAD_ACTION: return "a recorded action is not one of the policy's actions";
+    default: return "an unknown status";
+    }
+}
+
+static int padded_ok(int64_t width, int64_t needed) { return width % VW == 0 && width >= needed; }
+
+/* Whether the task state holds what its kind's step reads: its arrays and its uniforms per trial. */
+static int32_t task_check(const TaskState *s, int32_t inputs) {
+    if (s->kind < 0 || s->kind >= TASK_KINDS) return DV_UNKNOWN_TASK;
+    if (s->obs < 0 || s->obs > inputs || (s->obs > 0 && !s->first_obs)) return DV_BAD_TASK;
+    switch (s->kind) {
+    case TASK_BANDIT: return s->arm_probs && s->best && s->trial_draws >= 1 ? DV_OK : DV_BAD_TASK;
+    case TASK_PAYOUTS: return s->arm_probs && s->best ? DV_OK : DV_BAD_TASK;
+    case TASK_TWO_STEP: return s->good && s->trial_draws >= 3 ? DV_OK : DV_BAD_TASK;
+    case TASK_RESTLESS: return s->p && s->drift && s->trial_draws >= 2 ? DV_OK : DV_BAD_TASK;
+    default: return s->objects && s->left && s->trial_draws >= 1 && s->features > 0 ? DV_OK : DV_BAD_TASK;
+    }
+}
+
 /* The weights as the kernels read them, from the agent's parameters in torch's layouts: w_ih
  * [4H, I], w_hh [4H, H], b_ih, b_hh [4H], w_pol [A, H], b_pol [A], w_val [H], b_val [1]. Writes
- * into `out` (dv_stage_size floats), one after another with zeros in the padding: dv_act's w_t
+ * into `out` (dv_stage_size floats), the parts of dv_stage_parts one after another with zeros in the padding: dv_act's w_t
  * [I + H, Gp], bias [Gp], w_pol_t [H, Ap] and b_pol [Ap]; then dv_lstm_backward's w_hh [4H, Hp]
  * and dv_a2c_loss's w_heads [A + 1, Hp] (the policy's rows, then the value's). One call where
  * torch took a dozen small ops. */
-int64_t dv_stage_size(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap) {
+void dv_stage_parts(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, int64_t *sizes) {
     const int64_t Hp = (H + VW - 1) / VW * VW;
-    return (int64_t)(I + H) * Gp + Gp + (int64_t)H * Ap + Ap + (4 * (int64_t)H + A + 1) * Hp;
+    sizes[STAGE_W_T] = (int64_t)(I + H) * Gp;
+    sizes[STAGE_BIAS] = Gp;
+    sizes[STAGE_W_POL_T] = (int64_t)H * Ap;
+    sizes[STAGE_B_POL] = Ap;
+    sizes[STAGE_W_HH] = 4 * (int64_t)H * Hp;
+    sizes[STAGE_W_HEADS] = (int64_t)(A + 1) * Hp;
+}
+
+int64_t dv_stage_size(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap) {
+    int64_t sizes[STAGE_PARTS], total = 0;
+    dv_stage_parts(I, H, A, Gp, Ap, sizes);
+    for (int k = 0; k < STAGE_PARTS; k++) total += sizes[k];
+    return total;
 }
 
 void dv_stage(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, const float *w_ih, const float *w_hh,
@@ -324,6 +342,12 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
                float *scratch) {
     const int H = w->hidden, G = 4 * H, Gp = w->gates_padded, I = w->inputs, A = w->actions;
     const int K = I + H, D = s->trial_draws, Ap = w->actions_padded;
+    if (T <= 0 || B <= 0 || I <= 0 || H <= 0 || A <= 0) return DV_BAD_SIZE;
+    if (!padded_ok(Gp, G) || !padded_ok(Ap, A + 1)) return DV_BAD_PADDING;
+    if (!x || !actions || !rewards || !regrets || !h || !scratch || !trial_noise || !action_noise) return DV_MISSING;
+    if (!w->w_t || !w->bias || !w->w_pol_t || !w->b_pol || (gates != NULL) != (c != NULL)) return DV_MISSING;
+    const int32_t task = task_check(s, I);
+    if (task != DV_OK) return task;
     float *zeros = scratch, *z = zeros + K + Gp, *pre = z + TILE * K, *dummy = pre + TILE * Gp;
     float *g_tmp = dummy + Gp, *probs = g_tmp + G, *logits = probs + A, *no_logits = logits + TILE * Ap;
     float *cells = no_logits + Ap; /* [2, B, H]: the cells of the last two trials, in inference */
@@ -365,7 +389,7 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
             }
         }
     }
-    return 0;
+    return DV_OK;
 }
 
 /* One trial of one episode: dh (what reaches h_t) and dc (what reaches c_t from trial t+1) ->
@@ -402,6 +426,9 @@ int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp,
                          const float *c, const float *dh_out, int32_t dh_stride, float *dw_t, float *dbias,
                          float *scratch) {
     const int G = 4 * H;
+    if (T <= 0 || B <= 0 || I <= 0 || H <= 0 || dh_stride < H) return DV_BAD_SIZE;
+    if (!padded_ok(Hp, H) || !padded_ok(Gp, G)) return DV_BAD_PADDING;
+    if (!w_hh || !x || !h || !gates || !c || !dh_out || !dw_t || !dbias || !scratch) return DV_MISSING;
     float *dc = scratch, *dh_next = dc + B * H, *dh = dh_next + B * Hp, *dg = dh + B * H;
     float *zeros = dg + B * Gp, *dummy = zeros + Gp;
     memset(scratch, 0, sizeof(float) * dv_backward_scratch(B, H, Hp, Gp));
@@ -430,19 +457,13 @@ int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp,
             matmul_tile(G, Hp, w_hh, NULL, dg_rows, out_rows);
         }
     }
-    return 0;
+    return DV_OK;
 }
 
 /* The A2C loss (dist_vpg/losses.py: a2c_loss) of a played batch, and its gradient back to the
  * hidden states, from the heads' outputs dv_act wrote (logits = h W_pol^T + b_pol, then the value
- * h w_val + b_val). Summed over the T trials, averaged over the B episodes. */
-typedef struct {
-    float gamma, lam, beta_v, beta_e;
-    int32_t value_scale;       /* the value head predicts a return per trial left */
-    int32_t episodes_per_task; /* K > 1: advantages relative to the K - 1 others of the same task */
-} LossSpec;
-
-/* scratch holds dv_loss_scratch(T, B, A, Ap, Hp) floats. The heads are w_heads [A + 1, Hp]: the
+ * h w_val + b_val). Summed over the T trials, averaged over the B episodes.
+ * scratch holds dv_loss_scratch(T, B, A, Ap, Hp) floats. The heads are w_heads [A + 1, Hp]: the
  * policy's rows, then the value's, zero columns past H. Writes dh [T, B, Hp] = dL/dh (zero
  * columns past H), the heads' gradients d_heads_t [H, Ap] = (dW_pol | dw_val)^T and d_b_heads [Ap]
  * (overwritten; zeros past A + 1), and terms [4]: total, policy, value, entropy. */
@@ -455,6 +476,13 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t Hp, int32_t A, int3
                     const float *signal, float *dh, float *d_heads_t, float *d_b_heads, double *terms,
                     float *scratch) {
     const int64_t TB = (int64_t)T * B;
+    if (T <= 0 || B <= 0 || H <= 0 || A <= 0 || spec->episodes_per_task < 1 || B % spec->episodes_per_task)
+        return DV_BAD_SIZE;
+    if (!padded_ok(Hp, H) || !padded_ok(Ap, A + 1)) return DV_BAD_PADDING;
+    if (!w_heads || !h || !outputs || !actions || !signal || !dh || !d_heads_t || !d_b_heads || !terms || !scratch)
+        return DV_MISSING;
+    for (int64_t tb = 0; tb < TB; tb++)
+        if (actions[tb] < 0 || actions[tb] >= A) return DV_BAD_ACTION;
     float *v = scratch, *adv = v + TB, *target = adv + TB, *dz = target + TB; /* dz [TB, Ap] */
     float *scale = dz + TB * Ap, *z = scale + T, *p = z + A, *zeros = p + A, *dummy = zeros + Ap;
     const float gamma = spec->gamma, decay = spec->gamma * spec->lam, inv_b = 1.0f / (float)B;
@@ -532,7 +560,7 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t Hp, int32_t A, int3
     terms[2] = value / B;
     terms[3] = entropy / B;
     terms[0] = terms[1] + spec->beta_v * terms[2] - spec->beta_e * terms[3];
-    return 0;
+    return DV_OK;
 }
 
 /* The optimizer step over n parameter tensors of sizes[i] floats: the gradients' global norm

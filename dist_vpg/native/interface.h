@@ -1,0 +1,74 @@
+/* dist_vpg's native interface, declared once: the constants, the structs and the functions that
+ * kernels.c defines and the Python side calls. kernels.c includes this file; dist_vpg/native/
+ * interface.py parses it into ctypes structures and signatures, and the build adds a table of the
+ * compiler's sizes and offsets (dv_layout) that the Python side checks its structures against
+ * before the first call. Written in a small subset of C so that the parser stays small: one
+ * declaration per line or per field list, fixed-width integer types, float, double and pointers.
+ */
+#ifndef DIST_VPG_INTERFACE_H
+#define DIST_VPG_INTERFACE_H
+
+#include <stdint.h>
+
+/* Floats per vector: weight rows are padded to a multiple of it. */
+enum { VW = 16 };
+
+/* The task kinds dv_act's step knows (a task's native_state names one). */
+enum { TASK_BANDIT = 0, TASK_TWO_STEP = 1, TASK_PAYOUTS = 2, TASK_RESTLESS = 3, TASK_HARLOW = 4, TASK_KINDS = 5 };
+
+/* What dv_act, dv_lstm_backward and dv_a2c_loss return; dv_error names each in a sentence. */
+enum { DV_OK = 0, DV_BAD_SIZE = 1, DV_BAD_PADDING = 2, DV_UNKNOWN_TASK = 3, DV_BAD_TASK = 4, DV_MISSING = 5, DV_BAD_ACTION = 6 };
+
+/* The agent's weights, transposed where the loops want rows of 4H gates. */
+typedef struct {
+    int32_t inputs, hidden, actions, gates_padded, actions_padded; /* Gp, Ap: rounded up to VW */
+    const float *w_t;     /* [I + H, Gp]: W_ih^T over W_hh^T, zero columns past 4H */
+    const float *bias;    /* [Gp] b_ih + b_hh */
+    const float *w_pol_t; /* [H, Ap]: the policy head's W^T, then the value head's w, zeros past A + 1 */
+    const float *b_pol;   /* [Ap]: the policy head's bias, then the value head's */
+} Weights;
+
+/* A task's constants and per-episode state, as reset by the torch task and handed over by its
+ * native_state (dist_vpg/tasks/). */
+typedef struct {
+    int32_t kind, trial_draws;
+    const float *arm_probs; /* bandit [B, A]; payouts: what each arm pays [B, A] */
+    const float *best;      /* bandit [B]; payouts: the most an arm pays [B] */
+    int64_t *good;          /* two-step [B], updated in place */
+    float common_prob, reward_high, reward_low, swap_prob;
+    const float *first_obs; /* [B, obs] what the first trial shows; NULL: nothing (zeros) */
+    int32_t obs;            /* observation size */
+    float *p;               /* restless [B]: arm 0's payout probability, updated in place */
+    const float *drift;     /* restless [B]: the s.d. of p's step (the trial noise's 2nd column is z) */
+    const float *objects;   /* harlow [B, 2, F]: the rewarded object, then the other */
+    int64_t *left;          /* harlow [B]: the rewarded object stands on the left, updated in place */
+    int32_t features, fixation;
+} TaskState;
+
+/* The A2C loss's settings (dist_vpg/losses.py: a2c_loss). */
+typedef struct {
+    float gamma, lam, beta_v, beta_e;
+    int32_t value_scale;       /* the value head predicts a return per trial left */
+    int32_t episodes_per_task; /* K > 1: advantages relative to the K - 1 others of the same task */
+} LossSpec;
+
+/* The staged weights' parts, in order (dv_stage_parts writes their sizes in floats). */
+enum { STAGE_W_T = 0, STAGE_BIAS = 1, STAGE_W_POL_T = 2, STAGE_B_POL = 3, STAGE_W_HH = 4, STAGE_W_HEADS = 5, STAGE_PARTS = 6 };
+
+const char *dv_error(int32_t status);
+int64_t dv_layout(int32_t index);
+void dv_stage_parts(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, int64_t *sizes);
+int64_t dv_stage_size(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap);
+void dv_stage(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, const float *w_ih, const float *w_hh, const float *b_ih, const float *b_hh, const float *w_pol, const float *b_pol, const float *w_val, const float *b_val, float *out);
+int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap);
+int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, TaskState *s, const float *trial_noise, const float *action_noise, float *x, int64_t *actions, float *rewards, float *regrets, float *h, float *gates, float *c, float *heads, float *scratch);
+int64_t dv_backward_scratch(int64_t B, int32_t H, int32_t Hp, int32_t Gp);
+int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp, int32_t Gp, const float *w_hh, const float *x, const float *h, const float *gates, const float *c, const float *dh_out, int32_t dh_stride, float *dw_t, float *dbias, float *scratch);
+int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A, int32_t Ap, int32_t Hp);
+int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t Hp, int32_t A, int32_t Ap, const LossSpec *spec, const float *w_heads, const float *h, const float *outputs, const int64_t *actions, const float *signal, float *dh, float *d_heads_t, float *d_b_heads, double *terms, float *scratch);
+double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, float *const *square_avg, const int64_t *sizes, double max_norm, float lr, float alpha, float eps);
+void dv_rw_fits(int32_t T, int64_t N, int32_t K, const double *alphas, const double *seen, const double *sign, double beta_max, int32_t steps, double tol, double *x, double *betas, double *log_likelihoods);
+void dv_filter_update(int64_t B, int32_t G, const double *belief, const double *outcome, const double *centres, const double *kernels, const int32_t *bands, double *out, double *scratch);
+void dv_uniforms(uint64_t key_hash, int64_t B, const int64_t *episodes, int32_t rows, int32_t cols, const uint64_t *cells, uint64_t *per_episode, float *out);
+
+#endif
