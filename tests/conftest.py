@@ -1,13 +1,15 @@
 """The suite's layers. `-m "not slow and not dist"` is the unit layer: it starts no process and no
 training run, and a test of it that tries fails at once, naming the marker it needs."""
 
+import contextlib
 import multiprocessing.process
 import subprocess
 
 import pytest
 import torch
 
-from dist_vpg import native, train
+from dist_vpg import native, tasks, train
+from dist_vpg.tasks.restless import players_c
 
 # One intra-op thread in the test process: the multi-process tests start ranks of their own.
 torch.set_num_threads(1)
@@ -31,9 +33,14 @@ def _refuse(what: str):
 
 @pytest.fixture(scope="session", autouse=True)
 def _native_built():
-    """The native library is compiled (a compiler process) once, before any test: a unit test that
-    uses it starts nothing of its own."""
+    """The native libraries (the runtime, each task's step, the restless players') are compiled (a
+    compiler process each) once, before any test: a unit test that uses them starts nothing of its own."""
     native.available()
+    for unit in tasks.TASKS.values():
+        if getattr(unit, "native_step", None) is not None:
+            with contextlib.suppress(native.NativeUnavailable):
+                unit.native_step.library()
+    players_c.available()
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dist_vpg import native
-from dist_vpg.native import abi, build, interface
+from dist_vpg.native import build, interface
+from dist_vpg.tasks import make_task
 from tests.test_native import TASKS, _setup
 
 pytestmark = pytest.mark.skipif(
@@ -74,24 +75,24 @@ def test_the_library_and_python_agree_on_every_size_offset_and_constant():
 
 
 def test_a_library_that_lays_a_struct_out_otherwise_is_refused_in_one_sentence():
-    """As if interface.h had changed since the library was built: the two-step constants widened to
+    """As if interface.h had changed since the library was built: the loss's settings widened to
     doubles move every field after the first, and binding names the first that differs."""
-    text = interface.HEADER.read_text().replace("float common_prob,", "double common_prob,")
+    text = interface.HEADER.read_text().replace("float gamma, lam,", "double gamma, lam,")
     assert text != interface.HEADER.read_text()
     other = ctypes.CDLL(build.load()._name)  # its own function objects: the loaded one is untouched
     with pytest.raises(interface.InterfaceError) as refused:
         interface.bind(other, interface.parse(text))
     message = str(refused.value)
-    assert "disagree on the offset of TaskState.reward_high (36 in C, 40 in Python)" in message
+    assert "disagree on the offset of LossSpec.lam (4 in C, 8 in Python)" in message
     assert "\n" not in message
     assert "DIST_VPG_NATIVE=0" in message
 
 
-class _KindlessTask:
-    """Wraps a task whose native step names a kind, or leaves out an array, the runtime does not take."""
+class _AlteredTask:
+    """Wraps a task whose native_state leaves out what its step reads, or returns another struct."""
 
-    def __init__(self, task, **fields):
-        self.task, self.fields = task, fields
+    def __init__(self, task, returns=None, **fields):
+        self.task, self.returns, self.fields = task, returns, fields
 
     def __getattr__(self, name):
         return getattr(self.task, name)
@@ -100,23 +101,27 @@ class _KindlessTask:
         found = self.task.native_state(state, keep)
         for name, value in self.fields.items():
             setattr(found, name, value)
-        return found
+        return found if self.returns is None else self.returns
 
 
-@pytest.mark.parametrize(
-    "fields, reason",
-    [
-        ({"kind": 99}, "names a kind that interface.h does not declare"),
-        ({"arm_probs": None}, "lacks what its kind reads"),
-        ({"kind": abi.TWO_STEP}, "lacks what its kind reads"),  # a bandit's state has no `good`
-    ],
-)
-def test_the_acting_kernel_refuses_a_task_state_in_a_sentence(fields, reason):
+@pytest.mark.parametrize("fields", [{"arm_probs": None}, {"arms": 0}])
+def test_a_task_state_its_step_cannot_read_is_refused_in_a_sentence(fields):
     task, agent, draws = _setup(TASKS["independent"], batch=8, hidden=8)
+    refusal = (
+        r"^the native \w+ task's step \(step.c\) refused its arguments: "
+        r"the task's native state lacks what its step reads"
+    )
+    with pytest.raises(native.NativeError, match=refusal):
+        native.act(agent, _AlteredTask(task, **fields), draws, True)
+
+
+def test_a_task_state_of_another_struct_is_refused_in_a_sentence():
+    task, agent, draws = _setup(TASKS["independent"], batch=8, hidden=8)
+    other = make_task(TASKS["two_step"]).native_step.State()
     with pytest.raises(
-        native.NativeError, match=rf"^the native acting loop \(dv_act\) refused its arguments: .*{reason}"
+        native.NativeError, match="returned TwoStepStep, not the BanditStep that step.c declares"
     ):
-        native.act(agent, _KindlessTask(task, **fields), draws, True)
+        native.act(agent, _AlteredTask(task, returns=other), draws, True)
 
 
 def test_the_loss_kernel_refuses_an_action_outside_the_policy():

@@ -9,11 +9,16 @@ import sys
 from pathlib import Path
 
 import gymnasium
+import numpy as np
 import pytest
+import torch
 import yaml
 from gymnasium.utils.env_checker import check_env
 
-from dist_vpg import checkpoint, config, gym_adapter, tasks
+from dist_vpg import checkpoint, config, gym_adapter, native, noise, tasks
+from dist_vpg.agent import Agent
+from dist_vpg.rollout import input_size
+from tests.test_native import first_disagreements
 
 OUTSIDE = Path(__file__).resolve().parent / "outside"
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(OUTSIDE), os.environ.get("PYTHONPATH", "")]))
@@ -68,6 +73,31 @@ def test_it_plays_in_dist_vpg_play(trained):
     assert "coin:Coin: 20 trials, 2 choices" in proc.stdout
     assert "it came up" in proc.stdout and "Revealed: the coin came up heads with p = " in proc.stdout
     assert "the agent earned" in proc.stdout
+
+
+@pytest.mark.slow  # builds coin.c (a compiler process)
+def test_a_native_step_from_outside_plays_the_torch_episodes(on_path):
+    from coin import NativeCoin
+
+    task = NativeCoin()
+    assert native.available(task) is None, native.available(task)
+    torch.manual_seed(0)
+    agent = Agent(input_size(task, True), task.num_actions, 16)
+    draws = noise.draw(0, noise.TRAIN, 1, np.arange(512), task.trials, task.episode_draws, task.trial_draws)
+    parted, _, worst = first_disagreements(agent, task, draws, True)
+    assert parted == 0 or worst < 1e-5  # equal inputs, rewards and regrets where actions agree
+
+
+@pytest.mark.slow
+def test_it_trains_natively_from_its_own_c_file(tmp_path):
+    proc = run(
+        "-m", "dist_vpg.train", "task.name=coin:NativeCoin", "train.updates=30", "train.batch_episodes=32",
+        "log.every=30", "eval.every=0", "log.progress=lines", "cpu.affinity=none",
+        f"run_dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "update 30/30" in proc.stdout and "native rollout" in proc.stdout, proc.stdout
+    assert "has no native step" not in proc.stdout + proc.stderr
 
 
 @pytest.fixture

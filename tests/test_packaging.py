@@ -36,6 +36,10 @@ def test_the_wheel_holds_every_subpackage_and_the_kernels(wheel):
         "native/__init__.py",
         "native/kernels.c",
         "native/interface.h",
+        "native/task.h",
+        "tasks/bandit/step.c",
+        "tasks/harlow.c",
+        "tasks/restless/players.h",
     ):
         assert f"dist_vpg/{module}" in names, module
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

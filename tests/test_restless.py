@@ -137,7 +137,7 @@ def test_a_finer_grid_changes_the_optimal_players_regret_by_little():
 
 @pytest.mark.skipif(native.available() is not None, reason="the native build is unavailable here")
 def test_the_native_filter_is_the_torch_filter():
-    """dist_vpg.native.filter_update against Filter.update in torch: the same posterior to 1e-12 after
+    """players_c.filter_update against Filter.update in torch: the same posterior to 1e-12 after
     every trial of 100, on a batch that leaves a partial tile, and the filter players' very choices."""
     task = RestlessBandit()
     draws = _draws(task, 203)
@@ -182,7 +182,7 @@ def test_the_fit_recovers_a_rescorla_wagner_learners_learning_rate(alpha, beta):
 
 @pytest.mark.skipif(native.available() is not None, reason="the native build is unavailable here")
 def test_the_native_fit_is_the_numpy_fit():
-    """dist_vpg.native.rw_fits against the numpy reference on a softmax learner, a greedy one (whose
+    """players_c.rw_fits against the numpy reference on a softmax learner, a greedy one (whose
     likelihood is largest at beta's bound for its own alpha), random choices (beta near 0) and a
     shape that leaves padding in the C loops' last vector."""
     task = RestlessBandit()

@@ -17,12 +17,11 @@ import ctypes
 import math
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from dist_vpg.losses import LossTerms
-from dist_vpg.native.abi import TaskState, floats
+from dist_vpg.native.abi import floats
 from dist_vpg.native.build import NativeUnavailable, load
 from dist_vpg.native.interface import DECLARED
 
@@ -30,12 +29,11 @@ if TYPE_CHECKING:
     from dist_vpg.noise import Noise
 
 __all__ = [
-    "NativeError", "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "filter_bands",
-    "filter_update", "lstm_outputs", "rw_fits",
+    "NativeError", "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "lstm_outputs",
 ]  # fmt: skip
 
 VW = DECLARED.constants["VW"]  # floats per vector: weight rows are padded to a multiple of it
-_Weights, _LossSpec = DECLARED.structs["Weights"], DECLARED.structs["LossSpec"]
+_Weights, _LossSpec, _Task = (DECLARED.structs[name] for name in ("Weights", "LossSpec", "Task"))
 # the staged weights' parts (dv_stage_parts), in interface.h's order
 _STAGE_PARTS = sorted(
     (
@@ -77,10 +75,10 @@ def available(task=None, cell: str = "lstm") -> str | None:
     why not (one sentence)."""
     if cell != "lstm":
         return f"the {cell} cell has no native kernel (the LSTM alone has one)"
-    if task is not None and not task.offers("native_state"):
-        return _no_task(task)
     try:
         _library()
+        if task is not None:
+            _native_step(task)
     except NativeUnavailable as e:
         return str(e)
     return None
@@ -103,21 +101,37 @@ def _pad_columns(w: torch.Tensor, width: int) -> torch.Tensor:
     return torch.nn.functional.pad(w, (0, width - w.shape[-1])).contiguous()
 
 
-def _task_state(task, noise: Noise, keep: list) -> TaskState:
-    """The task's kind, constants and reset state (computed by the torch task itself), from its own
-    native step (dist_vpg.native.abi). The tensors whose addresses it holds go into `keep`, which the
-    caller holds until the C call returns."""
-    if not task.offers("native_state"):
-        raise NativeUnavailable(_no_task(task))
+def _task(task, noise: Noise, keep: list) -> ctypes.Structure:
+    """The task as dv_act plays it: its native step's functions and its state (the unit's
+    native_state of the torch task's reset), checked by the step's dv_task_check. What the C call
+    holds by address goes into `keep`, which the caller holds until the call returns."""
+    step = _native_step(task)
     state = task.reset(noise.episode)
     found = task.native_state(state, keep)
-    if task.obs_size:  # what the first trial shows (Harlow's objects; zeros for the others)
-        found.first_obs, found.obs = floats(task.first_obs(state), keep), task.obs_size
-    return found
+    if not isinstance(found, step.State):
+        raise NativeError(
+            f"{type(task).__name__}.native_state returned {type(found).__name__}, not the "
+            f"{step.State.__name__} that {step.path.name} declares"
+        )
+    keep.append(found)
+    status = step.library().dv_task_check(ctypes.byref(found), noise.action.shape[1], task.trial_draws)
+    _checked(status, f"{type(task).__name__} task's step ({step.path.name})")
+    first_obs = floats(task.first_obs(state), keep) if task.obs_size else None  # Harlow's objects
+    return _Task(ctypes.addressof(found), *step.functions(), task.trial_draws, task.obs_size, first_obs)
+
+
+def _native_step(task):
+    """The task's abi.NativeStep; raises NativeUnavailable where it has none or it cannot be built."""
+    step = getattr(task, "native_step", None) if task.offers("native_state") else None
+    if step is None:
+        raise NativeUnavailable(_no_task(task))
+    step.library()
+    return step
 
 
 def _no_task(task) -> str:
-    return f"the {type(task).__name__} task has no native step (its unit defines no native_state)"
+    name = type(task).__name__
+    return f"the {name} task has no native step (its unit defines no native_state and native_step)"
 
 
 def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: bool = True) -> Played:
@@ -141,8 +155,8 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     hidden_padded, part = _padded(hidden), dict(zip(_STAGE_PARTS, staged.split(list(parts))))
     w_hh_padded = part["W_HH"].view(4 * hidden, hidden_padded) if for_backward else None
     w_heads = part["W_HEADS"].view(actions_n + 1, hidden_padded) if for_backward else None
-    keep: list[torch.Tensor] = []
-    state = _task_state(task, noise, keep)
+    keep: list = []
+    played = _task(task, noise, keep)
     w = _Weights(*sizes, *(_p(part[name]) for name in ("W_T", "BIAS", "W_POL_T", "B_POL")))
     # the trial's uniforms, or what the task's native step reads instead (restless: the normal
     # quantile of its drift's uniform, computed by torch as its torch step does)
@@ -158,7 +172,7 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     heads = torch.empty(trials, batch, actions_n + 1) if for_backward else None
     scratch = torch.empty(lib.dv_act_scratch(batch, *sizes))
     status = lib.dv_act(
-        trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(state),
+        trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(played),
         _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),
         _p(h), _p(gates), _p(c), _p(heads), _p(scratch),
     )  # fmt: skip
@@ -325,58 +339,3 @@ class RMSprop(torch.optim.RMSprop):
         if any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors):
             return None
         return group
-
-
-def rw_fits(alphas, seen, sign, beta_max: float, steps: int, tol: float):
-    """The Rescorla-Wagner fits of dist_vpg.tasks.restless.players.rw_fits in one C call (each
-    learning rate's Newton iterations stopped on their own, from the last one's beta): seen, sign
-    [T, N] float64 arrays (the outcome from arm 0's side; +1 where arm 0 was chosen, -1 for arm 1)
-    -> (betas, log_likelihoods), each [len(alphas)] float64."""
-    lib = _library()
-    alphas, seen, sign = (np.ascontiguousarray(a, dtype=np.float64) for a in (alphas, seen, sign))
-    trials, episodes = seen.shape
-    betas, log_likelihoods = np.empty(len(alphas)), np.empty(len(alphas))
-    x = np.empty(trials * episodes + 8)  # padded to whole vectors
-    lib.dv_rw_fits(
-        trials, episodes, len(alphas), *(a.ctypes.data for a in (alphas, seen, sign)), beta_max, steps, tol,
-        *(a.ctypes.data for a in (x, betas, log_likelihoods)),
-    )  # fmt: skip
-    return betas, log_likelihoods
-
-
-def filter_bands(kernels: torch.Tensor) -> torch.Tensor:
-    """For `filter_update`: [2, ceil(G / 16), 2] int32, the first row and the row past the last where
-    each strip of 16 columns of each kernel [2, G, G] is not all zeros (0, 0 for an all-zero strip)."""
-    grid = kernels.shape[-1]
-    bands = torch.zeros(2, -(-grid // 16), 2, dtype=torch.int32)
-    for c in range(2):
-        for strip in range(bands.shape[1]):
-            rows = torch.nonzero((kernels[c, :, strip * 16 : strip * 16 + 16] != 0).any(1))
-            if len(rows):
-                bands[c, strip] = torch.tensor([int(rows[0]), int(rows[-1]) + 1])
-    return bands
-
-
-def filter_update(
-    belief: torch.Tensor,
-    outcome: torch.Tensor,
-    centres: torch.Tensor,
-    kernels: torch.Tensor,
-    bands: torch.Tensor,
-) -> torch.Tensor:
-    """Restless bandits' filter step (dist_vpg.tasks.restless.players.Filter.update) in one C call:
-    belief [B, 2, G] float64 (G a multiple of 8), outcome [B] (the reward from arm 0's side), the
-    grid's centres [G], the two step kernels [2, G, G] and their `filter_bands` -> the next trial's
-    belief [B, 2, G]."""
-    lib = _library()
-    batch, _, grid = belief.shape
-    if grid % 8:
-        raise ValueError(f"the native filter needs a grid of a multiple of 8 cells, not {grid}")
-    belief, outcome = belief.contiguous(), outcome.to(torch.float64).contiguous()
-    centres, kernels, bands = centres.contiguous(), kernels.contiguous(), bands.contiguous()
-    out = torch.empty_like(belief)
-    scratch = torch.empty((batch + 16) * 2 * grid, dtype=torch.float64)
-    lib.dv_filter_update(
-        batch, grid, *(_p(t) for t in (belief, outcome, centres, kernels, bands, out, scratch))
-    )
-    return out

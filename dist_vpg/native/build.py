@@ -1,11 +1,16 @@
-"""Compile kernels.c once per machine and load it, its functions typed from interface.h.
+"""Compile the native sources once per machine and load them, their functions typed from their
+headers: the runtime (kernels.c, interface.h), each task's native step (task.h) and any other C
+file a unit brings (the restless players').
 
-The library is built with the system C compiler (`CC`, else cc, gcc or clang) and -march=native,
-cached under $DIST_VPG_NATIVE_CACHE (default: $XDG_CACHE_HOME/dist_vpg, else ~/.cache/dist_vpg),
-and keyed by the sources, the compiler's version, the flags and the CPU's instruction sets: a change
-of any of them builds anew, and a cluster's nodes sharing a home directory each get their own. The
-ranks of a node take a file lock, so one compiles and the others wait and load its result.
-DIST_VPG_NATIVE=0 turns the native path off (training then uses the torch rollout).
+Each library is one translation unit: the source and, after it, a generated table of the
+compiler's sizes and offsets of the structures its header declares (interface.layout_source),
+which loading checks against what Python parsed. A library is built with the system C compiler
+(`CC`, else cc, gcc or clang) and -march=native, cached under $DIST_VPG_NATIVE_CACHE (default:
+$XDG_CACHE_HOME/dist_vpg, else ~/.cache/dist_vpg), and keyed by its sources and the headers beside
+them, the compiler's version, the flags and the CPU's instruction sets: a change of any of them
+builds anew, and a cluster's nodes sharing a home directory each get their own. The ranks of a node
+take a file lock, so one compiles and the others wait and load its result. DIST_VPG_NATIVE=0 turns
+the native path off (training then uses the torch rollout).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
-from dist_vpg.native.interface import HEADER, InterfaceError, bind, layout_source
+from dist_vpg.native.interface import DECLARED, Declared, InterfaceError, bind, layout_source
 
 SOURCE = Path(__file__).with_name("kernels.c")
 # -std=c11 alone turns off fused multiply-adds (ISO C mode implies -ffp-contract=off): the kernels'
@@ -74,18 +80,40 @@ def _version(cc: str) -> str:
     return done.stdout
 
 
-def library_path() -> Path:
-    """Where this machine's build lives (built if missing)."""
+class Source(NamedTuple):
+    """One library to build: its C file, what its headers declare, and the flags it adds."""
+
+    path: Path
+    declared: Declared
+    extra_flags: tuple[str, ...] = ()
+
+    def unit(self) -> str:
+        """The translation unit compiled: the source, then its layout table."""
+        return f'#include "{self.path.resolve()}"\n' + layout_source(self.declared)
+
+
+RUNTIME = Source(SOURCE, DECLARED)
+
+
+def library_path(source: Source = RUNTIME) -> Path:
+    """Where this machine's build of `source` lives (built if missing)."""
     if os.environ.get("DIST_VPG_NATIVE", "1") == "0":
         raise NativeUnavailable("turned off by DIST_VPG_NATIVE=0")
     if platform.system() not in ("Linux", "Darwin"):
         raise NativeUnavailable(f"the native build supports Linux and macOS, not {platform.system()}")
     cc = compiler()
-    sources = (SOURCE.read_bytes(), HEADER.read_bytes(), layout_source())
+    headers = sorted({*SOURCE.parent.glob("*.h"), *source.path.parent.glob("*.h")})
+    texts = (source.path.read_bytes(), source.unit(), *(h.read_bytes() for h in headers))
     key = hashlib.sha256(
         b"\0".join(
             x.encode() if isinstance(x, str) else x
-            for x in (*sources, _version(cc), " ".join(FLAGS), _cpu_flags(), platform.machine())
+            for x in (
+                *texts,
+                _version(cc),
+                " ".join(FLAGS + list(source.extra_flags)),
+                _cpu_flags(),
+                platform.machine(),
+            )
         )
     ).hexdigest()[:16]
     folder = cache_dir()
@@ -95,70 +123,77 @@ def library_path() -> Path:
         raise NativeUnavailable(
             f"cannot create the build cache {folder} ({e.strerror}); set DIST_VPG_NATIVE_CACHE"
         ) from None
-    target = folder / f"kernels-{key}.so"
+    target = folder / f"{source.path.stem}-{key}.so"
     if target.exists():
         return target
     try:
-        with open(folder / f"kernels-{key}.lock", "w") as lock:
+        with open(folder / f"{source.path.stem}-{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one local rank compiles; the others wait here
             if not target.exists():
-                _compile(cc, target)
+                _compile(cc, source, target)
     except subprocess.TimeoutExpired:
-        raise NativeUnavailable(f"{cc} took more than 300 s to build {SOURCE.name}") from None
+        raise NativeUnavailable(f"{cc} took more than 300 s to build {source.path.name}") from None
     except OSError as e:
         raise NativeUnavailable(f"cannot build in {folder} ({e}); set DIST_VPG_NATIVE_CACHE") from None
     return target
 
 
-def _compile(cc: str, target: Path) -> None:
-    """kernels.c and the generated layout table (interface.layout_source) into one library."""
+def _compile(cc: str, source: Source, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
     os.close(fd)
-    layout = Path(tmp).with_suffix(".layout.c")
+    unit = Path(tmp).with_suffix(".c")
     try:
-        layout.write_text(layout_source())
+        unit.write_text(source.unit())
         errors = ""
         for flags in (FLAGS, PORTABLE_FLAGS):
-            command = [cc, *flags, f"-I{SOURCE.parent}", "-o", tmp, str(SOURCE), str(layout), "-lm"]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            command = [cc, *flags, *source.extra_flags, f"-I{SOURCE.parent}", f"-I{source.path.parent}"]
+            done = subprocess.run(
+                [*command, "-o", tmp, str(unit), "-lm"], capture_output=True, text=True, timeout=300
+            )
             if done.returncode == 0:
                 os.replace(tmp, target)
                 return
-            errors = (done.stderr.strip().splitlines() or ["no message"])[0]
-        raise NativeUnavailable(f"{cc} could not build {SOURCE.name}: {errors}")
+            lines = done.stderr.strip().splitlines() or ["no message"]
+            errors = next((line for line in lines if "error" in line), lines[0])
+        raise NativeUnavailable(f"{cc} could not build {source.path.name}: {errors}")
     finally:
         Path(tmp).unlink(missing_ok=True)
-        layout.unlink(missing_ok=True)
+        unit.unlink(missing_ok=True)
 
 
-_loaded: ctypes.CDLL | NativeUnavailable | None = None
+_loaded: dict[Path, ctypes.CDLL | NativeUnavailable] = {}  # by source path
 
 
-def load() -> ctypes.CDLL:
-    """The library, built on first use, its functions typed and its layout checked against
-    interface.h; raises NativeUnavailable (the same one every later call)."""
-    global _loaded
-    if _loaded is None:
+def load(source: Source = RUNTIME) -> ctypes.CDLL:
+    """The library of `source` (the runtime by default), built on first use, its functions typed
+    and its layout checked against its headers; raises NativeUnavailable (the same one every later
+    call). Every library but the runtime needs the runtime to be available too."""
+    key = source.path
+    if key not in _loaded:
         try:
-            _loaded = bind(ctypes.CDLL(str(library_path())))
+            if source.path != SOURCE:
+                load()
+            _loaded[key] = bind(ctypes.CDLL(str(library_path(source))), source.declared)
         except NativeUnavailable as e:
-            _loaded = e
+            _loaded[key] = e
         except OSError as e:
-            _loaded = NativeUnavailable(f"the native library does not load ({e})")
+            _loaded[key] = NativeUnavailable(f"the native library {source.path.name} does not load ({e})")
         except InterfaceError as e:
-            _loaded = NativeUnavailable(str(e))
-    if isinstance(_loaded, NativeUnavailable):
-        raise _loaded
-    return _loaded
+            _loaded[key] = NativeUnavailable(str(e))
+    found = _loaded[key]
+    if isinstance(found, NativeUnavailable):
+        raise found
+    return found
 
 
 @contextmanager
 def afresh():
-    """Within the block, the library is looked for, built and loaded anew (tests change the
-    environment); after it, the one loaded before is back, with no second build."""
-    global _loaded
-    kept, _loaded = _loaded, None
+    """Within the block, the libraries are looked for, built and loaded anew (tests change the
+    environment); after it, the ones loaded before are back, with no second build."""
+    kept = dict(_loaded)
+    _loaded.clear()
     try:
         yield
     finally:
-        _loaded = kept
+        _loaded.clear()
+        _loaded.update(kept)

@@ -2,7 +2,7 @@
  * kernels.c defines and the Python side calls. kernels.c includes this file; dist_vpg/native/
  * interface.py parses it into ctypes structures and signatures, and the build adds a table of the
  * compiler's sizes and offsets (dv_layout) that the Python side checks its structures against
- * before the first call. Written in a small subset of C so that the parser stays small: one
+ * before the first call. A task's native step is not declared here: task.h is its contract. Written in a small subset of C so that the parser stays small: one
  * declaration per line or per field list, fixed-width integer types, float, double and pointers.
  */
 #ifndef DIST_VPG_INTERFACE_H
@@ -13,11 +13,8 @@
 /* Floats per vector: weight rows are padded to a multiple of it. */
 enum { VW = 16 };
 
-/* The task kinds dv_act's step knows (a task's native_state names one). */
-enum { TASK_BANDIT = 0, TASK_TWO_STEP = 1, TASK_PAYOUTS = 2, TASK_RESTLESS = 3, TASK_HARLOW = 4, TASK_KINDS = 5 };
-
 /* What dv_act, dv_lstm_backward and dv_a2c_loss return; dv_error names each in a sentence. */
-enum { DV_OK = 0, DV_BAD_SIZE = 1, DV_BAD_PADDING = 2, DV_UNKNOWN_TASK = 3, DV_BAD_TASK = 4, DV_MISSING = 5, DV_BAD_ACTION = 6 };
+enum { DV_OK = 0, DV_BAD_SIZE = 1, DV_BAD_PADDING = 2, DV_BAD_TASK = 3, DV_MISSING = 4, DV_BAD_ACTION = 5 };
 
 /* The agent's weights, transposed where the loops want rows of 4H gates. */
 typedef struct {
@@ -28,22 +25,15 @@ typedef struct {
     const float *b_pol;   /* [Ap]: the policy head's bias, then the value head's */
 } Weights;
 
-/* A task's constants and per-episode state, as reset by the torch task and handed over by its
- * native_state (dist_vpg/tasks/). */
+/* The task dv_act plays: its native step (task.h) as the task's unit hands it over. */
 typedef struct {
-    int32_t kind, trial_draws;
-    const float *arm_probs; /* bandit [B, A]; payouts: what each arm pays [B, A] */
-    const float *best;      /* bandit [B]; payouts: the most an arm pays [B] */
-    int64_t *good;          /* two-step [B], updated in place */
-    float common_prob, reward_high, reward_low, swap_prob;
+    void *state;           /* the task's own state struct, filled by its unit's native_state */
+    const void *step;      /* its dv_task_step */
+    const void *observe;   /* its dv_task_observe */
+    int32_t trial_draws;   /* uniforms per episode and trial that its step reads */
+    int32_t obs;           /* observation size: the first floats of every input */
     const float *first_obs; /* [B, obs] what the first trial shows; NULL: nothing (zeros) */
-    int32_t obs;            /* observation size */
-    float *p;               /* restless [B]: arm 0's payout probability, updated in place */
-    const float *drift;     /* restless [B]: the s.d. of p's step (the trial noise's 2nd column is z) */
-    const float *objects;   /* harlow [B, 2, F]: the rewarded object, then the other */
-    int64_t *left;          /* harlow [B]: the rewarded object stands on the left, updated in place */
-    int32_t features, fixation;
-} TaskState;
+} Task;
 
 /* The A2C loss's settings (dist_vpg/losses.py: a2c_loss). */
 typedef struct {
@@ -61,14 +51,12 @@ void dv_stage_parts(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, int
 int64_t dv_stage_size(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap);
 void dv_stage(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, const float *w_ih, const float *w_hh, const float *b_ih, const float *b_hh, const float *w_pol, const float *b_pol, const float *w_val, const float *b_val, float *out);
 int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap);
-int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, TaskState *s, const float *trial_noise, const float *action_noise, float *x, int64_t *actions, float *rewards, float *regrets, float *h, float *gates, float *c, float *heads, float *scratch);
+int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, const Task *task, const float *trial_noise, const float *action_noise, float *x, int64_t *actions, float *rewards, float *regrets, float *h, float *gates, float *c, float *heads, float *scratch);
 int64_t dv_backward_scratch(int64_t B, int32_t H, int32_t Hp, int32_t Gp);
 int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp, int32_t Gp, const float *w_hh, const float *x, const float *h, const float *gates, const float *c, const float *dh_out, int32_t dh_stride, float *dw_t, float *dbias, float *scratch);
 int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A, int32_t Ap, int32_t Hp);
 int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t Hp, int32_t A, int32_t Ap, const LossSpec *spec, const float *w_heads, const float *h, const float *outputs, const int64_t *actions, const float *signal, float *dh, float *d_heads_t, float *d_b_heads, double *terms, float *scratch);
 double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, float *const *square_avg, const int64_t *sizes, double max_norm, float lr, float alpha, float eps);
-void dv_rw_fits(int32_t T, int64_t N, int32_t K, const double *alphas, const double *seen, const double *sign, double beta_max, int32_t steps, double tol, double *x, double *betas, double *log_likelihoods);
-void dv_filter_update(int64_t B, int32_t G, const double *belief, const double *outcome, const double *centres, const double *kernels, const int32_t *bands, double *out, double *scratch);
 void dv_uniforms(uint64_t key_hash, int64_t B, const int64_t *episodes, int32_t rows, int32_t cols, const uint64_t *cells, uint64_t *per_episode, float *out);
 
 #endif

@@ -16,6 +16,11 @@
 #include <string.h>
 
 #include "interface.h"
+#include "task.h"
+
+/* A task's step and observation (task.h), called through the addresses its unit hands over. */
+typedef Outcome (*Step)(void *state, int64_t b, int32_t action, const float *u, int32_t t);
+typedef void (*Observe)(const void *state, int64_t b, int32_t t, float *obs);
 
 /* exp by range reduction to [-ln2/2, ln2/2] and a degree-7 polynomial: within 2 ulp of expf over
  * the clamped range, branch-free, so the compiler vectorizes the loops that call it. */
@@ -133,12 +138,6 @@ static void outer_accumulate(int64_t B, int K, const float *restrict z, int zs, 
     }
 }
 
-/* What one trial's step returns for one episode. */
-typedef struct {
-    float reward, regret;
-    int32_t reached; /* two-step: the second-stage state reached (the next observation) */
-} Outcome;
-
 /* One episode's cell update from its gate pre-activations pre[4H]: writes the gates after their
  * nonlinearities g[4H], the cell c[H] and the hidden state h[H]. */
 static void cell_forward(int H, const float *restrict pre, const float *restrict c_prev,
@@ -171,82 +170,13 @@ static int32_t sample(int A, const float *logits, float u, float *probs) {
     return action;
 }
 
-/* p folded back into [0, 1] at both ends (dist_vpg/tasks/restless: reflect); kept inside. */
-static float reflect(float p) {
-    if (p >= 0.0f && p <= 1.0f) return p;
-    float r = fmodf(p, 2.0f);
-    if (r != 0.0f && r < 0.0f) r += 2.0f; /* the remainder with the divisor's sign, as torch's */
-    return 1.0f - fabsf(r - 1.0f);
-}
-
-/* Harlow: whether agent step t is a choice (with fixation, every other step is a blank one). */
-static int harlow_choosing(const TaskState *s, int t) { return !s->fixation || t % 2 == 1; }
-
-/* One trial of episode b's task at agent step t, with the uniforms u[trial_draws] (the torch step
- * of the task's unit in dist_vpg/tasks/). Built without fused multiply-adds, as torch computes
- * these steps: a restless p that rounded differently would drift away from the torch task's. */
-__attribute__((optimize("fp-contract=off"))) static Outcome task_step(const TaskState *s, int64_t b, int A, int32_t action, const float *u, int t) {
-    Outcome out = {0.0f, 0.0f, 0};
-    if (s->kind == TASK_PAYOUTS) { /* deterministic payouts (informative arms) */
-        out.reward = s->arm_probs[b * A + action];
-        out.regret = s->best[b] - out.reward;
-        return out;
-    }
-    if (s->kind == TASK_RESTLESS) { /* arm 0 pays p, arm 1 pays 1 - p; then p takes its step */
-        const float p = s->p[b], chosen = action == 0 ? p : 1.0f - p;
-        out.reward = u[0] < chosen ? 1.0f : 0.0f;
-        out.regret = (p > 1.0f - p ? p : 1.0f - p) - chosen;
-        const float step = s->drift[b] * u[1];
-        s->p[b] = reflect(p + step);
-        return out;
-    }
-    if (s->kind == TASK_HARLOW) { /* a blank step pays nothing; a choice pays on the rewarded side */
-        if (!harlow_choosing(s, t)) return out;
-        out.reward = (action == 0) == (s->left[b] != 0) ? 1.0f : 0.0f;
-        out.regret = 1.0f - out.reward;
-        s->left[b] = u[0] < 0.5f;
-        return out;
-    }
-    if (s->kind == TASK_BANDIT) {
-        const float chosen = s->arm_probs[b * A + action];
-        out.reward = u[0] < chosen ? 1.0f : 0.0f;
-        out.regret = s->best[b] - chosen;
-        return out;
-    }
-    /* Two-step: action a leads commonly to second-stage state a, which pays reward_high if it is
-     * the good state; the good state then swaps with probability swap_prob. */
-    const int64_t good = s->good[b];
-    const float good_first = good == 0 ? 1.0f : 0.0f;
-    const float p0 = good_first * s->reward_high + (1.0f - good_first) * s->reward_low;
-    const float p1 = (s->reward_high + s->reward_low) - p0;
-    const float c = s->common_prob;
-    const float v0 = c * p0 + (1.0f - c) * p1, v1 = c * p1 + (1.0f - c) * p0;
-    out.regret = (v0 > v1 ? v0 : v1) - (action == 0 ? v0 : v1);
-    out.reached = u[0] < s->common_prob ? action : 1 - action;
-    const float p = out.reached == good ? s->reward_high : s->reward_low;
-    out.reward = u[1] < p ? 1.0f : 0.0f;
-    if (u[2] < s->swap_prob) s->good[b] = 1 - good;
-    return out;
-}
-
-/* The next trial's input: observation, one-hot action, reward, [trial index t / T]. */
-static void next_input(float *x, const TaskState *s, int64_t b, int A, int trial_input, int32_t action,
-                       Outcome out, int t_next, int T) {
-    int i = 0;
-    if (s->kind == TASK_TWO_STEP) {
-        x[i++] = out.reached == 0 ? 1.0f : 0.0f;
-        x[i++] = out.reached == 1 ? 1.0f : 0.0f;
-    }
-    if (s->kind == TASK_HARLOW) { /* the objects, left then right, where a choice comes next */
-        const int F = s->features;
-        const float *rewarded = s->objects + b * 2 * F, *other = rewarded + F;
-        const int show = harlow_choosing(s, t_next), on_left = s->left[b] != 0;
-        for (int k = 0; k < F; k++) x[i + k] = show ? (on_left ? rewarded[k] : other[k]) : 0.0f;
-        for (int k = 0; k < F; k++) x[i + F + k] = show ? (on_left ? other[k] : rewarded[k]) : 0.0f;
-        i += 2 * F;
-    }
+/* The next trial's input: the task's observation, one-hot action, reward, [trial index t / T]. */
+static void next_input(float *x, const Task *task, Observe observe, int64_t b, int A, int trial_input,
+                       int32_t action, float reward, int t_next, int T) {
+    observe(task->state, b, t_next, x);
+    int i = task->obs;
     for (int a = 0; a < A; a++) x[i++] = a == action ? 1.0f : 0.0f;
-    x[i++] = out.reward;
+    x[i++] = reward;
     if (trial_input) x[i++] = (float)t_next / (float)T;
 }
 
@@ -258,8 +188,7 @@ const char *dv_error(int32_t status) {
         return "a size is out of range (trials, episodes, inputs, hidden units and actions must be positive, "
                "a row no narrower than its data, the episodes whole tasks)";
     case DV_BAD_PADDING: return "a padded width is not a multiple of VW floats or is narrower than what it pads";
-    case DV_UNKNOWN_TASK: return "the task's native_state names a kind that interface.h does not declare";
-    case DV_BAD_TASK: return "the task's native state lacks what its kind reads (an array, or uniforms per trial)";
+    case DV_BAD_TASK: return "the task's native state lacks what its step reads (an array, or uniforms per trial)";
     case DV_MISSING: return "an array the kernel reads or writes was not given";
     case DV_BAD_ACTION: return "a recorded action is not one of the policy's actions";
     default: return "an unknown status";
@@ -267,19 +196,6 @@ const char *dv_error(int32_t status) {
 }
 
 static int padded_ok(int64_t width, int64_t needed) { return width % VW == 0 && width >= needed; }
-
-/* Whether the task state holds what its kind's step reads: its arrays and its uniforms per trial. */
-static int32_t task_check(const TaskState *s, int32_t inputs) {
-    if (s->kind < 0 || s->kind >= TASK_KINDS) return DV_UNKNOWN_TASK;
-    if (s->obs < 0 || s->obs > inputs || (s->obs > 0 && !s->first_obs)) return DV_BAD_TASK;
-    switch (s->kind) {
-    case TASK_BANDIT: return s->arm_probs && s->best && s->trial_draws >= 1 ? DV_OK : DV_BAD_TASK;
-    case TASK_PAYOUTS: return s->arm_probs && s->best ? DV_OK : DV_BAD_TASK;
-    case TASK_TWO_STEP: return s->good && s->trial_draws >= 3 ? DV_OK : DV_BAD_TASK;
-    case TASK_RESTLESS: return s->p && s->drift && s->trial_draws >= 2 ? DV_OK : DV_BAD_TASK;
-    default: return s->objects && s->left && s->trial_draws >= 1 && s->features > 0 ? DV_OK : DV_BAD_TASK;
-    }
-}
 
 /* The weights as the kernels read them, from the agent's parameters in torch's layouts: w_ih
  * [4H, I], w_hh [4H, H], b_ih, b_hh [4H], w_pol [A, H], b_pol [A], w_val [H], b_val [1]. Writes
@@ -336,25 +252,27 @@ int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, i
     return 5 * (int64_t)(I + H) + 6 * (int64_t)Gp + 4 * (int64_t)H + A + 5 * (int64_t)Ap + 2 * B * H;
 }
 
-int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, TaskState *s,
+int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, const Task *task,
                const float *trial_noise, const float *action_noise, float *x, int64_t *actions,
                float *rewards, float *regrets, float *h, float *gates, float *c, float *heads,
                float *scratch) {
     const int H = w->hidden, G = 4 * H, Gp = w->gates_padded, I = w->inputs, A = w->actions;
-    const int K = I + H, D = s->trial_draws, Ap = w->actions_padded;
+    const int K = I + H, D = task->trial_draws, Ap = w->actions_padded;
     if (T <= 0 || B <= 0 || I <= 0 || H <= 0 || A <= 0) return DV_BAD_SIZE;
     if (!padded_ok(Gp, G) || !padded_ok(Ap, A + 1)) return DV_BAD_PADDING;
     if (!x || !actions || !rewards || !regrets || !h || !scratch || !trial_noise || !action_noise) return DV_MISSING;
     if (!w->w_t || !w->bias || !w->w_pol_t || !w->b_pol || (gates != NULL) != (c != NULL)) return DV_MISSING;
-    const int32_t task = task_check(s, I);
-    if (task != DV_OK) return task;
+    if (!task->state || !task->step || !task->observe || (task->obs > 0 && !task->first_obs)) return DV_MISSING;
+    if (task->obs < 0 || task->obs > I || D < 0) return DV_BAD_TASK;
+    const Step step = (Step)task->step;
+    const Observe observe = (Observe)task->observe;
     float *zeros = scratch, *z = zeros + K + Gp, *pre = z + TILE * K, *dummy = pre + TILE * Gp;
     float *g_tmp = dummy + Gp, *probs = g_tmp + G, *logits = probs + A, *no_logits = logits + TILE * Ap;
     float *cells = no_logits + Ap; /* [2, B, H]: the cells of the last two trials, in inference */
     memset(zeros, 0, sizeof(float) * (K + Gp));
     memset(x, 0, sizeof(float) * (size_t)T * B * I);
-    if (s->first_obs) /* the first trial's observation; no action, reward or trial index yet */
-        for (int64_t b = 0; b < B; b++) memcpy(x + b * I, s->first_obs + b * s->obs, sizeof(float) * s->obs);
+    if (task->obs > 0) /* the first trial's observation; no action, reward or trial index yet */
+        for (int64_t b = 0; b < B; b++) memcpy(x + b * I, task->first_obs + b * task->obs, sizeof(float) * task->obs);
     const float *z_rows[TILE], *h_rows[TILE];
     float *pre_rows[TILE], *logit_rows[TILE];
     for (int t = 0; t < T; t++) {
@@ -381,11 +299,11 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, Task
                 const int64_t b = b0 + e, tb = (int64_t)t * B + b;
                 const int32_t action = sample(A, logits + e * Ap, action_noise[tb], probs);
                 if (heads) memcpy(heads + tb * (A + 1), logits + e * Ap, sizeof(float) * (A + 1));
-                const Outcome out = task_step(s, b, A, action, trial_noise + tb * D, t);
+                const Outcome out = step(task->state, b, action, trial_noise + tb * D, t);
                 actions[tb] = action;
                 rewards[tb] = out.reward;
                 regrets[tb] = out.regret;
-                if (t + 1 < T) next_input(x + (tb + B) * I, s, b, A, trial_input, action, out, t + 1, T);
+                if (t + 1 < T) next_input(x + (tb + B) * I, task, observe, b, A, trial_input, action, out.reward, t + 1, T);
             }
         }
     }
@@ -591,165 +509,6 @@ double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, flo
         }
     }
     return norm;
-}
-
-/* exp in double precision, branch-free like exp_approx (so loops that call it vectorize): n = round(x
- * / ln2) by the 1.5 * 2^52 trick, ln2 split in two for the reduction, and Taylor's series to degree 13
- * on [-ln2/2, ln2/2] (remainder below 2e-16 relative); x clamped to [-708, 708]. */
-static inline double exp_double(double x) {
-    x = x < -708.0 ? -708.0 : (x > 708.0 ? 708.0 : x);
-    const double shifted = x * 1.4426950408889634 + 6755399441055744.0;
-    const double n = shifted - 6755399441055744.0;
-    const double r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;
-    static const double inverse_factorials[] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
-                                                1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0,
-                                                1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
-#pragma GCC unroll 13
-    for (int i = 0; i < 13; i++) p = p * r + inverse_factorials[i];
-    int64_t bits;
-    __builtin_memcpy(&bits, &shifted, sizeof bits);
-    bits = (bits - 0x4338000000000000LL + 1023) << 52; /* 2^n as a double's exponent */
-    double scale;
-    __builtin_memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-/* log(1 + e) for e in [0, 1], branch-free: 2 atanh(s) with s = e / (2 + e) in [0, 1/3], by its series
- * to s^37 (remainder below 1e-18). */
-static inline double log1p_unit(double e) {
-    const double s = e / (2.0 + e), s2 = s * s;
-    static const double odd_inverses[] = {1.0 / 35, 1.0 / 33, 1.0 / 31, 1.0 / 29, 1.0 / 27, 1.0 / 25,
-                                          1.0 / 23, 1.0 / 21, 1.0 / 19, 1.0 / 17, 1.0 / 15, 1.0 / 13,
-                                          1.0 / 11, 1.0 / 9,  1.0 / 7,  1.0 / 5,  1.0 / 3,  1.0};
-    double p = 1.0 / 37;
-#pragma GCC unroll 18
-    for (int i = 0; i < 18; i++) p = p * s2 + odd_inverses[i];
-    return 2.0 * s * p;
-}
-
-/* Rescorla-Wagner fits (dist_vpg.tasks.restless.players.rw_fits, the reference): for each learning
- * rate alphas[k], q_t the RW estimate before trial t of each of N episodes (q_0 = 1/2, q += alpha
- * (seen - q)), x = (2q - 1) * sign (+1 where arm 0 was chosen, -1 for arm 1), and the inverse
- * temperature in [0, beta_max] that maximizes sum log sigmoid(beta x) by Newton's method, each rate
- * stopped once its step is within tol * (1 + beta). The first rate starts from beta = 1, each next one
- * from the last one's beta where that lies inside the bounds. seen, sign: [T, N] float64; x: scratch
- * [T * N + 8]. Writes betas[k] and the log-likelihood log_likelihoods[k]. */
-enum { LANES = 8 }; /* doubles summed side by side: the Newton sums vectorize */
-
-void dv_rw_fits(int32_t T, int64_t N, int32_t K, const double *alphas, const double *seen, const double *sign,
-                double beta_max, int32_t steps, double tol, double *x, double *betas,
-                double *log_likelihoods) {
-    const int64_t M = (int64_t)T * N, padded = (M + LANES - 1) / LANES * LANES;
-    double beta = 1.0;
-    for (int32_t k = 0; k < K; k++) {
-        const double alpha = alphas[k];
-        for (int64_t n = 0; n < N; n++) {
-            double q = 0.5;
-            for (int32_t t = 0; t < T; t++) {
-                const int64_t i = (int64_t)t * N + n;
-                x[i] = (2.0 * q - 1.0) * sign[i];
-                q = q + alpha * (seen[i] - q);
-            }
-        }
-        for (int64_t i = M; i < padded; i++) x[i] = 0.0; /* adds 0 to the slope and the curve */
-        if (!(beta > 0.0 && beta < beta_max)) beta = 1.0;
-        for (int32_t step = 0; step < steps; step++) {
-            double slope[LANES] = {0}, curve[LANES] = {0};
-            for (int64_t i = 0; i < padded; i += LANES) {
-                for (int j = 0; j < LANES; j++) {
-                    const double xi = x[i + j], p_wrong = 1.0 / (1.0 + exp_double(beta * xi)); /* sigmoid(-z) */
-                    slope[j] += xi * p_wrong;
-                    curve[j] += xi * xi * p_wrong * (1.0 - p_wrong);
-                }
-            }
-            double slope_sum = 0.0, curve_sum = 0.0;
-            for (int j = 0; j < LANES; j++) slope_sum += slope[j], curve_sum += curve[j];
-            const double before = beta;
-            beta += slope_sum / (curve_sum > 1e-12 ? curve_sum : 1e-12);
-            beta = beta < 0.0 ? 0.0 : beta > beta_max ? beta_max : beta;
-            if (fabs(beta - before) <= tol * (1.0 + beta)) break;
-        }
-        double ll[LANES] = {0}; /* log sigmoid(z) = -(max(0, -z) + log1p(exp(-|z|))) */
-        for (int64_t i = 0; i < padded; i += LANES) {
-            for (int j = 0; j < LANES; j++) {
-                const double z = beta * x[i + j], e = exp_double(-fabs(z));
-                ll[j] -= (z < 0.0 ? -z : 0.0) + log1p_unit(e);
-            }
-        }
-        log_likelihoods[k] = (padded - M) * log1p_unit(1.0); /* what the padding's x = 0 took */
-        for (int j = 0; j < LANES; j++) log_likelihoods[k] += ll[j];
-        betas[k] = beta;
-    }
-}
-
-/* Restless bandits' exact filter (dist_vpg.tasks.restless.players.Filter.update, the reference): each
- * episode's posterior over (volatility c, cell g of p) weighed by the outcome's likelihood (centres[g]
- * for a 1 from arm 0's side, 1 - centres[g] for a 0), normalized, then moved through each
- * volatility's step kernel: out[b][c][h] = sum_g w[b][c][g] kernels[c][g][h]. float64 [B, 2, G] in
- * and out, G a multiple of 8. The product runs a strip of 16 columns of a kernel at a time (25 KB
- * for 200 cells: it stays in L1) over all episodes in tiles of eight, over the rows where the strip
- * is not all zeros (a band, for the slow volatility): bands [2, ceil(G / 16), 2] holds each strip's
- * first row and the row past its last (dist_vpg.native.filter_bands), the exact zeros skipped adding
- * nothing to the sums. scratch: [B + 16, 2, G]. */
-typedef double vd __attribute__((vector_size(8 * sizeof(double))));
-enum { FILTER_TILE = 8 };
-
-static inline vd vdload(const double *p) { vd v; memcpy(&v, p, sizeof v); return v; }
-static inline void vdstore(double *p, vd v) { memcpy(p, &v, sizeof v); }
-
-static inline __attribute__((always_inline)) void filter_chunk(int G, int h0, const int NV, int g0, int g1,
-                                                                const double *kernel, const double *w,
-                                                                int64_t stride, double *out) {
-    vd a[FILTER_TILE][2];
-    for (int e = 0; e < FILTER_TILE; e++)
-        for (int v = 0; v < NV; v++) a[e][v] = (vd){0};
-    const double *row = kernel + (int64_t)g0 * G + h0;
-    for (int g = g0; g < g1; g++, row += G) {
-        vd k[2];
-        for (int v = 0; v < NV; v++) k[v] = vdload(row + 8 * v);
-        for (int e = 0; e < FILTER_TILE; e++) {
-            const double s = w[e * stride + g];
-            for (int v = 0; v < NV; v++) a[e][v] += s * k[v];
-        }
-    }
-    for (int e = 0; e < FILTER_TILE; e++)
-        for (int v = 0; v < NV; v++) vdstore(out + e * stride + h0 + 8 * v, a[e][v]);
-}
-
-void dv_filter_update(int64_t B, int32_t G, const double *belief, const double *outcome, const double *centres,
-                      const double *kernels, const int32_t *bands, double *out, double *scratch) {
-    const int64_t tiles = (B + FILTER_TILE - 1) / FILTER_TILE, stride = 2 * (int64_t)G;
-    double *w_all = scratch, *tail = scratch + (B + FILTER_TILE) * stride; /* a last, partial tile's out */
-    memset(scratch + B * stride, 0, FILTER_TILE * stride * sizeof *scratch);
-    for (int64_t b = 0; b < B; b++) {
-        const double *p = belief + b * stride, o = outcome[b];
-        double *w = w_all + b * stride, total = 0.0;
-        for (int c = 0; c < 2; c++)
-            for (int g = 0; g < G; g++) {
-                const double x = centres[g];
-                w[c * G + g] = p[c * G + g] * (o * x + (1.0 - o) * (1.0 - x));
-                total += w[c * G + g];
-            }
-        for (int i = 0; i < stride; i++) w[i] = w[i] / total;
-    }
-    for (int c = 0; c < 2; c++) {
-        const double *kernel = kernels + (int64_t)c * G * G;
-        for (int h0 = 0; h0 < G; h0 += 16) {
-            const int width = h0 + 16 <= G ? 16 : 8;
-            const int32_t *band = bands + 2 * ((int64_t)c * ((G + 15) / 16) + h0 / 16);
-            const int g0 = band[0], g1 = band[1];
-            for (int64_t t = 0; t < tiles; t++) {
-                const int64_t b0 = t * FILTER_TILE;
-                const double *w = w_all + b0 * stride + c * G;
-                double *o = (b0 + FILTER_TILE <= B ? out + b0 * stride : tail) + c * G;
-                if (width == 16) filter_chunk(G, h0, 2, g0, g1, kernel, w, stride, o);
-                else filter_chunk(G, h0, 1, g0, g1, kernel, w, stride, o);
-            }
-        }
-    }
-    const int64_t done = B / FILTER_TILE * FILTER_TILE;
-    if (done < B) memcpy(out + done * stride, tail, (B - done) * stride * sizeof *out);
 }
 
 /* Counter-based uniforms (dist_vpg.noise.uniforms, the reference, in numpy): splitmix64's finalizer

@@ -3,8 +3,9 @@
 `Task` is the step: a batch of B episodes stepped in lockstep, with no randomness of its own.
 `TaskUnit` is the rest of a task, with defaults: its settings (`Settings`, a dataclass of its
 task.* keys), the players it is evaluated against, the figures of its report, how `dist_vpg.play`
-shows it, its Gymnasium ids and, where it has one, its native step (`native_state`). Evaluation,
-play, the Gymnasium adapter and the native rollout ask the task; none of them knows a task by name.
+shows it, its Gymnasium ids and, where it has one, its native step (`native_step`, `native_state`).
+Evaluation, play, the Gymnasium adapter and the native rollout ask the task; none of them knows a
+task by name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dist_vpg.results import EvalResult, Player
 from dist_vpg.settings import TaskSettings
 
 if TYPE_CHECKING:
+    import ctypes
+
     from dist_vpg.native import abi
 
 
@@ -112,9 +115,14 @@ class TaskUnit:
         reversed probabilities picks the reversed arm."""
         raise NotImplementedError(f"the {type(self).__name__} task has no arm-swapped mirror")
 
-    def native_state(self, state: NamedTuple, keep: list) -> abi.TaskState:
-        """The native step's view of the episodes' reset state (dist_vpg.native.abi): the task's kind,
-        constants and tensors, each tensor put in `keep` while the C call holds its address."""
+    # The task's C step (a file beside the unit, dist_vpg/native/task.h's contract), with
+    # native_state: abi.NativeStep(__file__, "step.c").
+    native_step: ClassVar[abi.NativeStep | None] = None
+
+    def native_state(self, state: NamedTuple, keep: list) -> ctypes.Structure:
+        """The episodes' reset state as the native step reads it: its `native_step.State` filled with
+        the task's constants and tensors, each tensor put in `keep` while the C call holds its address
+        (abi.floats, abi.longs)."""
         raise NotImplementedError(f"the {type(self).__name__} task has no native step")
 
     def native_noise(self, trial: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ step. The task then runs 2 * trials agent steps; `choice_steps` says which of th
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -145,11 +146,11 @@ class Harlow(TaskUnit):
         state = state._replace(left=u[:, 0] < 0.5, choosing=not self.fixation)
         return Step(state, self.observe(state), reward, 1.0 - reward)
 
-    def native_state(self, state: HarlowState, keep: list) -> abi.TaskState:
-        found = abi.TaskState(abi.HARLOW, self.trial_draws)
-        found.objects = abi.floats(torch.stack([state.rewarded, state.other], 1), keep)  # [B, 2, F]
-        found.left, found.features, found.fixation = abi.longs(state.left, keep), self.features, self.fixation
-        return found
+    native_step = abi.NativeStep(__file__, "harlow.c")
+
+    def native_state(self, state: HarlowState, keep: list) -> ctypes.Structure:
+        objects = abi.floats(torch.stack([state.rewarded, state.other], 1), keep)  # [B, 2, F]
+        return self.native_step.State(objects, abi.longs(state.left, keep), self.features, self.fixation)
 
     def rewarded_left(self, episode: torch.Tensor, trial: torch.Tensor) -> torch.Tensor:
         """[choices, B] bool: whether the rewarded object stood on the left at each choice of the

@@ -11,6 +11,7 @@ oracle. A learner that never pulls the informative arm must search the ordinary 
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -109,12 +110,13 @@ class InformativeArms(TaskUnit):
         regret = TARGET_PAYS - reward
         return Step(state, torch.zeros(len(action), 0), reward, regret)
 
-    def native_state(self, state: InformativeState, keep: list) -> abi.TaskState:
+    native_step = abi.NativeStep(__file__, "informative.c")
+
+    def native_state(self, state: InformativeState, keep: list) -> ctypes.Structure:
         """Payouts as a table: the chosen arm pays its entry, the target's TARGET_PAYS is the best."""
         best = torch.full((len(state.target),), TARGET_PAYS)
-        return abi.TaskState(
-            abi.PAYOUTS, self.trial_draws, abi.floats(state.payouts, keep), abi.floats(best, keep)
-        )
+        payouts = abi.floats(state.payouts, keep)
+        return self.native_step.State(state.payouts.shape[1], payouts, abi.floats(best, keep))
 
     @classmethod
     def from_settings(cls, settings: InformativeSettings) -> InformativeArms:

@@ -7,16 +7,19 @@ up more often so far (a guess at a tie): greedy on the posterior over the two co
 
 It lives outside the package on purpose: tests/test_outside_task.py trains it with
 `task.name=coin:Coin` (this directory on PYTHONPATH), evaluates it against its own players, plays it
-in dist_vpg.play and runs Gymnasium's checker on it, with no edit to dist_vpg/.
+in dist_vpg.play and runs Gymnasium's checker on it, with no edit to dist_vpg/. `NativeCoin` is the
+same task with a native step (coin.c), which the native rollout plays without an edit either.
 """
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
+from dist_vpg.native import abi
 from dist_vpg.results import Played, Player, played
 from dist_vpg.settings import TaskSettings, require, setting
 from dist_vpg.tasks import Step, TaskUnit
@@ -96,3 +99,13 @@ class Coin(TaskUnit):
 
     def reveal(self, states, last: CoinState) -> str:
         return f"Revealed: the coin came up heads with p = {float(last.heads[0]):.2f}.\n"
+
+
+class NativeCoin(Coin):
+    """The coin with its step in C as well (coin.c, beside this file): the native rollout plays it."""
+
+    native_step = abi.NativeStep(__file__, "coin.c")
+
+    def native_state(self, state: CoinState, keep: list) -> ctypes.Structure:
+        tails = abi.longs(torch.zeros(len(state.heads)), keep)  # written by each step
+        return self.native_step.State(abi.floats(state.heads, keep), tails)

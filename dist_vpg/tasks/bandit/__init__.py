@@ -6,6 +6,7 @@ the best policy of the agent's own training objective, both by exact dynamic pro
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -129,9 +130,11 @@ class Bandit(TaskUnit):
         flipped = draws.episode.flip(1) if self.distribution == "independent" else 1.0 - draws.episode
         return Noise(flipped, draws.trial, 1.0 - draws.action)
 
-    def native_state(self, state: BanditState, keep: list) -> abi.TaskState:
+    native_step = abi.NativeStep(__file__, "step.c")
+
+    def native_state(self, state: BanditState, keep: list) -> ctypes.Structure:
         probs, best = abi.floats(state.probs, keep), abi.floats(state.best, keep)
-        return abi.TaskState(abi.BANDIT, self.trial_draws, probs, best)
+        return self.native_step.State(state.probs.shape[1], probs, best)
 
     # --- evaluation ---
 

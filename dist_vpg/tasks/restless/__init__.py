@@ -21,6 +21,7 @@ the Bayes-optimal player's choices fit learning rates of about 0.1 and 0.3 (docs
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -101,10 +102,10 @@ class RestlessBandit(TaskUnit):
         p = reflect(p + state.drift * z)
         return Step(state._replace(p=p), torch.zeros(len(action), 0), reward, regret)
 
-    def native_state(self, state: RestlessState, keep: list) -> abi.TaskState:
-        found = abi.TaskState(abi.RESTLESS, self.trial_draws)
-        found.p, found.drift = abi.floats(state.p, keep), abi.floats(state.drift, keep)
-        return found
+    native_step = abi.NativeStep(__file__, "step.c")
+
+    def native_state(self, state: RestlessState, keep: list) -> ctypes.Structure:
+        return self.native_step.State(abi.floats(state.p, keep), abi.floats(state.drift, keep))
 
     def native_noise(self, trial: torch.Tensor) -> torch.Tensor:
         """[T, B, 2]: the reward's uniform, and the normal quantile of the step's, as `step` takes it."""

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from dist_vpg import native, noise
+import dist_vpg.tasks.restless.players_c as players_c
+from dist_vpg import noise
 from dist_vpg.noise import Noise
 
 if TYPE_CHECKING:  # the task imports this module: its class is named for the annotations alone
@@ -64,8 +65,8 @@ class Filter:
     def __init__(self, task: RestlessBandit, grid: int = GRID, use_native: bool = True):
         self.centres = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
         self.kernels = torch.stack([step_kernel(task.drift_low, grid), step_kernel(task.drift_high, grid)])
-        in_c = use_native and grid % 8 == 0 and native.available() is None
-        self.bands = native.filter_bands(self.kernels) if in_c else None  # None: the torch step
+        in_c = use_native and grid % 8 == 0 and players_c.available()
+        self.bands = players_c.filter_bands(self.kernels) if in_c else None  # None: the torch step
         self.prior = torch.tensor([1.0 - task.volatile_share, task.volatile_share], dtype=torch.float64)
 
     def start(self, batch: int) -> torch.Tensor:
@@ -87,10 +88,10 @@ class Filter:
 
     def update(self, belief: torch.Tensor, outcome: torch.Tensor) -> torch.Tensor:
         """The posterior for the next trial, after seeing `outcome` [B] (the reward from arm 0's side):
-        in one C call where the native build is available (dist_vpg.native.filter_update, its sums
+        in one C call where the native build is available (players_c.filter_update, its sums
         in another order: the same posterior to about 1e-15), else in torch, the reference."""
         if self.bands is not None:
-            return native.filter_update(belief, outcome, self.centres, self.kernels, self.bands)
+            return players_c.filter_update(belief, outcome, self.centres, self.kernels, self.bands)
         o = outcome.to(torch.float64).view(-1, 1, 1)
         belief = belief * (o * self.centres + (1 - o) * (1 - self.centres))
         belief = belief / belief.sum((1, 2), keepdim=True)
@@ -210,13 +211,13 @@ def rw_fits(
     and the log-likelihood it gives the choices actions [T, N] (0/1) given rewards [T, N], summed over
     the N episodes: (betas, log_likelihoods), each [len(ALPHAS)]. For a fixed alpha the likelihood
     is concave in beta (a logistic regression on one covariate, no intercept): Newton's method. In one
-    C call where the native build is available (dist_vpg.native.rw_fits: each rate's iterations
+    C call where the native build is available (players_c.rw_fits: each rate's iterations
     stopped on their own, from its neighbour's beta, so betas agree to about NEWTON_TOL^2), else in
     numpy, the reference."""
     actions, rewards = np.asarray(actions, dtype=np.float64), np.asarray(rewards, dtype=np.float64)
     seen = np.where(actions == 0, rewards, 1.0 - rewards)  # [T, N]
-    if use_native and native.available() is None:
-        return native.rw_fits(ALPHAS, seen, 1.0 - 2.0 * actions, BETA_MAX, NEWTON_STEPS, NEWTON_TOL)
+    if use_native and players_c.available():
+        return players_c.rw_fits(ALPHAS, seen, 1.0 - 2.0 * actions, BETA_MAX, NEWTON_STEPS, NEWTON_TOL)
     q = np.empty((len(ALPHAS), *actions.shape))  # q before each trial
     q_t = np.full((len(ALPHAS), actions.shape[1]), 0.5)
     for t in range(actions.shape[0]):

@@ -6,6 +6,7 @@ each kind of trial and the model-based index (`stay`), drawn as stay.png beside 
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -94,11 +95,12 @@ class TwoStep(TaskUnit):
         obs = torch.nn.functional.one_hot(reached, 2).float()
         return Step(TwoStepState(good, common), obs, reward, regret)
 
-    def native_state(self, state: TwoStepState, keep: list) -> abi.TaskState:
-        return abi.TaskState(
-            abi.TWO_STEP, self.trial_draws, None, None, abi.longs(state.good, keep),
-            self.common_prob, self.reward_high, self.reward_low, self.swap_prob,
-        )  # fmt: skip
+    native_step = abi.NativeStep(__file__, "step.c")
+
+    def native_state(self, state: TwoStepState, keep: list) -> ctypes.Structure:
+        good, reached = abi.longs(state.good, keep), abi.longs(torch.zeros_like(state.good), keep)
+        constants = (self.common_prob, self.reward_high, self.reward_low, self.swap_prob)
+        return self.native_step.State(*constants, good, reached)  # reached: written by each step
 
     # --- evaluation ---
 
