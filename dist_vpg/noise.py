@@ -9,12 +9,17 @@ and it vectorizes over the whole batch for free.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from dist_vpg.native import build
+from dist_vpg.native.interface import parse
+
+_HERE = Path(__file__).parent
+_IN_C = build.Source(_HERE / "noise.c", parse((_HERE / "noise.h").read_text()))  # dv_uniforms
 
 # Splits: evaluation (EVAL) never sees a training episode, nor one that periodic evaluation during
 # training (VALID) may have steered a choice of checkpoint by.
@@ -64,10 +69,10 @@ def _per_cell(rows: int, cols: int) -> np.ndarray:
 
 def uniforms(key: tuple[int, ...], episodes: np.ndarray, rows: int, cols: int) -> torch.Tensor:
     """Uniform floats in [0, 1), shape [rows, B, cols]; entry [r, b, c] depends only on
-    (key, episodes[b], r, c). In one C call (dv_uniforms: the same bits) where the native library
-    is available, else in numpy, the reference (`uniforms_reference`)."""
+    (key, episodes[b], r, c). In one C call (noise.c's dv_uniforms: the same bits) where the native
+    build is available, else in numpy, the reference (`uniforms_reference`)."""
     try:
-        lib = build.load()
+        lib = build.load(_IN_C)
     except build.NativeUnavailable:
         return uniforms_reference(key, episodes, rows, cols)
     episodes = np.ascontiguousarray(episodes, dtype=np.int64)

@@ -5,10 +5,11 @@ import contextlib
 import multiprocessing.process
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 
-from dist_vpg import native, tasks, train
+from dist_vpg import native, noise, tasks, train
 from dist_vpg.tasks.restless import players_c
 
 # One intra-op thread in the test process: the multi-process tests start ranks of their own.
@@ -41,6 +42,7 @@ def _native_built():
             with contextlib.suppress(native.NativeUnavailable):
                 unit.native_step.library()
     players_c.available()
+    noise.uniforms((0,), np.arange(2), 1, 1)  # noise.c
 
 
 @pytest.fixture(autouse=True)

@@ -40,6 +40,7 @@ def test_the_wheel_holds_every_subpackage_and_the_kernels(wheel):
         "tasks/bandit/step.c",
         "tasks/harlow.c",
         "tasks/restless/players.h",
+        "noise.c",
     ):
         assert f"dist_vpg/{module}" in names, module
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -57,6 +57,5 @@ int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp,
 int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A, int32_t Ap, int32_t Hp);
 int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t Hp, int32_t A, int32_t Ap, const LossSpec *spec, const float *w_heads, const float *h, const float *outputs, const int64_t *actions, const float *signal, float *dh, float *d_heads_t, float *d_b_heads, double *terms, float *scratch);
 double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, float *const *square_avg, const int64_t *sizes, double max_norm, float lr, float alpha, float eps);
-void dv_uniforms(uint64_t key_hash, int64_t B, const int64_t *episodes, int32_t rows, int32_t cols, const uint64_t *cells, uint64_t *per_episode, float *out);
 
 #endif
