@@ -45,6 +45,16 @@ def _native_built():
     noise.uniforms((0,), np.arange(2), 1, 1)  # noise.c
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _font_cache_built():
+    """matplotlib builds its font cache on first import where it has none (a new machine), asking
+    fc-list in a process: done once here, before the unit tests that draw figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def _unit_layer_starts_nothing(request, monkeypatch):
     if any(request.node.get_closest_marker(m) for m in LAYER_MARKERS):

@@ -34,6 +34,7 @@ class NativeStep:
         (self.State,) = structs.values()
         declared = Declared({}, {**TASK_CONTRACT.structs, **structs}, TASK_CONTRACT.functions)
         self.source = Source(self.path, declared, STEP_FLAGS)
+        self._functions: tuple[int, int] | None = None
 
     def library(self) -> ctypes.CDLL:
         """Built and loaded on first use; raises dist_vpg.native.NativeUnavailable with the reason."""
@@ -41,11 +42,11 @@ class NativeStep:
 
     def functions(self) -> tuple[int, int]:
         """The addresses of its dv_task_step and dv_task_observe, as the acting loop calls them."""
-        lib = self.library()
-        step, observe = (
-            ctypes.cast(f, ctypes.c_void_p).value for f in (lib.dv_task_step, lib.dv_task_observe)
-        )
-        return step, observe
+        if self._functions is None:
+            lib = self.library()
+            pointers = (lib.dv_task_step, lib.dv_task_observe)
+            self._functions = tuple(ctypes.cast(f, ctypes.c_void_p).value for f in pointers)
+        return self._functions
 
 
 def floats(t: torch.Tensor, keep: list) -> int:
