@@ -241,6 +241,7 @@ def _build(layers: list[DictConfig], overrides: Sequence[str]) -> Config:
     except OmegaConfBaseException as e:
         raise _merge_error(e, overrides) from None
     cfg = dataclasses.replace(cfg, task=_task_settings(task_layers, overrides))
+    cfg = _with_task_training(cfg, explicit)
     check(cfg)
     declared = tasks.lookup(cfg.task.name).curriculum
     stages = curriculum.resolve(
@@ -249,6 +250,16 @@ def _build(layers: list[DictConfig], overrides: Sequence[str]) -> Config:
     cfg = dataclasses.replace(cfg, curriculum=stages)
     _check_stages(cfg)
     return cfg
+
+
+def _with_task_training(cfg: Config, explicit: set[str]) -> Config:
+    """cfg with its task's training keys (TaskUnit.training) where the layers left them unset."""
+    training = tasks.lookup(cfg.task.name).training
+    known = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(training) - known)
+    require(not unknown, f"task {cfg.task.name}", f"its training keys {unknown} are not train.* keys")
+    chosen = {key.removeprefix("train."): value for key, value in training.items() if key not in explicit}
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **chosen)) if chosen else cfg
 
 
 def _dotted(data: Any, prefix: str = "") -> list[str]:

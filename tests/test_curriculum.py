@@ -105,6 +105,28 @@ def test_the_papers_harder_tasks_bring_their_curricula():
     assert "task.informative_scale" not in informative[-1].settings
 
 
+def test_a_tasks_training_keys_hold_where_the_config_leaves_them_unset(tmp_path, monkeypatch):
+    informative = config.load(None, ["task.name=informative_arms"])
+    assert informative.train.updates == 40000  # InformativeArms.training: the run's length
+    assert [s.updates for s in curriculum.stages(informative.curriculum)] == [20000, None]
+    assert config.load(None, ["task.name=informative_arms", "train.updates=1000"]).train.updates == 1000
+    path = tmp_path / "short.yaml"
+    path.write_text("task: {name: informative_arms}\ntrain: {updates: 800}\n")
+    assert config.load(path).train.updates == 800
+    assert config.load(None, []).train.updates == config.TrainConfig().updates  # the bandit sets none
+    # a checkpoint's configuration is every key given: the task's keys change nothing in it
+    assert config.from_dict(config.to_dict(config.load(path))).train.updates == 800
+
+    class Odd(Bandit):
+        training = {"train.updates": 50, "train.nope": 1}
+
+    monkeypatch.setitem(tasks.TASKS, "odd", Odd)
+    with pytest.raises(
+        ConfigError, match=r"^task odd: its training keys \['train.nope'\] are not train\.\* keys$"
+    ):
+        config.load(None, ["task.name=odd"])
+
+
 # A stage ended by its level at the first validation (update 10: every regret is below 100), the
 # second for the rest of the run.
 STAGED = [

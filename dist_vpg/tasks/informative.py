@@ -84,6 +84,9 @@ class InformativeArms(TaskUnit):
         {"set": {"task.informative_scale": 5.0, "train.beta_e": 0.3, **INFORMATIVE_TRAIN}, "share": 0.5},
         {"set": {"train.beta_e": 0.05, **INFORMATIVE_TRAIN}},
     )
+    # the two-run recipe's length: at the default 16,000 updates the agent reads the informative
+    # arm too coarsely to beat UCB (docs/learning.md)
+    training = {"train.updates": 40000}
 
     obs_size = 0
     episode_draws = 1  # the target
