@@ -173,7 +173,7 @@ static int32_t sample(int A, const float *logits, float u, float *probs) {
 /* The next trial's input: the task's observation, one-hot action, reward, [trial index t / T]. */
 static void next_input(float *x, const Task *task, Observe observe, int64_t b, int A, int trial_input,
                        int32_t action, float reward, int t_next, int T) {
-    observe(task->state, b, t_next, x);
+    if (task->obs > 0) observe(task->state, b, t_next, x); /* a task without observations: no call */
     int i = task->obs;
     for (int a = 0; a < A; a++) x[i++] = a == action ? 1.0f : 0.0f;
     x[i++] = reward;
