@@ -153,6 +153,92 @@ def test_the_readme_quotes_the_shipped_agents_evaluations():
             assert form.format(value) in row, (name, path, form.format(value), row)
 
 
+def _mean_sem(player: str, figure: str, decimals: int) -> tuple[str, str, int]:
+    """A figure quoted as `mean ± standard error` (regret_at_end with regret_sem, reward_per_episode
+    with reward_sem), each to `decimals` places."""
+    sem = "regret_sem" if figure == "regret_at_end" else "reward_sem"
+    return (f"{player}.{figure}", f"{player}.{sem}", decimals)
+
+
+# Each task page's table of its shipped agent against its players: (page, evaluation, [(the row's
+# first cell, (mean's path, sem's path or None, decimals))]).
+PAGE_QUOTES = [
+    (
+        "tasks/harlow.md",
+        "harlow",
+        [
+            ("agent, seed 0", _mean_sem("agent", "regret_at_end", 3)),
+            ("optimal", ("baselines.optimal.regret_at_end", None, 3)),
+            ("by side", ("baselines.by_side.regret_at_end", None, 2)),
+            ("random", ("baselines.random.regret_at_end", None, 2)),
+        ],
+    ),
+    (
+        "tasks/restless.md",
+        "restless",
+        [
+            ("agent, seed 0", _mean_sem("agent", "regret_at_end", 2)),
+            ("optimal (exact filter, greedy)", _mean_sem("baselines.optimal", "regret_at_end", 2)),
+            ("UCB (Bayes-UCB, exact posterior)", _mean_sem("baselines.ucb", "regret_at_end", 2)),
+            ("Rescorla-Wagner, alpha 0.20", _mean_sem("baselines.rescorla_wagner", "regret_at_end", 2)),
+            ("Thompson (exact posterior)", _mean_sem("baselines.thompson", "regret_at_end", 2)),
+        ],
+    ),
+    (
+        "tasks/informative_arms.md",
+        "informative_arms",
+        [
+            ("agent", _mean_sem("agent", "reward_per_episode", 2)),
+            ("optimal", _mean_sem("baselines.optimal", "reward_per_episode", 2)),
+            ("UCB, true prior", _mean_sem("baselines.ucb", "reward_per_episode", 2)),
+            ("Thompson, true prior", _mean_sem("baselines.thompson", "reward_per_episode", 2)),
+            ("random", _mean_sem("baselines.random", "reward_per_episode", 2)),
+        ],
+    ),
+]
+
+
+def _value(found: dict, path: str) -> float:
+    for key in path.split("."):
+        found = found[key]
+    return found
+
+
+@pytest.mark.parametrize("page, name, rows", PAGE_QUOTES, ids=[page for page, _, _ in PAGE_QUOTES])
+def test_the_task_pages_quote_the_shipped_agents_evaluations(page, name, rows):
+    """Each figure of a task page's table of its shipped agent is the agent's evaluation file's,
+    rounded as the page writes it (bold or not), and the page names the command's episodes."""
+    text = (ROOT / "docs" / page).read_text()
+    found = evaluation(name)
+    assert f"--episodes {found['episodes']}" in text.replace("\n", " "), (page, found["episodes"])
+    table = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    for first, (mean, sem, decimals) in rows:
+        quoted = f"{_value(found, mean):.{decimals}f}"
+        if sem is not None:
+            quoted += f" ± {_value(found, sem):.{decimals}f}"
+        assert quoted in table[first].replace("**", ""), (page, first, quoted, table[first])
+
+
+def test_the_two_step_and_bandit_pages_quote_their_agents_evaluations():
+    """The two pages that quote their agents in prose: the two-step agent and the Bayes-optimal
+    player's reward, the independent bandit agent's gap to Bayes-optimal on the same episodes."""
+    two_step, found = (ROOT / "docs/tasks/two_step.md").read_text().replace("\n", " "), evaluation("two_step")
+    agent, bayes = found["agent"], found["baselines"]["bayes_optimal"]
+    assert f"**{agent['reward_per_episode']:.2f} ± {agent['reward_sem']:.2f}**" in two_step
+    assert (
+        f"against {bayes['reward_per_episode']:.2f} ± {bayes['reward_sem']:.2f} for the Bayes-optimal"
+        in two_step
+    )
+    bandit, gap = (
+        (ROOT / "docs/tasks/bandit.md").read_text().replace("\n", " "),
+        evaluation("bandit_independent"),
+    )
+    gap = gap["gap_to_best"]
+    assert (
+        gap["player"] == "bayes_optimal" and f"{gap['gap']:.3f} ± {gap['gap_sem']:.3f} at trial 100" in bandit
+    )
+
+
 @pytest.mark.slow
 def test_the_shipped_evaluations_are_what_evaluate_prints_today():
     """The evaluations are the command's output for their checkpoints: played again here on the same
