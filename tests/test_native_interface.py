@@ -104,7 +104,7 @@ class _AlteredTask:
         return found if self.returns is None else self.returns
 
 
-@pytest.mark.parametrize("fields", [{"arm_probs": None}, {"arms": 0}])
+@pytest.mark.parametrize("fields", [{"arm_probs": None}, {"arms": 0}, {"arms": 3}])  # 3 arms, 2 actions
 def test_a_task_state_its_step_cannot_read_is_refused_in_a_sentence(fields):
     task, agent, draws = _setup(TASKS["independent"], batch=8, hidden=8)
     refusal = (

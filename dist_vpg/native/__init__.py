@@ -114,7 +114,8 @@ def _task(task, noise: Noise, keep: list) -> ctypes.Structure:
             f"{step.State.__name__} that {step.path.name} declares"
         )
     keep.append(found)
-    status = step.library().dv_task_check(ctypes.byref(found), noise.action.shape[1], task.trial_draws)
+    check = step.library().dv_task_check
+    status = check(ctypes.byref(found), noise.action.shape[1], task.num_actions, task.trial_draws)
     _checked(status, f"{type(task).__name__} task's step ({step.path.name})")
     first_obs = floats(task.first_obs(state), keep) if task.obs_size else None  # Harlow's objects
     return _Task(ctypes.addressof(found), *step.functions(), task.trial_draws, task.obs_size, first_obs)
@@ -131,7 +132,7 @@ def _native_step(task):
 
 def _no_task(task) -> str:
     name = type(task).__name__
-    return f"the {name} task has no native step (its unit defines no native_state and native_step)"
+    return f"the {name} task has no native step (its unit does not define both native_step and native_state)"
 
 
 def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: bool = True) -> Played:
@@ -156,7 +157,7 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     w_hh_padded = part["W_HH"].view(4 * hidden, hidden_padded) if for_backward else None
     w_heads = part["W_HEADS"].view(actions_n + 1, hidden_padded) if for_backward else None
     keep: list = []
-    played = _task(task, noise, keep)
+    stepped = _task(task, noise, keep)
     w = _Weights(*sizes, *(_p(part[name]) for name in ("W_T", "BIAS", "W_POL_T", "B_POL")))
     # the trial's uniforms, or what the task's native step reads instead (restless: the normal
     # quantile of its drift's uniform, computed by torch as its torch step does)
@@ -172,7 +173,7 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     heads = torch.empty(trials, batch, actions_n + 1) if for_backward else None
     scratch = torch.empty(lib.dv_act_scratch(batch, *sizes))
     status = lib.dv_act(
-        trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(played),
+        trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(stepped),
         _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),
         _p(h), _p(gates), _p(c), _p(heads), _p(scratch),
     )  # fmt: skip

@@ -20,9 +20,10 @@ typedef struct {
     float reward, regret;
 } Outcome;
 
-/* DV_OK when `state` holds what the step reads for B episodes with trial_draws uniforms each per
- * trial, else DV_BAD_TASK. Called once per rollout, before the first step. */
-int32_t dv_task_check(const void *state, int64_t B, int32_t trial_draws);
+/* DV_OK when `state` holds what the step reads for B episodes of a policy of `actions` actions
+ * with trial_draws uniforms each per trial, else DV_BAD_TASK. Called once per rollout, before the
+ * first step: the step may then index by the action without a check of its own. */
+int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws);
 
 /* Episode b takes `action` at agent step t with the uniforms u[trial_draws]; the episode's state
  * is updated in place. */

@@ -7,9 +7,9 @@ typedef struct {
     int32_t features, fixation;
 } HarlowStep;
 
-int32_t dv_task_check(const void *state, int64_t B, int32_t trial_draws) {
+int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws) {
     const HarlowStep *s = state;
-    return B > 0 && s->objects && s->left && s->features > 0 && trial_draws >= 1 ? DV_OK : DV_BAD_TASK;
+    return B > 0 && actions == 2 && s->objects && s->left && s->features > 0 && trial_draws >= 1 ? DV_OK : DV_BAD_TASK;
 }
 
 /* Whether agent step t is a choice (with fixation, every other step is a blank one). */

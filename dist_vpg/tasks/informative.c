@@ -7,10 +7,10 @@ typedef struct {
     const float *best;    /* [B] the most an arm pays */
 } PayoutStep;
 
-int32_t dv_task_check(const void *state, int64_t B, int32_t trial_draws) {
+int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws) {
     const PayoutStep *s = state;
     (void)trial_draws;
-    return B > 0 && s->arms > 0 && s->payouts && s->best ? DV_OK : DV_BAD_TASK;
+    return B > 0 && s->arms == actions && s->payouts && s->best ? DV_OK : DV_BAD_TASK;
 }
 
 Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t) {

@@ -6,9 +6,9 @@ typedef struct {
     int64_t *tails;     /* [B] how the last flip fell: the next observation */
 } CoinStep;
 
-int32_t dv_task_check(const void *state, int64_t B, int32_t trial_draws) {
+int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws) {
     const CoinStep *s = state;
-    return B > 0 && s->heads && s->tails && trial_draws >= 1 ? DV_OK : DV_BAD_TASK;
+    return B > 0 && actions == 2 && s->heads && s->tails && trial_draws >= 1 ? DV_OK : DV_BAD_TASK;
 }
 
 /* The coin falls tails where the flip's uniform reaches P(heads); a right call pays 1. */

@@ -7,9 +7,9 @@ typedef struct {
     const float *best;      /* [B] the best arm's */
 } BanditStep;
 
-int32_t dv_task_check(const void *state, int64_t B, int32_t trial_draws) {
+int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws) {
     const BanditStep *s = state;
-    return B > 0 && s->arms > 0 && s->arm_probs && s->best && trial_draws >= 1 ? DV_OK : DV_BAD_TASK;
+    return B > 0 && s->arms == actions && s->arm_probs && s->best && trial_draws >= 1 ? DV_OK : DV_BAD_TASK;
 }
 
 /* The chosen arm pays 1 with its probability; the regret is the best arm's probability less it. */

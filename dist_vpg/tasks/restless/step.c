@@ -8,9 +8,9 @@ typedef struct {
     const float *drift; /* [B] the s.d. of p's step (the trial noise's second column is its z) */
 } RestlessStep;
 
-int32_t dv_task_check(const void *state, int64_t B, int32_t trial_draws) {
+int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws) {
     const RestlessStep *s = state;
-    return B > 0 && s->p && s->drift && trial_draws >= 2 ? DV_OK : DV_BAD_TASK;
+    return B > 0 && actions == 2 && s->p && s->drift && trial_draws >= 2 ? DV_OK : DV_BAD_TASK;
 }
 
 /* p folded back into [0, 1] at both ends (restless/__init__.py: reflect); kept inside. */

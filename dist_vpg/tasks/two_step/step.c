@@ -7,9 +7,9 @@ typedef struct {
     int64_t *reached; /* [B] the second-stage state the last step reached: the next observation */
 } TwoStepStep;
 
-int32_t dv_task_check(const void *state, int64_t B, int32_t trial_draws) {
+int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws) {
     const TwoStepStep *s = state;
-    return B > 0 && s->good && s->reached && trial_draws >= 3 ? DV_OK : DV_BAD_TASK;
+    return B > 0 && actions == 2 && s->good && s->reached && trial_draws >= 3 ? DV_OK : DV_BAD_TASK;
 }
 
 /* Action a leads commonly to second-stage state a, which pays reward_high if it is the good state;
