@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
         ("bench_batch", {"batch", "reached", "updates", "noise_scale", "curve"}),
         ("bench_restart", {"checkpoint_ms", "to_resume_s", "to_first_update_s", "resumed_from"}),
         ("bench_tasks", {"task", "mode", "steps_per_s", "x_twopass"}),
+        ("bench_projection", {"kind", "ranks", "global_batch", "updates", "update_s"}),
     ],
 )
 def test_quick_mode_writes_table_json_and_plot(tmp_path, name, per_row):
@@ -62,3 +63,17 @@ def test_scale_figure_plots_each_runs_end_point(tmp_path):
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 2 and "expected LABEL=RUN_DIR=METRICS_JSON" in bad.stderr
+
+
+def test_the_projection_is_the_fit_times_the_update():
+    """bench_projection's arithmetic: S(B) from the fit, times one rank's update plus the sync."""
+    from benchmarks.bench_projection import projected, sync_seconds
+
+    fit = {"s_min": 600.0, "b_crit": 240.0}
+    row = projected(4, fit, 60, compute_s=0.01, sync_s=0.002)
+    assert row["global_batch"] == 240 and row["updates"] == pytest.approx(1200.0)
+    assert row["wall_s"] == pytest.approx(1200 * 0.012)
+    cost = ROOT / "benchmarks/results/cost_model.json"
+    assert sync_seconds(cost, "allreduce", 1, 8, 9.4e9, 50e-6) == 0.0
+    one_node, two_nodes = (sync_seconds(cost, "allreduce", n, 8, 9.4e9, 50e-6) for n in (8, 16))
+    assert 0 < one_node < two_nodes  # more ranks, more ring steps
