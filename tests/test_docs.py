@@ -219,6 +219,15 @@ def test_the_task_pages_quote_the_shipped_agents_evaluations(page, name, rows):
         assert quoted in table[first].replace("**", ""), (page, first, quoted, table[first])
 
 
+def test_adding_a_task_shows_the_outside_coins_native_step_whole():
+    """The page's C block is tests/outside/coin.c but for its opening comment: the file the outside
+    task's tests build, play and train."""
+    page = (ROOT / "docs/tasks/adding-a-task.md").read_text()
+    (block,) = re.findall(r"```c\n(.*?)```", page, re.S)
+    source = (ROOT / "tests/outside/coin.c").read_text()
+    assert source.endswith(block) and block.startswith('#include "task.h"')
+
+
 def test_the_two_step_and_bandit_pages_quote_their_agents_evaluations():
     """The two pages that quote their agents in prose: the two-step agent and the Bayes-optimal
     player's reward, the independent bandit agent's gap to Bayes-optimal on the same episodes."""

@@ -118,7 +118,7 @@ def _task(task, noise: Noise, keep: list) -> ctypes.Structure:
     status = check(ctypes.byref(found), noise.action.shape[1], task.num_actions, task.trial_draws)
     _checked(status, f"{type(task).__name__} task's step ({step.path.name})")
     first_obs = floats(task.first_obs(state), keep) if task.obs_size else None  # Harlow's objects
-    return _Task(ctypes.addressof(found), *step.functions(), task.trial_draws, task.obs_size, first_obs)
+    return _Task(ctypes.addressof(found), step.function(), task.trial_draws, task.obs_size, first_obs)
 
 
 def _native_step(task):

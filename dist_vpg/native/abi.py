@@ -34,19 +34,17 @@ class NativeStep:
         (self.State,) = structs.values()
         declared = Declared({}, {**TASK_CONTRACT.structs, **structs}, TASK_CONTRACT.functions)
         self.source = Source(self.path, declared, STEP_FLAGS)
-        self._functions: tuple[int, int] | None = None
+        self._function: int | None = None
 
     def library(self) -> ctypes.CDLL:
         """Built and loaded on first use; raises dist_vpg.native.NativeUnavailable with the reason."""
         return load(self.source)
 
-    def functions(self) -> tuple[int, int]:
-        """The addresses of its dv_task_step and dv_task_observe, as the acting loop calls them."""
-        if self._functions is None:
-            lib = self.library()
-            pointers = (lib.dv_task_step, lib.dv_task_observe)
-            self._functions = tuple(ctypes.cast(f, ctypes.c_void_p).value for f in pointers)
-        return self._functions
+    def function(self) -> int:
+        """The address of its dv_task_step, as the acting loop calls it."""
+        if self._function is None:
+            self._function = ctypes.cast(self.library().dv_task_step, ctypes.c_void_p).value
+        return self._function
 
 
 def floats(t: torch.Tensor, keep: list) -> int:

@@ -29,7 +29,6 @@ typedef struct {
 typedef struct {
     void *state;           /* the task's own state struct, filled by its unit's native_state */
     const void *step;      /* its dv_task_step */
-    const void *observe;   /* its dv_task_observe */
     int32_t trial_draws;   /* uniforms per episode and trial that its step reads */
     int32_t obs;           /* observation size: the first floats of every input */
     const float *first_obs; /* [B, obs] what the first trial shows; NULL: nothing (zeros) */

@@ -18,9 +18,8 @@
 #include "interface.h"
 #include "task.h"
 
-/* A task's step and observation (task.h), called through the addresses its unit hands over. */
-typedef Outcome (*Step)(void *state, int64_t b, int32_t action, const float *u, int32_t t);
-typedef void (*Observe)(const void *state, int64_t b, int32_t t, float *obs);
+/* A task's step (task.h), called through the address its unit hands over. */
+typedef Outcome (*Step)(void *state, int64_t b, int32_t action, const float *u, int32_t t, float *obs);
 
 /* exp by range reduction to [-ln2/2, ln2/2] and a degree-7 polynomial: within 2 ulp of expf over
  * the clamped range, branch-free, so the compiler vectorizes the loops that call it. */
@@ -170,11 +169,10 @@ static int32_t sample(int A, const float *logits, float u, float *probs) {
     return action;
 }
 
-/* The next trial's input: the task's observation, one-hot action, reward, [trial index t / T]. */
-static void next_input(float *x, const Task *task, Observe observe, int64_t b, int A, int trial_input,
-                       int32_t action, float reward, int t_next, int T) {
-    if (task->obs > 0) observe(task->state, b, t_next, x); /* a task without observations: no call */
-    int i = task->obs;
+/* The rest of the next trial's input after the task's observation (its first `obs` floats, which
+ * the task's step wrote): one-hot action, reward, [trial index t / T]. */
+static void next_input(float *x, int obs, int A, int trial_input, int32_t action, float reward, int t_next, int T) {
+    int i = obs;
     for (int a = 0; a < A; a++) x[i++] = a == action ? 1.0f : 0.0f;
     x[i++] = reward;
     if (trial_input) x[i++] = (float)t_next / (float)T;
@@ -262,10 +260,9 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, cons
     if (!padded_ok(Gp, G) || !padded_ok(Ap, A + 1)) return DV_BAD_PADDING;
     if (!x || !actions || !rewards || !regrets || !h || !scratch || !trial_noise || !action_noise) return DV_MISSING;
     if (!w->w_t || !w->bias || !w->w_pol_t || !w->b_pol || (gates != NULL) != (c != NULL)) return DV_MISSING;
-    if (!task->state || !task->step || !task->observe || (task->obs > 0 && !task->first_obs)) return DV_MISSING;
+    if (!task->state || !task->step || (task->obs > 0 && !task->first_obs)) return DV_MISSING;
     if (task->obs < 0 || task->obs > I || D < 0) return DV_BAD_TASK;
     const Step step = (Step)task->step;
-    const Observe observe = (Observe)task->observe;
     float *zeros = scratch, *z = zeros + K + Gp, *pre = z + TILE * K, *dummy = pre + TILE * Gp;
     float *g_tmp = dummy + Gp, *probs = g_tmp + G, *logits = probs + A, *no_logits = logits + TILE * Ap;
     float *cells = no_logits + Ap; /* [2, B, H]: the cells of the last two trials, in inference */
@@ -299,11 +296,12 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, cons
                 const int64_t b = b0 + e, tb = (int64_t)t * B + b;
                 const int32_t action = sample(A, logits + e * Ap, action_noise[tb], probs);
                 if (heads) memcpy(heads + tb * (A + 1), logits + e * Ap, sizeof(float) * (A + 1));
-                const Outcome out = step(task->state, b, action, trial_noise + tb * D, t);
+                float *next = t + 1 < T ? x + (tb + B) * I : NULL; /* the next trial's input */
+                const Outcome out = step(task->state, b, action, trial_noise + tb * D, t, task->obs > 0 ? next : NULL);
                 actions[tb] = action;
                 rewards[tb] = out.reward;
                 regrets[tb] = out.regret;
-                if (t + 1 < T) next_input(x + (tb + B) * I, task, observe, b, A, trial_input, action, out.reward, t + 1, T);
+                if (next) next_input(next, task->obs, A, trial_input, action, out.reward, t + 1, T);
             }
         }
     }

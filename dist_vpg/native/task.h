@@ -3,7 +3,7 @@
  *
  * The file declares its state as one `typedef struct {...} Name;` of fixed-width integers, floats,
  * doubles and pointers (dist_vpg/native/interface.py parses it into the ctypes structure the unit's
- * native_state fills), and defines the three functions below. It is compiled into a library of its
+ * native_state fills), and defines the two functions below. It is compiled into a library of its
  * own, without fused multiply-adds (as torch computes the task's torch step), and its state's
  * layout is checked against the parsed one before the first call (dv_layout).
  */
@@ -26,11 +26,9 @@ typedef struct {
 int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws);
 
 /* Episode b takes `action` at agent step t with the uniforms u[trial_draws]; the episode's state
- * is updated in place. */
-Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t);
-
-/* What episode b shows at agent step t (after the step before it): writes the task's observation
- * size of floats to obs. A task without observations writes nothing. */
-void dv_task_observe(const void *state, int64_t b, int32_t t, float *obs);
+ * is updated in place. Where obs is not NULL, the step writes what the episode shows at step t + 1,
+ * the task's observation size of floats, as the torch step returns it (obs is NULL after the last
+ * step and for a task without observations). */
+Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t, float *obs);
 
 #endif

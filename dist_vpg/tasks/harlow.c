@@ -15,20 +15,24 @@ int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t tri
 /* Whether agent step t is a choice (with fixation, every other step is a blank one). */
 static int choosing(const HarlowStep *s, int32_t t) { return !s->fixation || t % 2 == 1; }
 
-/* A blank step pays nothing; a choice pays on the rewarded object's side, which is then drawn anew. */
-Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t) {
-    HarlowStep *s = state;
-    if (!choosing(s, t)) return (Outcome){0.0f, 0.0f};
-    const float reward = (action == 0) == (s->left[b] != 0) ? 1.0f : 0.0f;
-    s->left[b] = u[0] < 0.5f;
-    return (Outcome){reward, 1.0f - reward};
+/* The objects, left then right, where a choice comes at step t; zeros at a blank step. */
+static void show(const HarlowStep *s, int64_t b, int32_t t, float *obs) {
+    const int F = s->features, shown = choosing(s, t), on_left = s->left[b] != 0;
+    const float *rewarded = s->objects + b * 2 * F, *other = rewarded + F;
+    for (int k = 0; k < F; k++) obs[k] = shown ? (on_left ? rewarded[k] : other[k]) : 0.0f;
+    for (int k = 0; k < F; k++) obs[F + k] = shown ? (on_left ? other[k] : rewarded[k]) : 0.0f;
 }
 
-/* The objects, left then right, where a choice comes at step t; zeros at a blank step. */
-void dv_task_observe(const void *state, int64_t b, int32_t t, float *obs) {
-    const HarlowStep *s = state;
-    const int F = s->features, show = choosing(s, t), on_left = s->left[b] != 0;
-    const float *rewarded = s->objects + b * 2 * F, *other = rewarded + F;
-    for (int k = 0; k < F; k++) obs[k] = show ? (on_left ? rewarded[k] : other[k]) : 0.0f;
-    for (int k = 0; k < F; k++) obs[F + k] = show ? (on_left ? other[k] : rewarded[k]) : 0.0f;
+/* A blank step pays nothing; a choice pays on the rewarded object's side, which is then drawn anew.
+ * Then the objects as step t + 1 shows them. */
+Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t, float *obs) {
+    HarlowStep *s = state;
+    Outcome out = {0.0f, 0.0f};
+    if (choosing(s, t)) {
+        out.reward = (action == 0) == (s->left[b] != 0) ? 1.0f : 0.0f;
+        out.regret = 1.0f - out.reward;
+        s->left[b] = u[0] < 0.5f;
+    }
+    if (obs) show(s, b, t + 1, obs);
+    return out;
 }

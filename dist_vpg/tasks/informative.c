@@ -13,13 +13,9 @@ int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t tri
     return B > 0 && s->arms == actions && s->payouts && s->best ? DV_OK : DV_BAD_TASK;
 }
 
-Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t) {
+Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t, float *obs) {
     const PayoutStep *s = state;
     const float reward = s->payouts[b * s->arms + action];
-    (void)u, (void)t;
+    (void)u, (void)t, (void)obs; /* nothing to observe */
     return (Outcome){reward, s->best[b] - reward};
-}
-
-void dv_task_observe(const void *state, int64_t b, int32_t t, float *obs) {
-    (void)state, (void)b, (void)t, (void)obs; /* nothing to observe */
 }

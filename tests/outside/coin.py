@@ -107,5 +107,4 @@ class NativeCoin(Coin):
     native_step = abi.NativeStep(__file__, "coin.c")
 
     def native_state(self, state: CoinState, keep: list) -> ctypes.Structure:
-        tails = abi.longs(torch.zeros(len(state.heads)), keep)  # written by each step
-        return self.native_step.State(abi.floats(state.heads, keep), tails)
+        return self.native_step.State(abi.floats(state.heads, keep))

@@ -13,13 +13,9 @@ int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t tri
 }
 
 /* The chosen arm pays 1 with its probability; the regret is the best arm's probability less it. */
-Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t) {
+Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t, float *obs) {
     const BanditStep *s = state;
     const float chosen = s->arm_probs[b * s->arms + action];
-    (void)t;
+    (void)t, (void)obs; /* nothing to observe */
     return (Outcome){u[0] < chosen ? 1.0f : 0.0f, s->best[b] - chosen};
-}
-
-void dv_task_observe(const void *state, int64_t b, int32_t t, float *obs) {
-    (void)state, (void)b, (void)t, (void)obs; /* nothing to observe */
 }

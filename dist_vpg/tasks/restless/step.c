@@ -22,15 +22,11 @@ static float reflect(float p) {
 }
 
 /* Arm 0 pays with p, arm 1 with 1 - p; then p takes its step. */
-Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t) {
+Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t, float *obs) {
     RestlessStep *s = state;
     const float p = s->p[b], chosen = action == 0 ? p : 1.0f - p;
     const Outcome out = {u[0] < chosen ? 1.0f : 0.0f, (p > 1.0f - p ? p : 1.0f - p) - chosen};
-    (void)t;
+    (void)t, (void)obs; /* nothing to observe */
     s->p[b] = reflect(p + s->drift[b] * u[1]);
     return out;
-}
-
-void dv_task_observe(const void *state, int64_t b, int32_t t, float *obs) {
-    (void)state, (void)b, (void)t, (void)obs; /* nothing to observe */
 }

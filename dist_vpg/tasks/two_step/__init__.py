@@ -98,9 +98,8 @@ class TwoStep(TaskUnit):
     native_step = abi.NativeStep(__file__, "step.c")
 
     def native_state(self, state: TwoStepState, keep: list) -> ctypes.Structure:
-        good, reached = abi.longs(state.good, keep), abi.longs(torch.zeros_like(state.good), keep)
         constants = (self.common_prob, self.reward_high, self.reward_low, self.swap_prob)
-        return self.native_step.State(*constants, good, reached)  # reached: written by each step
+        return self.native_step.State(*constants, abi.longs(state.good, keep))
 
     # --- evaluation ---
 

@@ -3,18 +3,18 @@
 
 typedef struct {
     float common_prob, reward_high, reward_low, swap_prob;
-    int64_t *good;    /* [B] the second-stage state that pays reward_high, updated in place */
-    int64_t *reached; /* [B] the second-stage state the last step reached: the next observation */
+    int64_t *good; /* [B] the second-stage state that pays reward_high, updated in place */
 } TwoStepStep;
 
 int32_t dv_task_check(const void *state, int64_t B, int32_t actions, int32_t trial_draws) {
     const TwoStepStep *s = state;
-    return B > 0 && actions == 2 && s->good && s->reached && trial_draws >= 3 ? DV_OK : DV_BAD_TASK;
+    return B > 0 && actions == 2 && s->good && trial_draws >= 3 ? DV_OK : DV_BAD_TASK;
 }
 
 /* Action a leads commonly to second-stage state a, which pays reward_high if it is the good state;
- * the good state then swaps with probability swap_prob. The regret is the expected reward's. */
-Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t) {
+ * the good state then swaps with probability swap_prob. The regret is the expected reward's; the
+ * observation, the second-stage state reached, one-hot. */
+Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int32_t t, float *obs) {
     TwoStepStep *s = state;
     const int64_t good = s->good[b];
     const float good_first = good == 0 ? 1.0f : 0.0f;
@@ -25,15 +25,11 @@ Outcome dv_task_step(void *state, int64_t b, int32_t action, const float *u, int
     const int64_t reached = u[0] < s->common_prob ? action : 1 - action;
     const float p = reached == good ? s->reward_high : s->reward_low;
     (void)t;
-    s->reached[b] = reached;
+    if (obs) {
+        obs[0] = reached == 0 ? 1.0f : 0.0f;
+        obs[1] = reached == 1 ? 1.0f : 0.0f;
+    }
     if (u[2] < s->swap_prob) s->good[b] = 1 - good;
     return (Outcome){u[1] < p ? 1.0f : 0.0f, (v0 > v1 ? v0 : v1) - (action == 0 ? v0 : v1)};
 }
 
-/* The second-stage state reached, one-hot. */
-void dv_task_observe(const void *state, int64_t b, int32_t t, float *obs) {
-    const TwoStepStep *s = state;
-    (void)t;
-    obs[0] = s->reached[b] == 0 ? 1.0f : 0.0f;
-    obs[1] = s->reached[b] == 1 ? 1.0f : 0.0f;
-}
