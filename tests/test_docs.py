@@ -219,6 +219,45 @@ def test_the_task_pages_quote_the_shipped_agents_evaluations(page, name, rows):
         assert quoted in table[first].replace("**", ""), (page, first, quoted, table[first])
 
 
+def _report(name: str) -> list[dict]:
+    return json.loads((ROOT / "benchmarks/results" / f"{name}.json").read_text())["rows"]
+
+
+def _quotes(cell: str, value: float) -> bool:
+    """Whether the table cell's first number is `value` as rounded to the digits the cell shows."""
+    number = re.search(r"-?\d+(?:\.(\d+))?", cell)
+    decimals = len(number.group(1) or "")
+    return abs(float(number.group(0)) - value) <= 0.5 * 10**-decimals + 1e-9
+
+
+def test_the_performance_page_quotes_the_benchmarks_reports():
+    """The throughput tables of docs/performance.md are the reports in benchmarks/results, rounded
+    as the page writes them: the whole update by batch (bench_rollout) and by task (bench_tasks)."""
+    rows = [
+        line.replace("**", "").split("|")[1:-1]
+        for line in (ROOT / "docs/performance.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    rollout = {(r["batch"], r["mode"]): r for r in _report("bench_rollout")}
+    for batch in sorted({b for b, _ in rollout}):
+        native, twopass, onepass = (rollout[batch, mode] for mode in ("native", "twopass", "onepass"))
+        (row,) = [r for r in rows if r[0].strip() == str(batch) and "steps/s)" in r[1]]
+        wanted = [native["update_ms"], twopass["update_ms"], onepass["update_ms"]]
+        assert all(_quotes(cell, v) for cell, v in zip(row[1:4], wanted)), (row, wanted)
+        assert _quotes(row[1].split("(")[1], native["steps_per_s"] / 1e3), row
+        assert _quotes(row[5], native["of_bound"]) and _quotes(row[6], native["x_twopass"]), row
+    tasks = {(r["task"], r["mode"]): r for r in _report("bench_tasks")}
+    for task in sorted({t for t, _ in tasks}):
+        twopass, native = tasks[task, "twopass"], tasks[task, "native"]
+        (row,) = [
+            r
+            for r in rows
+            if r[0].strip() == task and r[1].strip() == f"{twopass['batch']} x {twopass['steps']}"
+        ]
+        wanted = [twopass["median_ms"], native["median_ms"], native["x_twopass"]]
+        assert all(_quotes(cell, v) for cell, v in zip(row[2:5], wanted)), (row, wanted)
+
+
 def test_adding_a_task_shows_the_outside_coins_native_step_whole():
     """The page's C block is tests/outside/coin.c but for its opening comment: the file the outside
     task's tests build, play and train."""
