@@ -49,7 +49,7 @@ def parse(text: str) -> Declared:
     structs: dict[str, type[ctypes.Structure]] = {}
     for body, name in re.findall(_STRUCT, text, flags=re.S):
         structs[name] = _struct(name, body)
-    text = re.sub(r"\btypedef\s+struct\s*\{.*?\}\s*\w+\s*;", " ", text, flags=re.S)
+    text = re.sub(_STRUCT, " ", text, flags=re.S)
     functions = {}
     for returns, name, params in re.findall(r"([\w\s\*]+?)\s*\b(dv_\w+)\s*\(([^)]*)\)\s*;", text):
         argtypes = [_ctype(p.rsplit(None, 1)[0] if "*" not in p else p, structs) for p in params.split(",")]

@@ -26,8 +26,8 @@ def available() -> bool:
 
 
 def rw_fits(alphas, seen, sign, beta_max: float, steps: int, tol: float):
-    """The Rescorla-Wagner fits of players.rw_fits in one C call (each
-    learning rate's Newton iterations stopped on their own, from the last one's beta): seen, sign
+    """The Rescorla-Wagner fits of players.rw_fits in one C call (each learning rate's Newton
+    iterations stopped on their own, from the last one's beta): seen, sign
     [T, N] float64 arrays (the outcome from arm 0's side; +1 where arm 0 was chosen, -1 for arm 1)
     -> (betas, log_likelihoods), each [len(alphas)] float64."""
     lib = build.load(PLAYERS)
