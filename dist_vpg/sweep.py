@@ -95,12 +95,12 @@ def train_all(runs: list[Run], out: Path, jobs: int, nproc: int, say) -> list[Ru
     say(f"sweep: {len(runs) - len(todo)} of {len(runs)} runs already finished; training {len(todo)}")
     running: dict[int, tuple[Run, subprocess.Popen, float]] = {}  # slot -> run, process, start
     failed = []
-    cores = os.cpu_count() or 1
+    cores = sorted(os.sched_getaffinity(0))  # the cores this process may use (taskset, a cgroup)
     while todo or running:
         for slot in range(jobs):
             if slot not in running and todo:
                 run = todo.pop(0)
-                affinity = ",".join(str((slot * nproc + i) % cores) for i in range(nproc))
+                affinity = ",".join(str(cores[(slot * nproc + i) % len(cores)]) for i in range(nproc))
                 running[slot] = (run, start_job(run, out, nproc, affinity), time.perf_counter())
                 say(f"sweep: started {run.setting} seed {run.seed} on core(s) {affinity}")
         time.sleep(POLL_S)

@@ -41,6 +41,28 @@ def test_an_ill_formed_sweep_is_refused_before_anything_runs(grid, fixed, key):
         sweep.plan_runs([SMOKE], grid, fixed, [0])
 
 
+def test_jobs_are_pinned_to_the_cores_the_sweep_may_use(tmp_path, monkeypatch):
+    """Under `taskset -c 1` (or a cgroup's cpuset) the jobs go to core 1, not to core 0 which the
+    trainer would refuse as unavailable."""
+
+    class Done:
+        returncode = 0
+
+        def poll(self):
+            return 0
+
+    started = []
+    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: {1, 3})
+    monkeypatch.setattr(sweep, "start_job", lambda run, out, nproc, affinity: started.append(affinity) or Done())
+    monkeypatch.setattr(sweep, "POLL_S", 0)
+    runs = sweep.plan_runs([SMOKE], [], ["train.updates=5"], [0, 1, 2])
+    sweep.train_all(runs, tmp_path, jobs=2, nproc=1, say=lambda line: None)
+    assert started == ["1", "3", "1"]
+    started.clear()
+    sweep.train_all(runs, tmp_path, jobs=1, nproc=2, say=lambda line: None)
+    assert started == ["1,3"] * 3
+
+
 @pytest.mark.dist
 def test_a_sweep_trains_evaluates_and_goes_on_after_an_interruption(tmp_path, capsys):
     out = tmp_path / "sweep"
