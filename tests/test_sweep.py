@@ -53,7 +53,7 @@ def test_jobs_are_pinned_to_the_cores_the_sweep_may_use(tmp_path, monkeypatch):
 
     started = []
     monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: {1, 3})
-    monkeypatch.setattr(sweep, "start_job", lambda run, out, nproc, affinity: started.append(affinity) or Done())
+    monkeypatch.setattr(sweep, "start_job", lambda run, out, nproc, cores: started.append(cores) or Done())
     monkeypatch.setattr(sweep, "POLL_S", 0)
     runs = sweep.plan_runs([SMOKE], [], ["train.updates=5"], [0, 1, 2])
     sweep.train_all(runs, tmp_path, jobs=2, nproc=1, say=lambda line: None)
