@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from dist_vpg import checkpoint, config, evaluate, inspect, native, play, resume, train
+from dist_vpg import checkpoint, config, evaluate, inspect_update, native, play, resume, train
 from dist_vpg.agent import Agent
 from dist_vpg.checkpoint import CheckpointError
 from dist_vpg.config import ConfigError
@@ -93,7 +93,7 @@ def test_a_checkpoint_of_each_cell_evaluates_plays_and_inspects(tmp_path, cell, 
     result = play.play(path, 3, io.StringIO("1\n" * 20), io.StringIO())
     assert result["trials"] == 20 and np.isfinite(result["agent_regret"])
     capsys.readouterr()
-    assert inspect.main(["--checkpoint", path]) == 0
+    assert inspect_update.main(["--checkpoint", path]) == 0
     assert f"{cell}.weight_hh_l0" in capsys.readouterr().out
 
 

@@ -46,9 +46,9 @@ def refused(*args: str, stdin=subprocess.DEVNULL, ranks: int = 0) -> str:
         (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "--seed", "-1"], "a seed lies in [0, 2**63)"),
         (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "--episodes", str(10**15)], "GiB, but"),
         (["dist_vpg.evaluate", "--checkpoint", CHECKPOINT, "train.lr=1"], "only task.* keys"),
-        (["dist_vpg.inspect", "--seed", str(2**64)], "a seed lies in [0, 2**63)"),
+        (["dist_vpg.inspect_update", "--seed", str(2**64)], "a seed lies in [0, 2**63)"),
         (
-            ["dist_vpg.inspect", "--checkpoint", CHECKPOINT, "--config", "configs/smoke.yaml"],
+            ["dist_vpg.inspect_update", "--checkpoint", CHECKPOINT, "--config", "configs/smoke.yaml"],
             "exclude each other",
         ),
         (["dist_vpg.play", "--seed", "☃"], "not a whole number"),

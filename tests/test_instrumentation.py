@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dist_vpg import inspect, plots, sync
+from dist_vpg import inspect_update, plots, sync
 from dist_vpg.agent import Agent
 from tests.helpers import raised, run_ranks, train_worker
 
@@ -88,7 +88,7 @@ def test_zero_gradient_trap_names_the_parameter():
 
 
 def test_inspect_components_add_up(capsys):
-    assert inspect.main(["--config", SMOKE, "train.batch_episodes=4", "task.trials=10"]) == 0
+    assert inspect_update.main(["--config", SMOKE, "train.batch_episodes=4", "task.trials=10"]) == 0
     out = capsys.readouterr().out
     for part in ("# policy", "# value", "# entropy", "# total", "lstm.weight_hh_l0", "median"):
         assert part in out
@@ -103,9 +103,9 @@ def test_inspect_components_add_up(capsys):
 def test_components_add_up_catches_a_mismatch():
     grads = {part: {"w": torch.ones(3)} for part in ("policy", "value", "entropy")}
     grads["total"] = {"w": torch.full((3,), 3.0)}
-    assert inspect.components_add_up(grads) == []
+    assert inspect_update.components_add_up(grads) == []
     grads["total"]["w"][1] = 2.5
-    assert inspect.components_add_up(grads) == ["w"]
+    assert inspect_update.components_add_up(grads) == ["w"]
 
 
 @pytest.mark.slow
@@ -157,9 +157,9 @@ def test_inspect_a_checkpoint_with_overrides(tmp_path, capsys):
     (summary,) = run_ranks(1, train_worker, SMOKE, ["train.updates=2", f"run_dir={tmp_path / 'run'}"])
     assert raised(summary) is None, summary
     ckpt = sorted((tmp_path / "run").glob("checkpoint-*.pt"))[-1]
-    assert inspect.main(["--checkpoint", str(ckpt), "train.batch_episodes=4", "task.trials=5"]) == 0
+    assert inspect_update.main(["--checkpoint", str(ckpt), "train.batch_episodes=4", "task.trials=5"]) == 0
     assert "add up to the total gradient" in capsys.readouterr().out
-    assert inspect.main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert inspect_update.main(["--checkpoint", str(tmp_path / "missing.pt")]) == 2
 
 
 def test_histograms_of_weights_numpy_cannot_bin_are_left_out(tmp_path):
@@ -177,3 +177,25 @@ def test_histograms_of_weights_numpy_cannot_bin_are_left_out(tmp_path):
     board.close()
     tags = _tags(tmp_path)
     assert "weights/policy.weight" in tags and "weights/lstm.weight_hh_l0" not in tags  # all infinite
+
+
+def test_the_earlier_name_of_inspect_update_warns_and_is_the_same_command():
+    import importlib
+    import sys
+
+    sys.modules.pop("dist_vpg.inspect", None)
+    with pytest.warns(DeprecationWarning, match="dist_vpg.inspect_update"):
+        old = importlib.import_module("dist_vpg.inspect")
+    assert old.main is inspect_update.main
+
+
+@pytest.mark.slow
+def test_python_m_dist_vpg_inspect_still_runs_and_says_the_new_name():
+    import subprocess
+    import sys
+
+    args = ["--config", SMOKE, "train.batch_episodes=4", "task.trials=5"]
+    done = subprocess.run([sys.executable, "-m", "dist_vpg.inspect", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "dist_vpg.inspect is now dist_vpg.inspect_update" in done.stderr
+    assert "add up to the total gradient for every parameter" in done.stdout

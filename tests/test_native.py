@@ -154,7 +154,7 @@ def test_native_loss_refuses_tasks_that_do_not_divide_the_batch():
 
 
 def test_native_graph_survives_a_second_backward():
-    """dist_vpg.inspect back-propagates one batch's loss terms one after another."""
+    """dist_vpg.inspect_update back-propagates one batch's loss terms one after another."""
     task, agent, draws = _setup(TASKS["independent"], batch=8, hidden=16)
     batch = rollout(agent, task, draws, "native", True)
     loss = a2c_loss(batch.logits, batch.values, batch.actions, batch.rewards, 0.9, 1.0, 0.05, 0.05)
