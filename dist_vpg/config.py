@@ -141,7 +141,6 @@ class SyncConfig:
     # Diagnostic: a barrier before each update's synchronization, timed apart, splits the sync phase
     # into the wait for the slowest rank (sync_wait) and the collectives themselves (sync).
     measure_wait: bool = setting(False, "time a barrier before each sync apart: waiting vs collectives")
-    # hierarchical: ranks per node; 0 takes torchrun's layout (cut consecutive ranks to emulate nodes)
     node_size: int = setting(
         0, "hierarchical: ranks per node; 0 takes torchrun's layout (cut consecutive ranks to emulate nodes)"
     )

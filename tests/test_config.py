@@ -251,6 +251,16 @@ def test_hierarchical_nodes_larger_than_the_job_are_refused():
     config.check_world(cfg, 3)
 
 
+def test_hierarchical_nodes_that_do_not_divide_the_job_are_refused():
+    cfg = config.load(None, ["sync.strategy=hierarchical", "sync.node_size=2", "train.batch_episodes=12"])
+    with pytest.raises(
+        ConfigError, match=r"sync.node_size: 2 ranks per node does not divide the job's 3 ranks.*1, 3"
+    ):
+        config.check_world(cfg, 3)
+    config.check_world(cfg, 4)
+    config.check_world(config.load(None, ["sync.strategy=hierarchical", "train.batch_episodes=12"]), 3)
+
+
 def test_every_setting_says_what_it_is():
     """Each key's meaning is in its definition (`settings.setting`): none is left without one."""
     from dist_vpg import settings, tasks

@@ -51,8 +51,18 @@ TOLERANCE = {"allreduce_fp16": 2e-3, "ddp_fp16": 2e-3, "ddp_bf16": 2e-2}
 EXACT_SETTINGS = {
     "ddp_powersgd": ["sync.powersgd_start=6"],
     "local_sgd": ["sync.period=1", "train.optimizer=sgd", "train.lr=0.05"],
-    "hierarchical": ["sync.node_size=2"],  # 2 ranks: one node; 3 ranks: nodes {0, 1} and {2}
+    "hierarchical": ["sync.node_size=0"],  # torchrun's layout; NODE_OF_RANK sets it
 }
+
+
+def train_on_nodes(path, overrides):
+    """train_worker with torchrun's node index (GROUP_RANK) of two ranks a node: 2 ranks make one
+    node, 3 ranks the uneven nodes {0, 1} and {2}, which a real cluster's torchrun layout can give
+    (sync.node_size, the emulation, is refused unless it divides the ranks)."""
+    import os
+
+    os.environ["GROUP_RANK"] = str(int(os.environ["RANK"]) // 2)
+    return train_worker(path, overrides)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +80,31 @@ def sgd_reference(tmp_path_factory):
 CASES = [(s, n) for s in sync.STRATEGIES for n in (2, 3) if n == 2 or not s.startswith(("ddp_", "local"))]
 
 
+def nodes_of_two():
+    import os
+
+    import torch.distributed as dist
+
+    from dist_vpg.sync import hierarchical
+
+    os.environ["GROUP_RANK"] = str(int(os.environ["RANK"]) // 2)
+    dist.init_process_group("gloo")
+    try:
+        return hierarchical.node_layout(0)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_torchruns_layout_gives_the_uneven_nodes_the_3_rank_case_trains_on():
+    assert run_ranks(3, nodes_of_two) == [[[0, 1], [2]]] * 3
+
+
 @pytest.mark.parametrize("strategy,world_size", CASES)
 def test_strategy_matches_one_process(reference, sgd_reference, tmp_path, strategy, world_size):
     run_dir = tmp_path / "run"
     overrides = SMALL + EXACT_SETTINGS.get(strategy, []) + [f"run_dir={run_dir}", f"sync.strategy={strategy}"]
-    summaries = run_ranks(world_size, train_worker, None, overrides)
+    worker = train_on_nodes if strategy == "hierarchical" else train_worker
+    summaries = run_ranks(world_size, worker, None, overrides)
     for s in summaries:
         assert raised(s) is None, s
     # check_every=1: the checksums of every rank agreed after every update, or the run had failed.

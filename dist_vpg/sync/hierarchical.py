@@ -43,10 +43,20 @@ class Hierarchical(Strategy):
     @classmethod
     def refuse(cls, cfg: Config, world_size: int | None = None) -> None:
         node_size = cfg.sync.node_size
+        if world_size is None or node_size == 0:
+            return
         require(
-            world_size is None or node_size <= world_size,
+            node_size <= world_size,
             "sync.node_size",
             f"{node_size} ranks per node, but the job has {world_size}: every rank would be one node "
+            "(0 takes torchrun's layout)",
+        )
+        divisors = [d for d in range(1, world_size + 1) if world_size % d == 0]
+        require(
+            world_size % node_size == 0,
+            "sync.node_size",
+            f"{node_size} ranks per node does not divide the job's {world_size} ranks: the last node "
+            f"would have {world_size % node_size}; take one of {', '.join(map(str, divisors))} "
             "(0 takes torchrun's layout)",
         )
 
