@@ -258,6 +258,55 @@ def test_the_performance_page_quotes_the_benchmarks_reports():
         assert all(_quotes(cell, v) for cell, v in zip(row[2:5], wanted)), (row, wanted)
 
 
+SYNC_COLUMNS = (
+    "allreduce", "allreduce_per_param", "reduce_broadcast", "ddp", "allreduce_fp16", "hierarchical",
+    "ddp_fp16", "ddp_bf16", "ddp_powersgd", "local_sgd",
+)  # fmt: skip
+LINKS = {"100 Mbit/s": "100mbit", "1 Gbit/s": "1gbit", "3 Gbit/s": "3gbit", "unshaped": "unshaped"}
+
+
+def test_the_sync_page_quotes_the_cluster_and_cost_model_reports():
+    """docs/sync.md's tables are benchmarks/results' reports as rounded on the page: each
+    strategy's median per link and gradient size on 2 nodes of 1 rank (bench_cluster), the
+    hierarchical figure of 2 nodes of 2 ranks, and the cost model's extrapolation (local SGD per
+    update, its period 8)."""
+    text = (ROOT / "docs/sync.md").read_text()
+    rows = [line.split("|")[1:-1] for line in text.replace("**", "").splitlines() if line.startswith("| ")]
+    cluster = {
+        (r["bandwidth"], r["grad_floats"], r["strategy"]): r
+        for r in _report("bench_cluster")
+        if (r["nodes"], r["ranks_per_node"]) == (2, 1)
+    }
+    links = [r for r in rows if r[0].split(" (")[0].strip() in LINKS]
+    assert len(links) == 6
+    for row in links:
+        link, floats = LINKS[row[0].split(" (")[0].strip()], int(row[1].replace(",", ""))
+        probe = cluster[link, floats, "allreduce"]["link_mbit_s"]
+        assert f"({probe:,.0f})" in row[0], (row[0], probe)
+        wanted = [cluster[link, floats, s]["median_ms"] for s in SYNC_COLUMNS]
+        assert all(_quotes(cell, v) for cell, v in zip(row[2:], wanted)), (row, wanted)
+    shared = {
+        r["strategy"]: r["median_ms"]
+        for r in _report("bench_cluster")
+        if (r["nodes"], r["ranks_per_node"], r["bandwidth"], r["grad_floats"]) == (2, 2, "100mbit", 153411)
+    }
+    prose = f"`hierarchical` {shared['hierarchical']:.1f} ms against `allreduce` {shared['allreduce']:.1f}"
+    assert prose in " ".join(text.split()), prose
+    model = {
+        (r["network"], r["ranks"], r["floats"]): r["ms"]
+        for r in _report("cost_model")
+        if r["kind"] == "extrapolated"
+    }
+    extrapolated = [r for r in rows if r[0].strip() in ("1 GbE", "10 GbE")]
+    assert len(extrapolated) == 8
+    for row in extrapolated:
+        network, ranks = row[0].strip(), int(row[1])
+        for cell, floats in zip(row[2:4], (10707, 153411)):
+            ms = model[network, ranks, floats]
+            wanted = [ms["allreduce"], ms["hierarchical"], ms["ddp_powersgd"], ms["local_sgd"] / 8]
+            assert all(_quotes(part, v) for part, v in zip(cell.split("/"), wanted)), (row, wanted)
+
+
 def test_adding_a_task_shows_the_outside_coins_native_step_whole():
     """The page's C block is tests/outside/coin.c but for its opening comment: the file the outside
     task's tests build, play and train."""
