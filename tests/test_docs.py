@@ -307,6 +307,34 @@ def test_the_sync_page_quotes_the_cluster_and_cost_model_reports():
             assert all(_quotes(part, v) for part, v in zip(cell.split("/"), wanted)), (row, wanted)
 
 
+def test_the_scaling_page_quotes_the_batch_and_projection_reports():
+    """docs/scaling.md's tables are bench_batch's and bench_projection's reports as rounded on the
+    page: each batch's updates, episodes, seconds and online noise scale to the target, and each
+    rank count's projected updates, update time, seconds and speed against 2 ranks."""
+    numbers = [
+        [cell.strip().replace(",", "") for cell in line.replace("**", "").split("|")[1:-1]]
+        for line in (ROOT / "docs/scaling.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    for found in _report("bench_batch"):
+        (row,) = [n for n in numbers if n[0] == str(found["batch"]) and len(n) == 5]
+        if found["reached"]:
+            wanted = [found["updates"], found["episodes"], found["train_s"]]
+            assert all(_quotes(cell, v) for cell, v in zip(row[1:4], wanted)), (row, wanted)
+        shown = re.match(r"\d+", row[4]).group(0)  # to two or three significant figures
+        zeros = len(shown) - len(shown.rstrip("0"))
+        assert int(shown) == round(found["noise_scale"]["episodes"], -zeros), (row, found["noise_scale"])
+    projected = [r for r in _report("bench_projection") if r["kind"] == "projected"]
+    two, quoted = next(r["wall_s"] for r in projected if r["ranks"] == 2), 0
+    for found in projected:
+        shown = [n for n in numbers if n[:2] == [str(found["ranks"]), str(found["global_batch"])]]
+        quoted += len(shown)
+        for row in shown:  # the page leaves a rank count out here and there
+            wanted = [found["updates"], found["update_s"] * 1e3, found["wall_s"], two / found["wall_s"]]
+            assert all(_quotes(cell, v) for cell, v in zip(row[2:], wanted)), (row, wanted)
+    assert quoted >= 8, quoted
+
+
 def test_adding_a_task_shows_the_outside_coins_native_step_whole():
     """The page's C block is tests/outside/coin.c but for its opening comment: the file the outside
     task's tests build, play and train."""
