@@ -34,7 +34,9 @@ STAGE_TRAIN_KEYS = (
     "lr", "lr_final", "gamma", "gamma_final", "gae_lambda", "beta_v", "value_scale", "beta_e",
     "beta_e_final", "max_grad_norm", "signal", "average",
 )  # fmt: skip
-STAGE_KEYS = ("set", "updates", "share", "until_regret", "as_configured")
+STAGE_KEYS = ("set", "updates", "share", "until_regret")
+# what the resolved form (--show-config, checkpoints) records beside them, read back when given
+RESOLVED_KEYS = (*STAGE_KEYS, "as_configured")
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def resolve(
     for i, stage in enumerate(raw):
         where = f"curriculum stage {i + 1}"
         require(isinstance(stage, dict), where, f"must be a mapping of {', '.join(STAGE_KEYS)}")
-        unknown = sorted(set(stage) - set(STAGE_KEYS))
+        unknown = sorted(set(stage) - set(RESOLVED_KEYS))
         require(
             not unknown,
             f"{where}.{unknown[0] if unknown else ''}",

@@ -73,7 +73,7 @@ def test_stages_written_in_the_config_set_their_keys_over_it_and_show_in_show_co
         ("[{set: {task.name: two_step}, updates: 10}, {}]", "1.set.task.name: a stage trains the run's task"),
         ("[{set: {train.batch_episodes: 8}, updates: 10}, {}]", "1.set.train.batch_episodes: a stage sets"),
         ("[{set: {train.lr: -1}, updates: 10}, {}]", "curriculum stage 1: train.lr: must be > 0"),
-        ("[{updates: 10, until: 3}, {}]", "curriculum stage 1.until: no such key"),
+        ("[{updates: 10, until: 3}, {}]", "no such key; a stage has set, updates, share, until_regret"),
         ("[{set: {}}, {}]", "curriculum stage 1: give it a length"),
         ("[{updates: 10}, {updates: 10}]", "curriculum stage 2.updates: the last stage trains the rest"),
         ("[{share: 1.5}, {}]", "curriculum stage 1.share: must lie in (0, 1)"),
