@@ -108,6 +108,7 @@ def test_the_papers_harder_tasks_bring_their_curricula():
 def test_a_tasks_training_keys_hold_where_the_config_leaves_them_unset(tmp_path, monkeypatch):
     informative = config.load(None, ["task.name=informative_arms"])
     assert informative.train.updates == 40000  # InformativeArms.training: the run's length
+    assert config.load(None, ["task.name=harlow"]).train.updates == 48000  # Harlow.training
     assert [s.updates for s in curriculum.stages(informative.curriculum)] == [20000, None]
     assert config.load(None, ["task.name=informative_arms", "train.updates=1000"]).train.updates == 1000
     path = tmp_path / "short.yaml"

@@ -335,6 +335,44 @@ def test_the_scaling_page_quotes_the_batch_and_projection_reports():
     assert quoted >= 8, quoted
 
 
+def _sweep(name: str) -> dict:
+    """The one setting of a sweep's table kept in benchmarks/results/learning (sweep.json)."""
+    (row,) = json.loads((ROOT / "benchmarks/results/learning" / f"{name}.json").read_text())["rows"]
+    return row
+
+
+HARLOW_ABLATION = {
+    "16,000 updates (`--set": "harlow_16k_valid",
+    "first stage ended at validation regret 1.0": "harlow_level1_valid",
+    "with 96 hidden units": "harlow_h96_valid",
+    "for 48,000 updates": "harlow_48k_valid",
+}
+
+
+def test_harlows_ablation_and_fresh_seeds_quote_their_sweeps():
+    """docs/learning.md's Harlow ablation (each run's validation regret, minutes, seeds within 0.05
+    of the optimum on every validation seed) and the fresh evaluation seeds' table there and on the
+    Harlow page are the sweeps' tables in benchmarks/results/learning, as rounded on the pages."""
+    learning = (ROOT / "docs/learning.md").read_text()
+    rows = [line.split("|")[1:-1] for line in learning.splitlines() if line.startswith("| ")]
+    for marker, name in HARLOW_ABLATION.items():
+        (row,) = [r for r in rows if marker in r[0]]
+        found = _sweep(name)
+        assert row[4].strip() == ", ".join(f"{x:.3f}" for x in found["regret"]), (row, found["regret"])
+        assert _quotes(row[3], found["wall_s"] / 60), row
+        within = sum(all(g["gap"] <= 0.05 for g in found["gaps"] if g["seed"] == s) for s in found["seeds"])
+        assert row[5].strip() == f"{within} of {len(found['seeds'])}", row
+    fresh = _sweep("harlow_48k_eval")
+    for page in (learning, (ROOT / "docs/tasks/harlow.md").read_text()):
+        lines = [line.split("|")[1:-1] for line in page.splitlines() if line.startswith("| ")]
+        for seed in fresh["seeds"]:
+            gaps = [g for g in fresh["gaps"] if g["seed"] == seed]
+            regrets = ", ".join(f"{g['optimum'] + g['gap']:.3f}" for g in gaps)
+            (row,) = [r for r in lines if r[0].strip() == str(seed) and r[1].strip() == regrets]
+            assert row[2].strip() == ", ".join(f"{g['gap']:+.3f}" for g in gaps), (row, gaps)
+            assert all(f"{g['gap_sem']:.3f}" == "0.011" for g in gaps)  # the pages' one standard error
+
+
 def test_adding_a_task_shows_the_outside_coins_native_step_whole():
     """The page's C block is tests/outside/coin.c but for its opening comment: the file the outside
     task's tests build, play and train."""
