@@ -363,6 +363,7 @@ def test_harlows_ablation_and_fresh_seeds_quote_their_sweeps():
         within = sum(all(g["gap"] <= 0.05 for g in found["gaps"] if g["seed"] == s) for s in found["seeds"])
         assert row[5].strip() == f"{within} of {len(found['seeds'])}", row
     fresh = _sweep("harlow_48k_eval")
+    fresh_seeds = [g["eval_seed"] for g in fresh["gaps"] if g["seed"] == 0]
     for page in (learning, (ROOT / "docs/tasks/harlow.md").read_text()):
         lines = [line.split("|")[1:-1] for line in page.splitlines() if line.startswith("| ")]
         for seed in fresh["seeds"]:
@@ -371,6 +372,11 @@ def test_harlows_ablation_and_fresh_seeds_quote_their_sweeps():
             (row,) = [r for r in lines if r[0].strip() == str(seed) and r[1].strip() == regrets]
             assert row[2].strip() == ", ".join(f"{g['gap']:+.3f}" for g in gaps), (row, gaps)
             assert all(f"{g['gap_sem']:.3f}" == "0.011" for g in gaps)  # the pages' one standard error
+        two = json.loads((ROOT / "benchmarks/results/learning/harlow_48k_2ranks_eval.json").read_text())
+        (row,) = [r for r in lines if r[0].startswith(" 0 on 2 ranks")]
+        assert row[1].strip() == ", ".join(f"{g['regret']:.3f}" for g in two["rows"]), row
+        assert row[2].strip() == ", ".join(f"{g['gap']:+.3f}" for g in two["rows"]), row
+        assert [g["eval_seed"] for g in two["rows"]] == fresh_seeds
 
 
 def test_adding_a_task_shows_the_outside_coins_native_step_whole():
