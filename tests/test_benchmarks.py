@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
         ("bench_restart", {"checkpoint_ms", "to_resume_s", "to_first_update_s", "resumed_from"}),
         ("bench_tasks", {"task", "mode", "steps_per_s", "x_twopass"}),
         ("bench_projection", {"kind", "ranks", "global_batch", "updates", "update_s"}),
+        ("bench_kernels", {"batch", "base_ms", "variant_ms", "ratio", "split_ms"}),
     ],
 )
 def test_quick_mode_writes_table_json_and_plot(tmp_path, name, per_row):

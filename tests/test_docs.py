@@ -379,6 +379,27 @@ def test_harlows_ablation_and_fresh_seeds_quote_their_sweeps():
         assert [g["eval_seed"] for g in two["rows"]] == fresh_seeds
 
 
+def test_the_performance_page_quotes_the_kernels_reports():
+    """docs/performance.md's split of the native update by C call, and its three variants' ratios,
+    are bench_kernels' reports (the flags variant in benchmarks/results, the patches' beside them)."""
+    rows = [
+        line.split("|")[1:-1]
+        for line in (ROOT / "docs/performance.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    parts = ("total", "dv_act", "dv_a2c_loss", "dv_lstm_backward", "dv_clip_rmsprop", "outside_c")
+    base = _report("bench_kernels")
+    for found in base:
+        (row,) = [r for r in rows if r[0].strip() == str(found["batch"]) and len(r) == 7]
+        wanted = [found["split_ms"][part] for part in parts]
+        assert all(_quotes(cell, v) for cell, v in zip(row[1:], wanted)), (row, wanted)
+    for marker, name in (("512-bit", "bench_kernels"), ("tile8", "kernels/tile8/bench_kernels"),
+                         ("chunk_outer", "kernels/chunk_outer/bench_kernels")):  # fmt: skip
+        (row,) = [r for r in rows if marker in r[0]]
+        wanted = [f"{f['ratio']:.3f} ({f['ratio_low']:.2f}-{f['ratio_high']:.2f})" for f in _report(name)]
+        assert [cell.strip() for cell in row[1:]] == wanted, (row, wanted)
+
+
 def test_adding_a_task_shows_the_outside_coins_native_step_whole():
     """The page's C block is tests/outside/coin.c but for its opening comment: the file the outside
     task's tests build, play and train."""
