@@ -400,6 +400,56 @@ def test_the_performance_page_quotes_the_kernels_reports():
         assert [cell.strip() for cell in row[1:]] == wanted, (row, wanted)
 
 
+# README's ablation rows on fresh seeds -> the rows of docs/learning.md's tables they summarize
+README_RANGES = {
+    "the default: regret signal": ["the default, `pretrained/bandit_independent.pt`"],
+    "the default for 32,000 updates (the long config until": [
+        "the long config, `pretrained/bandit_independent_long.pt`",
+        "L32, the long agent shipped before",
+    ],
+    "with the batch growing from 256 to 768 episodes": ["A2, seed 0", "A2, seed 1"],
+    "and the entropy bonus falling to 0.003 (the long config now)": [
+        "**B3, seed 0 on 2 ranks (shipped)**", "B3, seed 0 on 1 rank", "B3, seed 1 on 1 rank",
+    ],
+    "the default with `train.beta_e_final=0.001`": [
+        "default with `train.beta_e_final=0.001`", "the same, seed 0, 1 rank", "the same, seed 1, 1 rank",
+    ],
+    "for 24,000 updates (not the default yet)": [
+        "D24, seed 0", "D24, seed 1", "D24, seed 0 on 2 ranks",
+    ],
+}  # fmt: skip
+
+
+def test_the_readmes_ablation_ranges_are_learnings_tables():
+    """Each range of the README's ablation table on fresh seeds is the lowest and highest share
+    above Bayes-optimal in the rows of docs/learning.md's tables it summarizes (the record of those
+    runs), so the two pages cannot drift apart."""
+    learning = [
+        line.split("|")[1:-1]
+        for line in (ROOT / "docs/learning.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    readme = [
+        line.split("|")[1:-1]
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    for marker, sources in README_RANGES.items():
+        (row,) = [r for r in readme if marker in r[0]]
+        shares = []
+        for source in sources:
+            candidates = [r for r in learning if r[0].strip().startswith(source)]
+            (found,) = [r for r in candidates if r[0].strip() == source] or candidates
+            shares += [float(x) for x in re.findall(r"\((-?\d+\.\d)%\)", "|".join(found[1:]))]
+        assert len(shares) == 3 * len(sources), (source, shares)
+        quoted = re.search(r"(\d+\.\d)-(\d+\.\d)% above", row[-1])
+        assert quoted and (float(quoted.group(1)), float(quoted.group(2))) == (min(shares), max(shares)), (
+            row[-1],
+            min(shares),
+            max(shares),
+        )
+
+
 def test_adding_a_task_shows_the_outside_coins_native_step_whole():
     """The page's C block is tests/outside/coin.c but for its opening comment: the file the outside
     task's tests build, play and train."""
