@@ -153,6 +153,31 @@ def test_the_readme_quotes_the_shipped_agents_evaluations():
             assert form.format(value) in row, (name, path, form.format(value), row)
 
 
+INDEX_ROWS = {  # docs/index.md's task -> the README results rows (tied to the evaluations above)
+    "independent bandits": [
+        "independent bandits, 2 arms",
+        "the same, `configs/bandit_independent_long.yaml`",
+    ],
+    "two-step task": ["two-step task, 100 trials"],
+    "dependent arms II": ["dependent arms II, 11 arms"],
+    "restless bandits": ["restless bandits, 100 trials"],
+    "Harlow": ["Harlow, 6 trials"],
+}
+
+
+def test_the_docs_front_page_quotes_the_readmes_results():
+    """docs/index.md's table of shipped agents gives the README's figures (agent and optimum)."""
+    readme = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| ")]
+    index = [line for line in (ROOT / "docs/index.md").read_text().splitlines() if line.startswith("| [")]
+    assert len(index) == len(INDEX_ROWS)
+    for line in index:
+        task = re.match(r"\| \[([^\]]+)\]", line).group(1)
+        rows = " ".join(r for r in readme if any(r.startswith(f"| {m}") for m in INDEX_ROWS[task]))
+        cells = line.split("|")[1:-1]
+        for figure in re.findall(r"\d+\.\d+ ± \d+\.\d+", cells[2]) + [cells[3].strip()]:
+            assert figure in rows, (task, figure, rows)
+
+
 def _mean_sem(player: str, figure: str, decimals: int) -> tuple[str, str, int]:
     """A figure quoted as `mean ± standard error` (regret_at_end with regret_sem, reward_per_episode
     with reward_sem), each to `decimals` places."""
