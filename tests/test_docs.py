@@ -445,6 +445,33 @@ README_RANGES = {
 }  # fmt: skip
 
 
+def _shares(learning: list[list[str]], sources: list[str]) -> list[float]:
+    """The shares above Bayes-optimal, "(x.x%)", in docs/learning.md's table rows named `sources`."""
+    shares = []
+    for source in sources:
+        candidates = [r for r in learning if r[0].strip().startswith(source)]
+        (found,) = [r for r in candidates if r[0].strip() == source] or candidates
+        shares += [float(x) for x in re.findall(r"\((-?\d+\.\d)%\)", "|".join(found[1:]))]
+    assert len(shares) == 3 * len(sources), (sources, shares)
+    return shares
+
+
+def test_the_front_pages_fresh_seed_ranges_are_learnings_tables():
+    """docs/index.md's ranges for the shipped default and long agents on fresh seeds."""
+    learning = [
+        line.split("|")[1:-1]
+        for line in (ROOT / "docs/learning.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    text = " ".join((ROOT / "docs/index.md").read_text().split())
+    for words, source in (
+        ("the default agent is {}-{}% above", "the default, `pretrained/bandit_independent.pt`"),
+        ("and the long one {}-{}%", "**B3, seed 0 on 2 ranks (shipped)**"),
+    ):
+        shares = _shares(learning, [source])
+        assert words.format(min(shares), max(shares)) in text, (words, shares)
+
+
 def test_the_readmes_ablation_ranges_are_learnings_tables():
     """Each range of the README's ablation table on fresh seeds is the lowest and highest share
     above Bayes-optimal in the rows of docs/learning.md's tables it summarizes (the record of those
@@ -461,12 +488,7 @@ def test_the_readmes_ablation_ranges_are_learnings_tables():
     ]
     for marker, sources in README_RANGES.items():
         (row,) = [r for r in readme if marker in r[0]]
-        shares = []
-        for source in sources:
-            candidates = [r for r in learning if r[0].strip().startswith(source)]
-            (found,) = [r for r in candidates if r[0].strip() == source] or candidates
-            shares += [float(x) for x in re.findall(r"\((-?\d+\.\d)%\)", "|".join(found[1:]))]
-        assert len(shares) == 3 * len(sources), (source, shares)
+        shares = _shares(learning, sources)
         quoted = re.search(r"(\d+\.\d)-(\d+\.\d)% above", row[-1])
         assert quoted and (float(quoted.group(1)), float(quoted.group(2))) == (min(shares), max(shares)), (
             row[-1],
