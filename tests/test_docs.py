@@ -524,6 +524,11 @@ def test_the_two_step_and_bandit_pages_quote_their_agents_evaluations():
     assert (
         gap["player"] == "bayes_optimal" and f"{gap['gap']:.3f} ± {gap['gap_sem']:.3f} at trial 100" in bandit
     )
+    # the first command's last line, as the README and getting started quote it
+    share = 100 * gap["gap"] / gap["optimum"]
+    printed = f"`{gap['gap']:+.3f} ± {gap['gap_sem']:.3f} ({share:+.1f}%)`"
+    for page in ("README.md", "docs/getting-started.md"):
+        assert printed in " ".join((ROOT / page).read_text().split()), (page, printed)
 
 
 @pytest.mark.slow
