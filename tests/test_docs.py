@@ -371,6 +371,7 @@ HARLOW_ABLATION = {
     "first stage ended at validation regret 1.0": "harlow_level1_valid",
     "with 96 hidden units": "harlow_h96_valid",
     "for 48,000 updates": "harlow_48k_valid",
+    "the same, seeds 5-8": "harlow_48k_seeds5-8_valid",
 }
 INFORMATIVE_ABLATION = {
     "the task's curriculum, 40,000 updates": "informative_arms_40k_valid",
