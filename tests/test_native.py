@@ -204,6 +204,43 @@ def test_broken_compiler_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     assert not list((tmp_path / "cache").glob("*.tmp"))  # nothing half-written left behind
 
 
+def _compiler_that(tmp_path, on_march_native: str):
+    """A C compiler that runs `on_march_native` (shell) when given -march=native, else the real one."""
+    fake = tmp_path / "cc"
+    real = build.compiler()
+    fake.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -march=native ] && {{ {on_march_native}; }}; done\n'
+        f'exec {real} "$@"\n'
+    )
+    fake.chmod(0o755)
+    return str(fake)
+
+
+@pytest.mark.slow
+def test_a_compiler_stopped_mid_build_leaves_no_library_behind(monkeypatch, tmp_path):
+    """An interrupted build is not a reason to fall back to the portable flags (a library several
+    times slower, kept for good): it builds nothing, and the next run builds the native library."""
+    cache = tmp_path / "cache"
+    killed = _compiler_that(tmp_path, "kill -TERM $$")
+    reason = reason_with(monkeypatch, DIST_VPG_NATIVE_CACHE=str(cache), CC=killed)
+    assert "stopped by signal 15" in reason and "builds it again" in reason
+    assert not list(cache.glob("*.so"))
+    (tmp_path / "cc").unlink()
+    assert reason_with(monkeypatch, DIST_VPG_NATIVE_CACHE=str(cache), CC=build.compiler()) is None
+    assert [p.name for p in cache.glob("kernels-*.so") if p.name.endswith("-portable.so")] == []
+
+
+@pytest.mark.slow
+def test_a_compiler_without_march_native_builds_the_portable_library_under_its_own_name(
+    monkeypatch, tmp_path
+):
+    cache = tmp_path / "cache"
+    refuses = _compiler_that(tmp_path, "echo 'error: unrecognized -march=native' >&2; exit 1")
+    assert reason_with(monkeypatch, DIST_VPG_NATIVE_CACHE=str(cache), CC=refuses) is None
+    built = sorted(p.name for p in cache.glob("kernels-*.so"))
+    assert len(built) == 1 and built[0].endswith("-portable.so")
+
+
 @pytest.mark.slow
 def test_unusable_cache_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     (tmp_path / "file").write_text("a regular file, not a folder")

@@ -8,7 +8,9 @@ which loading checks against what Python parsed. A library is built with the sys
 (`CC`, else cc, gcc or clang) and -march=native, cached under $DIST_VPG_NATIVE_CACHE (default:
 $XDG_CACHE_HOME/dist_vpg, else ~/.cache/dist_vpg), and keyed by its sources and the headers beside
 them, the compiler's version, the flags and the CPU's instruction sets: a change of any of them
-builds anew, and a cluster's nodes sharing a home directory each get their own. The ranks of a node
+builds anew, and a cluster's nodes sharing a home directory each get their own. A compiler that
+rejects -march=native builds without it, under the name's `-portable` suffix; one stopped by a
+signal builds nothing. The ranks of a node
 take a file lock, so one compiles and the others wait and load its result. DIST_VPG_NATIVE=0 turns
 the native path off (training then uses the torch rollout).
 """
@@ -124,35 +126,50 @@ def library_path(source: Source = RUNTIME) -> Path:
             f"cannot create the build cache {folder} ({e.strerror}); set DIST_VPG_NATIVE_CACHE"
         ) from None
     target = folder / f"{source.path.stem}-{key}.so"
+    portable = _portable(target)
     if target.exists():
         return target
     try:
         with open(folder / f"{source.path.stem}-{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one local rank compiles; the others wait here
-            if not target.exists():
+            if not target.exists() and not portable.exists():
                 _compile(cc, source, target)
     except subprocess.TimeoutExpired:
         raise NativeUnavailable(f"{cc} took more than 300 s to build {source.path.name}") from None
     except OSError as e:
         raise NativeUnavailable(f"cannot build in {folder} ({e}); set DIST_VPG_NATIVE_CACHE") from None
-    return target
+    return target if target.exists() else portable
+
+
+def _portable(target: Path) -> Path:
+    """Where the build without -march=native lives, kept apart from `target` so that it is never
+    taken for the native build."""
+    return target.with_name(f"{target.stem}-portable.so")
 
 
 def _compile(cc: str, source: Source, target: Path) -> None:
+    """Build `source` into `target`; where the compiler rejects -march=native, into its portable
+    name. A compiler stopped by a signal (an interrupted first run, say) builds nothing: falling
+    back then would keep a library several times slower for good."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.stem, suffix=".tmp")
     os.close(fd)
     unit = Path(tmp).with_suffix(".c")
     try:
         unit.write_text(source.unit())
         errors = ""
-        for flags in (FLAGS, PORTABLE_FLAGS):
+        for flags, built in ((FLAGS, target), (PORTABLE_FLAGS, _portable(target))):
             command = [cc, *flags, *source.extra_flags, f"-I{SOURCE.parent}", f"-I{source.path.parent}"]
             done = subprocess.run(
                 [*command, "-o", tmp, str(unit), "-lm"], capture_output=True, text=True, timeout=300
             )
             if done.returncode == 0:
-                os.replace(tmp, target)
+                os.replace(tmp, built)
                 return
+            if done.returncode < 0:
+                raise NativeUnavailable(
+                    f"{cc} was stopped by signal {-done.returncode} while building {source.path.name}; "
+                    "the next run builds it again"
+                )
             lines = done.stderr.strip().splitlines() or ["no message"]
             errors = next((line for line in lines if "error" in line), lines[0])
         raise NativeUnavailable(f"{cc} could not build {source.path.name}: {errors}")
