@@ -39,12 +39,19 @@ class Agent(nn.Module):
     """
 
     def __init__(
-        self, input_size: int, num_actions: int, hidden: int = 48, privileged: int = 0, cell: str = "lstm"
+        self,
+        input_size: int,
+        num_actions: int,
+        hidden: int = 48,
+        privileged: int = 0,
+        cell: str = "lstm",
+        reward_scale: float = 1.0,
     ):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"agent.cell must be one of {', '.join(CELLS)}, not {cell!r}")
         self.cell = cell
+        self.reward_scale = float(reward_scale)  # the previous reward's input is the reward times this
         setattr(self, cell, CELLS[cell](input_size, hidden))  # nn.RNN: tanh
         self.policy = nn.Linear(hidden, num_actions)
         self.value = nn.Linear(hidden, 1)

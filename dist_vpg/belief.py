@@ -64,7 +64,13 @@ def _ridge_r2(x_fit, y_fit, x_score, y_score) -> float:
 def untrained_like(agent: Agent) -> Agent:
     """An agent of the same shape with fresh random weights (a fixed draw)."""
     torch.manual_seed(FLOOR_SEED)
-    fresh = Agent(agent.input_size, agent.policy.out_features, agent.hidden, cell=agent.cell)
+    fresh = Agent(
+        agent.input_size,
+        agent.policy.out_features,
+        agent.hidden,
+        cell=agent.cell,
+        reward_scale=agent.reward_scale,
+    )
     return fresh.eval()
 
 

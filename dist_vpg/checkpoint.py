@@ -43,7 +43,7 @@ ADDED_LATER = {
         "mirror": False,
     },
     "sync": {"measure_wait": False},
-    "agent": {"cell": "lstm"},
+    "agent": {"cell": "lstm", "reward_scale": 1.0},
     "task": {"informative_scale": 1.0, "fixation": False},
 }
 

@@ -46,6 +46,9 @@ class AgentConfig:
     privileged_critic: bool = setting(
         False, "the value head also sees the task's hidden parameters (training only)"
     )
+    reward_scale: float = setting(
+        1.0, "the previous reward enters the agent's input multiplied by this (what it is paid is unchanged)"
+    )
 
 
 @dataclass(frozen=True)
@@ -439,6 +442,7 @@ def _check_agent(cfg: Config) -> None:
     t, a = cfg.task, cfg.agent
     choice(a.cell, "agent.cell", CELLS)
     require(a.hidden >= 1, "agent.hidden", "must be >= 1")
+    require(a.reward_scale > 0, "agent.reward_scale", f"must be > 0 (got {a.reward_scale})")
     require(
         not a.privileged_critic or tasks.make_task(t).offers("privileged"),
         "agent.privileged_critic",

@@ -78,7 +78,7 @@ def act(agent: Agent, task: Task, noise: Noise, trial_input: bool, with_values: 
         rewards.append(step.reward)
         regrets.append(step.regret)
         if t + 1 < trials:
-            prev = [step.obs, one_hot[action], step.reward.unsqueeze(1)]
+            prev = [step.obs, one_hot[action], agent.reward_scale * step.reward.unsqueeze(1)]
             x = torch.cat(prev + [trial_columns[t + 1]] if trial_input else prev, dim=1)
     values = agent.value(torch.stack(hs)).squeeze(-1) if with_values else None  # [T, B]
     return Rollout(
@@ -137,18 +137,25 @@ def rollout(
 
 
 def make_agent(
-    task: Task, trial_input: bool, hidden: int, privileged_critic: bool = False, cell: str = "lstm"
+    task: Task,
+    trial_input: bool,
+    hidden: int,
+    privileged_critic: bool = False,
+    cell: str = "lstm",
+    reward_scale: float = 1.0,
 ) -> Agent:
     """The agent for `task` (agent.* settings): with a privileged critic, one that also takes the
     task's privileged features and the trial index."""
     extra = task.privileged_size + 1 if privileged_critic else 0
-    return Agent(input_size(task, trial_input), task.num_actions, hidden, privileged=extra, cell=cell)
+    return Agent(
+        input_size(task, trial_input), task.num_actions, hidden, extra, cell=cell, reward_scale=reward_scale
+    )
 
 
 def agent_for(cfg, task: Task) -> Agent:
     """The agent a configuration (its agent.* and task.trial_input) describes for `task`."""
     a = cfg.agent
-    return make_agent(task, cfg.task.trial_input, a.hidden, a.privileged_critic, a.cell)
+    return make_agent(task, cfg.task.trial_input, a.hidden, a.privileged_critic, a.cell, a.reward_scale)
 
 
 def privileged_features(task: Task, noise: Noise) -> torch.Tensor:

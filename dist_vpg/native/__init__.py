@@ -173,7 +173,7 @@ def act(agent: nn.Module, task, noise: Noise, trial_input: bool, for_backward: b
     heads = torch.empty(trials, batch, actions_n + 1) if for_backward else None
     scratch = torch.empty(lib.dv_act_scratch(batch, *sizes))
     status = lib.dv_act(
-        trials, batch, int(trial_input), ctypes.byref(w), ctypes.byref(stepped),
+        trials, batch, int(trial_input), agent.reward_scale, ctypes.byref(w), ctypes.byref(stepped),
         _p(trial_noise), _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets),
         _p(h), _p(gates), _p(c), _p(heads), _p(scratch),
     )  # fmt: skip

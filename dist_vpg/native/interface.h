@@ -50,7 +50,7 @@ void dv_stage_parts(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, int
 int64_t dv_stage_size(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap);
 void dv_stage(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, const float *w_ih, const float *w_hh, const float *b_ih, const float *b_hh, const float *w_pol, const float *b_pol, const float *w_val, const float *b_val, float *out);
 int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap);
-int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, const Task *task, const float *trial_noise, const float *action_noise, float *x, int64_t *actions, float *rewards, float *regrets, float *h, float *gates, float *c, float *heads, float *scratch);
+int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, float reward_scale, const Weights *w, const Task *task, const float *trial_noise, const float *action_noise, float *x, int64_t *actions, float *rewards, float *regrets, float *h, float *gates, float *c, float *heads, float *scratch);
 int64_t dv_backward_scratch(int64_t B, int32_t H, int32_t Hp, int32_t Gp);
 int32_t dv_lstm_backward(int32_t T, int64_t B, int32_t I, int32_t H, int32_t Hp, int32_t Gp, const float *w_hh, const float *x, const float *h, const float *gates, const float *c, const float *dh_out, int32_t dh_stride, float *dw_t, float *dbias, float *scratch);
 int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A, int32_t Ap, int32_t Hp);

@@ -170,7 +170,7 @@ static int32_t sample(int A, const float *logits, float u, float *probs) {
 }
 
 /* The rest of the next trial's input after the task's observation (its first `obs` floats, which
- * the task's step wrote): one-hot action, reward, [trial index t / T]. */
+ * the task's step wrote): one-hot action, reward (times agent.reward_scale), [trial index t / T]. */
 static void next_input(float *x, int obs, int A, int trial_input, int32_t action, float reward, int t_next, int T) {
     int i = obs;
     for (int a = 0; a < A; a++) x[i++] = a == action ? 1.0f : 0.0f;
@@ -183,8 +183,8 @@ const char *dv_error(int32_t status) {
     switch (status) {
     case DV_OK: return "no error";
     case DV_BAD_SIZE:
-        return "a size is out of range (trials, episodes, inputs, hidden units and actions must be positive, "
-               "a row no narrower than its data, the episodes whole tasks)";
+        return "a size is out of range (trials, episodes, inputs, hidden units, actions and the reward's "
+               "scale must be positive, a row no narrower than its data, the episodes whole tasks)";
     case DV_BAD_PADDING: return "a padded width is not a multiple of VW floats or is narrower than what it pads";
     case DV_BAD_TASK: return "the task's native state lacks what its step reads (an array, or uniforms per trial)";
     case DV_MISSING: return "an array the kernel reads or writes was not given";
@@ -250,13 +250,14 @@ int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, i
     return 5 * (int64_t)(I + H) + 6 * (int64_t)Gp + 4 * (int64_t)H + A + 5 * (int64_t)Ap + 2 * B * H;
 }
 
-int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, const Task *task,
+int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, float reward_scale, const Weights *w, const Task *task,
                const float *trial_noise, const float *action_noise, float *x, int64_t *actions,
                float *rewards, float *regrets, float *h, float *gates, float *c, float *heads,
                float *scratch) {
     const int H = w->hidden, G = 4 * H, Gp = w->gates_padded, I = w->inputs, A = w->actions;
     const int K = I + H, D = task->trial_draws, Ap = w->actions_padded;
     if (T <= 0 || B <= 0 || I <= 0 || H <= 0 || A <= 0) return DV_BAD_SIZE;
+    if (!(reward_scale > 0.0f && reward_scale < INFINITY)) return DV_BAD_SIZE;
     if (!padded_ok(Gp, G) || !padded_ok(Ap, A + 1)) return DV_BAD_PADDING;
     if (!x || !actions || !rewards || !regrets || !h || !scratch || !trial_noise || !action_noise) return DV_MISSING;
     if (!w->w_t || !w->bias || !w->w_pol_t || !w->b_pol || (gates != NULL) != (c != NULL)) return DV_MISSING;
@@ -301,7 +302,7 @@ int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, const Weights *w, cons
                 actions[tb] = action;
                 rewards[tb] = out.reward;
                 regrets[tb] = out.regret;
-                if (next) next_input(next, task->obs, A, trial_input, action, out.reward, t + 1, T);
+                if (next) next_input(next, task->obs, A, trial_input, action, reward_scale * out.reward, t + 1, T);
             }
         }
     }
