@@ -16,7 +16,9 @@ DIR/sweep.md and DIR/sweep.json hold the table: per setting, each seed's regret,
 spread, the wall clock, and the gap to the optimum with its standard error on each evaluation seed.
 
 Run the same command again to go on after an interruption: finished runs and evaluations are kept,
-an unfinished run resumes from its newest checkpoint (train.resume=auto).
+an unfinished run resumes from its newest checkpoint (train.resume=auto). A run kept in DIR that was
+trained with other settings than the command plans in its place (another --set, say: run directories
+are named by the config and the grid alone) is refused before anything starts.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from dist_vpg import checkpoint, cli, config, files, results
 from dist_vpg.config import ConfigError
@@ -79,6 +82,44 @@ def plan_runs(configs: list[str | None], grid: list[str], fixed: list[str], seed
     for run in runs:
         config.load(run.config, [*run.overrides, f"seed={run.seed}"])
     return runs
+
+
+# What the sweep sets for each run itself, or what does not change what a run learns: a run kept in
+# DIR may differ from the planned one in these alone.
+OWN_KEYS = ("run_dir", "train.resume", "cpu.affinity", "log.progress")
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    found = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            found.update(_flat(value, f"{prefix}{key}."))
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
+
+
+def check_kept(runs: list[Run], out: Path) -> None:
+    """Refuse a run kept in DIR/runs that was trained with other settings than the one planned in its
+    place (another --set, an edited config): it would be taken for finished, or resumed, as it is."""
+    for run in runs:
+        stored = run.directory(out) / "config.yaml"
+        if not stored.exists():
+            continue
+        try:
+            was = _flat(config.to_dict(checkpoint.trained_config(yaml.safe_load(stored.read_text()))))
+        except (ConfigError, yaml.YAMLError, AttributeError) as e:
+            reason = f"--out: {stored} does not read as a configuration ({e}): remove that run"
+            raise ConfigError(reason) from None
+        now = _flat(config.to_dict(config.load(run.config, [*run.overrides, f"seed={run.seed}"])))
+        differ = [key for key in now if key not in OWN_KEYS and was.get(key) != now[key]]
+        if differ:
+            key = differ[0]
+            raise ConfigError(
+                f"--out: {stored.parent} was trained with other settings ({key} {was.get(key)!r} there, "
+                f"{now[key]!r} here{f', and {len(differ) - 1} more' if len(differ) > 1 else ''}): "
+                "use another --out, or remove that run"
+            )
 
 
 def finished(run: Run, out: Path) -> bool:
@@ -258,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = plan_runs(args.config or [None], args.grid, args.set, args.seeds)
         files.writable_dir(args.out, "--out")
+        check_kept(runs, args.out)
     except ConfigError as e:
         return cli.refuse(parser.name, str(e))
     failed = train_all(runs, args.out, args.jobs, args.nproc, say)

@@ -91,3 +91,25 @@ def test_a_sweep_trains_evaluates_and_goes_on_after_an_interruption(tmp_path, ca
     assert "1 of 2 runs already finished; training 1" in said and "1 evaluation(s)" in said
     again = json.loads((out / "sweep.json").read_text())["rows"]
     assert again[1] == rows[1] and again[0]["gaps"] == rows[0]["gaps"]  # the resumed run changed nothing
+
+
+def test_a_kept_run_of_other_settings_is_refused_not_taken_for_finished(tmp_path):
+    """A run left in DIR by a sweep with another --set would be taken for finished (or resumed) as it
+    is; one that differs only in what the sweep sets itself is the same run."""
+    import dataclasses
+
+    from dist_vpg import config
+
+    (kept,) = sweep.plan_runs([SMOKE], [], ["train.lr=0.001"], [0])
+    trained = config.load(SMOKE, ["train.lr=0.001", "seed=0", "cpu.affinity=[1]"])
+    kept.directory(tmp_path).mkdir(parents=True)
+    (kept.directory(tmp_path) / "config.yaml").write_text(
+        config.to_yaml(dataclasses.replace(trained, run_dir=str(kept.directory(tmp_path))))
+    )
+    sweep.check_kept([kept], tmp_path)  # the same settings: kept, and gone on from
+    other = sweep.plan_runs([SMOKE], [], ["train.lr=0.002"], [0])
+    assert other[0].directory(tmp_path) == kept.directory(tmp_path)
+    with pytest.raises(ConfigError, match=r"train\.lr 0\.001 there, 0\.002 here\): use another --out"):
+        sweep.check_kept(other, tmp_path)
+    command = ["--out", str(tmp_path), "--config", SMOKE, "--set", "train.lr=0.002", "--seeds", "0"]
+    assert sweep.main(command) == 2
