@@ -18,11 +18,13 @@ spread, the wall clock, and the gap to the optimum with its standard error on ea
 Run the same command again to go on after an interruption: finished runs and evaluations are kept,
 an unfinished run resumes from its newest checkpoint (train.resume=auto). A run kept in DIR that was
 trained with other settings than the command plans in its place (another --set, say: run directories
-are named by the config and the grid alone) is refused before anything starts.
+are named by the config and the grid alone) is refused before anything starts. Finished runs of the
+planned settings at other seeds stay in the table: a sweep widened one seed at a time builds one table.
 """
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import os
@@ -120,6 +122,21 @@ def check_kept(runs: list[Run], out: Path) -> None:
                 f"{now[key]!r} here{f', and {len(differ) - 1} more' if len(differ) > 1 else ''}): "
                 "use another --out, or remove that run"
             )
+
+
+def kept_runs(runs: list[Run], out: Path) -> list[Run]:
+    """Finished runs kept in DIR of the planned settings, at seeds the command does not name: the
+    table holds them too, so that a rerun with fewer seeds does not drop what an earlier one trained."""
+    found = []
+    for setting in dict.fromkeys((run.config, run.overrides, run.grid) for run in runs):
+        named = {run.seed for run in runs if (run.config, run.overrides, run.grid) == setting}
+        stem = Run(*setting, seed=0).directory(out).name.removesuffix("_seed0")
+        for directory in (out / "runs").glob(f"{glob.escape(stem)}_seed*"):
+            seed = re.fullmatch(re.escape(stem) + r"_seed(\d+)", directory.name)
+            run = Run(*setting, int(seed[1])) if seed else None
+            if run is not None and run.seed not in named and finished(run, out):
+                found.append(run)
+    return found
 
 
 def finished(run: Run, out: Path) -> bool:
@@ -299,12 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = plan_runs(args.config or [None], args.grid, args.set, args.seeds)
         files.writable_dir(args.out, "--out")
-        check_kept(runs, args.out)
+        kept = kept_runs(runs, args.out)
+        check_kept(runs + kept, args.out)
     except ConfigError as e:
         return cli.refuse(parser.name, str(e))
     failed = train_all(runs, args.out, args.jobs, args.nproc, say)
-    results = evaluate_all(runs, args.out, args, say)
-    text, rows = table(runs, args.out, results, args.eval_seeds)
+    if kept:
+        say(f"sweep: the table also holds {len(kept)} finished run(s) of these settings kept in {args.out}")
+    order = {setting: i for i, setting in enumerate(dict.fromkeys(run.setting for run in runs))}
+    in_table = sorted(runs + kept, key=lambda run: (order[run.setting], run.seed))
+    results = evaluate_all(in_table, args.out, args, say)
+    text, rows = table(in_table, args.out, results, args.eval_seeds)
     files.atomic_write(args.out / "sweep.md", text)
     files.atomic_write(
         args.out / "sweep.json",

@@ -92,6 +92,13 @@ def test_a_sweep_trains_evaluates_and_goes_on_after_an_interruption(tmp_path, ca
     again = json.loads((out / "sweep.json").read_text())["rows"]
     assert again[1] == rows[1] and again[0]["gaps"] == rows[0]["gaps"]  # the resumed run changed nothing
 
+    # another seed on its own: the table keeps seed 0's runs beside it
+    assert sweep.main([*argv[:7], "1", *argv[8:]]) == 0  # --seeds 1
+    assert "the table also holds 2 finished run(s)" in capsys.readouterr().out
+    wider = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [row["seeds"] for row in wider] == [[0, 1], [0, 1]]
+    assert [row["regret"][0] for row in wider] == [row["regret"][0] for row in again]
+
 
 def test_a_kept_run_of_other_settings_is_refused_not_taken_for_finished(tmp_path):
     """A run left in DIR by a sweep with another --set would be taken for finished (or resumed) as it
