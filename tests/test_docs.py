@@ -617,3 +617,19 @@ def test_the_commands_the_docs_mark_run_as_written(tmp_path):
         )
         assert done.returncode == 0, (where, command, done.stderr[-3000:])
         assert "Traceback" not in done.stderr, (where, command, done.stderr[-3000:])
+
+
+def test_the_bandit_ablations_kept_as_sweeps_are_quoted_as_their_tables_give():
+    """docs/learning.md's Adam ablation (each validation gap, by seed, and their mean) and the README's
+    row of it are the sweep's table in benchmarks/results/learning."""
+    found = _sweep("default_b3_adam_valid")
+    by_seed = [
+        ", ".join(f"{g['gap']:+.3f}" for g in found["gaps"] if g["seed"] == seed) for seed in found["seeds"]
+    ]
+    mean = sum(g["gap"] for g in found["gaps"]) / len(found["gaps"])
+    learning = " ".join((ROOT / "docs/learning.md").read_text().split())  # the prose, unwrapped
+    (paragraph,) = [p for p in learning.split("- **") if p.startswith("Adam instead of RMSprop")]
+    assert f"{by_seed[0]} (seed 0) and {by_seed[1]} (seed 1), a mean of {mean:+.3f}" in paragraph
+    assert f"{found['wall_s'] / 60:.1f} minutes a run" in paragraph
+    (row,) = [line for line in (ROOT / "README.md").read_text().splitlines() if "with Adam instead" in line]
+    assert f"mean gap {mean:+.3f} ({len(found['seeds'])} seeds)" in row
