@@ -255,13 +255,24 @@ def _build(layers: list[DictConfig], overrides: Sequence[str]) -> Config:
 
 
 def _with_task_training(cfg: Config, explicit: set[str]) -> Config:
-    """cfg with its task's training keys (TaskUnit.training) where the layers left them unset."""
+    """cfg with its task's training keys (TaskUnit.training: train.* and agent.*) where the layers
+    left them unset."""
     training = tasks.lookup(cfg.task.name).training
-    known = {f"train.{f.name}" for f in dataclasses.fields(TrainConfig)}
+    sections = {"train": TrainConfig, "agent": AgentConfig}
+    known = {f"{name}.{f.name}" for name, kind in sections.items() for f in dataclasses.fields(kind)}
     unknown = sorted(set(training) - known)
-    require(not unknown, f"task {cfg.task.name}", f"its training keys {unknown} are not train.* keys")
-    chosen = {key.removeprefix("train."): value for key, value in training.items() if key not in explicit}
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **chosen)) if chosen else cfg
+    require(
+        not unknown, f"task {cfg.task.name}", f"its training keys {unknown} are not train.* or agent.* keys"
+    )
+    for name in sections:
+        chosen = {
+            key.removeprefix(f"{name}."): value
+            for key, value in training.items()
+            if key.startswith(f"{name}.") and key not in explicit
+        }
+        if chosen:
+            cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **chosen)})
+    return cfg
 
 
 def _dotted(data: Any, prefix: str = "") -> list[str]:

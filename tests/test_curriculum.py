@@ -111,6 +111,8 @@ def test_a_tasks_training_keys_hold_where_the_config_leaves_them_unset(tmp_path,
     assert config.load(None, ["task.name=harlow"]).train.updates == 48000  # Harlow.training
     assert [s.updates for s in curriculum.stages(informative.curriculum)] == [20000, None]
     assert config.load(None, ["task.name=informative_arms", "train.updates=1000"]).train.updates == 1000
+    assert informative.agent.reward_scale == 10.0  # an agent.* key too
+    assert config.load(None, ["task.name=informative_arms", "agent.reward_scale=1"]).agent.reward_scale == 1.0
     path = tmp_path / "short.yaml"
     path.write_text("task: {name: informative_arms}\ntrain: {updates: 800}\n")
     assert config.load(path).train.updates == 800
@@ -123,7 +125,8 @@ def test_a_tasks_training_keys_hold_where_the_config_leaves_them_unset(tmp_path,
 
     monkeypatch.setitem(tasks.TASKS, "odd", Odd)
     with pytest.raises(
-        ConfigError, match=r"^task odd: its training keys \['train.nope'\] are not train\.\* keys$"
+        ConfigError,
+        match=r"^task odd: its training keys \['train.nope'\] are not train\.\* or agent\.\* keys$",
     ):
         config.load(None, ["task.name=odd"])
 

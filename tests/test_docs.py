@@ -379,6 +379,8 @@ INFORMATIVE_ABLATION = {
     "entropy bonus a constant 1.0": "informative_arms_beta1_valid",
     "lr a constant 3e-4": "informative_arms_lr3e-4_valid",
     "128 hidden units": "informative_arms_h128_valid",
+    "the reward input 3 times": "informative_arms_reward3_valid",
+    "the reward input 10 times": "informative_arms_reward10_valid",
 }
 
 
@@ -633,3 +635,18 @@ def test_the_bandit_ablations_kept_as_sweeps_are_quoted_as_their_tables_give():
     assert f"{found['wall_s'] / 60:.1f} minutes a run" in paragraph
     (row,) = [line for line in (ROOT / "README.md").read_text().splitlines() if "with Adam instead" in line]
     assert f"mean gap {mean:+.3f} ({len(found['seeds'])} seeds)" in row
+
+
+def test_the_reward_input_claims_are_the_fresh_seeds_tables():
+    """Dependent arms II's fresh-seed table in docs/learning.md and the README's reward ranges are the
+    evaluation sweeps of the reward as paid and 10 times (reward = 25 - regret on this task)."""
+    paid, scaled = _sweep("informative_arms_reward1_eval"), _sweep("informative_arms_reward10_eval")
+    assert paid["seeds"] == scaled["seeds"]
+    rows = [line.split("|")[1:-1] for line in (ROOT / "docs/learning.md").read_text().splitlines()]
+    for seed, a, b in zip(paid["seeds"], paid["regret"], scaled["regret"]):
+        assert [str(seed), f"{a:.3f}", f"{b:.3f}"] in [[c.strip() for c in r] for r in rows]
+    ranges = [f"{25 - max(f['regret']):.1f}-{25 - min(f['regret']):.1f}" for f in (scaled, paid)]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"reaches {ranges[0]} reward on five seeds" in readme and f"; {ranges[1]} as paid)" in readme
+    learning = " ".join((ROOT / "docs/learning.md").read_text().split())
+    assert f"That is {ranges[0]} reward an episode against {ranges[1]}" in learning

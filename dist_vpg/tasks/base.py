@@ -77,8 +77,9 @@ class TaskUnit:
     # each a mapping of set (task.* and train.* keys), updates or share, and until_regret; the last
     # one is the task as configured, for the rest of the run. () trains the task from the start.
     curriculum: ClassVar[tuple[dict[str, Any], ...]] = ()
-    # train.* keys a run of the task takes where its configuration leaves them unset (the run's
-    # length, where the task needs a longer one than the default's); --show-config prints the result.
+    # train.* and agent.* keys a run of the task takes where its configuration leaves them unset (the
+    # run's length, where the task needs a longer one than the default's; how the agent sees the
+    # reward); --show-config prints the result.
     training: ClassVar[dict[str, Any]] = {}
 
     obs_size: int
