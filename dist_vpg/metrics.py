@@ -53,10 +53,13 @@ _FIELDS = ("episodes", "return", "regret", "entropy", "policy_loss", "value_loss
 
 
 class Window:
-    """This rank's sums since the last report; `report` all-reduces them into global means."""
+    """This rank's sums since the last report; `report` all-reduces them into global means. A resumed
+    run's window starts from the episodes and agent steps trained before it (`before`), so that its
+    log lines and summary count the whole run; its speed counts this process's alone."""
 
-    def __init__(self):
+    def __init__(self, before: tuple[int, int] = (0, 0)):
         self.start = self.first_start = time.perf_counter()
+        self.before = np.array(before, dtype=float)  # (episodes, agent steps) trained before this process
         self.sums = np.zeros(len(_FIELDS))
         self.totals = np.zeros(len(_FIELDS))
         self.last: dict[str, float] = {}
@@ -101,8 +104,8 @@ class Window:
         wall = time.perf_counter() - self.first_start
         totals = dict(zip(_FIELDS, self.totals))
         return {
-            "episodes": int(totals["episodes"]),
-            "agent_steps": int(totals["steps"]),
+            "episodes": int(self.before[0] + totals["episodes"]),
+            "agent_steps": int(self.before[1] + totals["steps"]),
             "wall_s": wall,
             "steps_per_s": totals["steps"] / wall,
             "final": self.last,

@@ -142,7 +142,7 @@ def log_line(
     """`stage`: the curriculum stage, as "2/3" (empty for a run without one)."""
     where = f"update {done}/{updates}" + (f" | stage {stage}" if stage else "")
     return (
-        f"{where} | episodes {int(window.totals[0]):,} | return {figures['return']:.2f} "
+        f"{where} | episodes {int(window.before[0] + window.totals[0]):,} | return {figures['return']:.2f} "
         f"(ema {ema:.2f}) | regret {figures['regret']:.2f} | entropy {figures['entropy_per_trial']:.3f} | "
         f"{figures['steps_per_s']:,.0f} steps/s"
         + (f" | noise scale {noise_scale_text(noise)}" if noise else "")

@@ -147,7 +147,8 @@ def setup(cfg: Config, world: distributed.World, plan: pinning.Plan, server: tra
         average.load_state_dict(begin.resumed["average"], begin.resumed.get("average_updates"))
 
     batches = batching.plan(cfg, world.world_size)
-    window = Window()
+    before = batches.episodes_before(start)
+    window = Window((before, before * task.trials))
     noise_scale = NoiseScale(
         batches.share, world.world_size, cfg.log.noise_scale_decay, per_rank=strategy.reduces_in_backward,
         most_rounds=batches.rounds_final, unavailable=strategy.noise_scale_unavailable,

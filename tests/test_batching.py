@@ -140,3 +140,5 @@ def test_a_run_with_a_batch_schedule_resumes_exactly(tmp_path):
     )
     assert raised(resumed) is None and resumed["resumed_from"] == 4, resumed
     assert resumed["params_crc32"] == whole["params_crc32"]
+    # the summary counts the whole run's episodes and agent steps, the updates before the resume too
+    assert (resumed["episodes"], resumed["agent_steps"]) == (whole["episodes"], whole["agent_steps"])
