@@ -650,3 +650,21 @@ def test_the_reward_input_claims_are_the_fresh_seeds_tables():
     assert f"reaches {ranges[0]} reward on five seeds" in readme and f"; {ranges[1]} as paid)" in readme
     learning = " ".join((ROOT / "docs/learning.md").read_text().split())
     assert f"That is {ranges[0]} reward an episode against {ranges[1]}" in learning
+
+
+def test_the_cells_at_a_quarter_of_the_budget_are_quoted_as_their_sweep_gives():
+    rows = json.loads((ROOT / "benchmarks/results/learning/cells_4k_valid.json").read_text())["rows"]
+    learning = (ROOT / "docs/learning.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    means = {}
+    for row in rows:
+        cell = row["setting"].split("=")[-1].upper()
+        gaps = [", ".join(f"{g['gap']:+.3f}" for g in row["gaps"] if g["seed"] == s) for s in row["seeds"]]
+        regrets = ", ".join(f"{x:.3f}" for x in row["regret"])
+        assert (
+            f"| {cell} ({'twopass' if cell == 'GRU' else 'native'}) | {regrets} | {' / '.join(gaps)} |"
+            in learning
+        )
+        means[cell] = sum(g["gap"] for g in row["gaps"]) / len(row["gaps"])
+    assert f"Mean gaps {means['GRU']:+.3f} and {means['LSTM']:+.3f}" in " ".join(learning.split())
+    assert f"mean gap {means['LSTM']:+.3f} and {means['GRU']:+.3f}, level" in readme
