@@ -381,6 +381,8 @@ INFORMATIVE_ABLATION = {
     "128 hidden units": "informative_arms_h128_valid",
     "the reward input 3 times": "informative_arms_reward3_valid",
     "the reward input 10 times": "informative_arms_reward10_valid",
+    "the reward input 30 times": "informative_arms_reward30_valid",
+    "10 times, for 80,000 updates": "informative_arms_reward10_80k_valid",
 }
 
 
