@@ -42,7 +42,14 @@ from dist_vpg.plots import saved_figure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUND_MAX = 1024  # episodes of one rollout round: bigger batches take more rounds
-CONSTANT = ["train.lr_final=-1", "train.gamma_final=-1", "train.beta_e_final=-1", "train.average=0"]
+# every schedule constant, the batch included: each job is one batch size throughout
+CONSTANT = [
+    "train.lr_final=-1",
+    "train.gamma_final=-1",
+    "train.beta_e_final=-1",
+    "train.average=0",
+    "sync.accumulate_final=0",
+]
 
 
 def job_overrides(batch: int, args) -> list[str]:

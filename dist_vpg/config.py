@@ -255,14 +255,16 @@ def _build(layers: list[DictConfig], overrides: Sequence[str]) -> Config:
 
 
 def _with_task_training(cfg: Config, explicit: set[str]) -> Config:
-    """cfg with its task's training keys (TaskUnit.training: train.* and agent.*) where the layers
-    left them unset."""
+    """cfg with its task's training keys (TaskUnit.training: train.*, agent.* and sync.*) where the
+    layers left them unset."""
     training = tasks.lookup(cfg.task.name).training
-    sections = {"train": TrainConfig, "agent": AgentConfig}
+    sections = {"train": TrainConfig, "agent": AgentConfig, "sync": SyncConfig}
     known = {f"{name}.{f.name}" for name, kind in sections.items() for f in dataclasses.fields(kind)}
     unknown = sorted(set(training) - known)
     require(
-        not unknown, f"task {cfg.task.name}", f"its training keys {unknown} are not train.* or agent.* keys"
+        not unknown,
+        f"task {cfg.task.name}",
+        f"its training keys {unknown} are not train.*, agent.* or sync.* keys",
     )
     for name in sections:
         chosen = {
@@ -272,6 +274,11 @@ def _with_task_training(cfg: Config, explicit: set[str]) -> Config:
         }
         if chosen:
             cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **chosen)})
+    # A task's batch schedule grows the rounds from the configuration's sync.accumulate; one that
+    # would shrink them (a configuration of more rounds than the task grows to) is left out.
+    if "sync.accumulate_final" in training and "sync.accumulate_final" not in explicit:
+        if cfg.sync.accumulate_final < cfg.sync.accumulate:
+            cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, accumulate_final=0))
     return cfg
 
 

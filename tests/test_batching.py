@@ -73,6 +73,7 @@ SMALL = [
     "train.updates=8",
     "train.lr=0.001",
     "train.average=0",
+    "sync.accumulate_final=0",  # one round throughout (a bandit run grows its batch where unset)
     "log.every=4",
     "checkpoint.every=4",
     "eval.every=0",

@@ -117,6 +117,13 @@ def test_a_tasks_training_keys_hold_where_the_config_leaves_them_unset(tmp_path,
     path.write_text("task: {name: informative_arms}\ntrain: {updates: 800}\n")
     assert config.load(path).train.updates == 800
     assert config.load(None, []).train.updates == config.TrainConfig().updates  # the bandit sets none
+    # the bandit's recipe: a sync.* key too, and a schedule that would shrink the rounds left out
+    default = config.load(None, [])
+    assert (default.train.beta_e_final, default.sync.accumulate_final) == (0.003, 3)
+    assert config.load(None, ["task.name=two_step"]).sync.accumulate_final == 0
+    assert config.load(None, ["sync.accumulate=2"]).sync.accumulate_final == 3
+    assert config.load(None, ["sync.accumulate=4"]).sync.accumulate_final == 0
+    assert config.load(None, ["sync.accumulate_final=0"]).sync.accumulate_final == 0
     # a checkpoint's configuration is every key given: the task's keys change nothing in it
     assert config.from_dict(config.to_dict(config.load(path))).train.updates == 800
 
@@ -126,7 +133,7 @@ def test_a_tasks_training_keys_hold_where_the_config_leaves_them_unset(tmp_path,
     monkeypatch.setitem(tasks.TASKS, "odd", Odd)
     with pytest.raises(
         ConfigError,
-        match=r"^task odd: its training keys \['train.nope'\] are not train\.\* or agent\.\* keys$",
+        match=r"^task odd: its training keys \['train.nope'\] are not train\.\*, agent\.\* or sync\.\* keys$",
     ):
         config.load(None, ["task.name=odd"])
 

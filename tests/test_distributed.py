@@ -18,6 +18,7 @@ SMALL = [
     "train.updates=5",
     "train.batch_episodes=12",
     "train.lr=0.003",
+    "sync.accumulate_final=0",  # one round throughout (a bandit run grows its batch where unset)
     "sync.check_every=1",
     "log.every=5",
     "checkpoint.every=5",

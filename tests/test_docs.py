@@ -444,7 +444,13 @@ def test_the_performance_page_quotes_the_kernels_reports():
 
 # README's ablation rows on fresh seeds -> the rows of docs/learning.md's tables they summarize
 README_RANGES = {
-    "the default: regret signal": ["the default, `pretrained/bandit_independent.pt`"],
+    "the default until December 7, 2026": [
+        "the default until December 7 (`pretrained/bandit_independent.pt` then)",
+        "the default before it (`pretrained/bandit_independent.pt` until now)",
+    ],
+    "**the default now**": [
+        "**the default, seed 0 on 2 ranks (shipped)**", "the default, seed 1 on 1 rank", "the default, seed 2 on 1 rank",
+    ],
     "the default for 32,000 updates (the long config until": [
         "the long config, `pretrained/bandit_independent_long.pt`",
         "L32, the long agent shipped before",
@@ -482,7 +488,7 @@ def test_the_front_pages_fresh_seed_ranges_are_learnings_tables():
     ]
     text = " ".join((ROOT / "docs/index.md").read_text().split())
     for words, source in (
-        ("the default agent is {}-{}% above", "the default, `pretrained/bandit_independent.pt`"),
+        ("the default agent is {}-{}% above", "**the default, seed 0 on 2 ranks (shipped)**"),
         ("and the long one {}-{}%", "**B3, seed 0 on 2 ranks (shipped)**"),
     ):
         shares = _shares(learning, [source])

@@ -37,9 +37,9 @@ def test_bandit_outputs(tmp_path):
     players = ["agent"] + list(metrics["baselines"])
     players_wanted = {"random", "ucb1", "thompson", "bayes_optimal", "objective_optimal"}
     assert set(metrics["baselines"]) == players_wanted
-    # the checkpoint's final objective (the default schedules' ends: gamma 1, beta_e 0.01) and its
-    # exact ceiling beside Bayes-optimal
-    assert metrics["training_objective"] == {"gamma": 1.0, "beta_e": 0.01}
+    # the checkpoint's final objective (the bandit default's schedule ends: gamma 1, beta_e 0.003) and
+    # its exact ceiling beside Bayes-optimal
+    assert metrics["training_objective"] == {"gamma": 1.0, "beta_e": 0.003}
     exact = metrics["exact_regret_at_end"]
     assert exact["objective_optimal"] > exact["bayes_optimal"] > 0
     for m in [metrics["agent"], *metrics["baselines"].values()]:

@@ -164,6 +164,7 @@ SMALL = [
     "train.updates=12",
     "train.lr=0.001",
     "log.every=4",
+    "sync.accumulate_final=0",  # one round throughout (a bandit run grows its batch where unset)
     "checkpoint.every=12",
     "eval.every=0",
     "log.noise_scale_decay=0.9",

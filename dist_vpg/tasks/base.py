@@ -77,9 +77,9 @@ class TaskUnit:
     # each a mapping of set (task.* and train.* keys), updates or share, and until_regret; the last
     # one is the task as configured, for the rest of the run. () trains the task from the start.
     curriculum: ClassVar[tuple[dict[str, Any], ...]] = ()
-    # train.* and agent.* keys a run of the task takes where its configuration leaves them unset (the
-    # run's length, where the task needs a longer one than the default's; how the agent sees the
-    # reward); --show-config prints the result.
+    # train.*, agent.* and sync.* keys a run of the task takes where its configuration leaves them
+    # unset (the run's length, where the task needs a longer one than the default's; how the agent
+    # sees the reward; a batch that grows); --show-config prints the result.
     training: ClassVar[dict[str, Any]] = {}
 
     obs_size: int

@@ -61,6 +61,10 @@ class Bandit(TaskUnit):
     regret_chart = True  # on bandits regret is the yardstick
     raster_sort = ("gap", "p(arm 1) - p(arm 2) (top: arm 2 better)")
     action_word = "arm"
+    # The default run's recipe where the configuration sets none (docs/learning.md: a growing batch
+    # and a lower final entropy bonus): the entropy bonus ends at 0.003, and the batch grows from one
+    # round of train.batch_episodes to three over the run.
+    training = {"train.beta_e_final": 0.003, "sync.accumulate_final": 3}
 
     obs_size = 0
     trial_draws = 1
