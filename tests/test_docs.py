@@ -449,7 +449,9 @@ README_RANGES = {
         "the default before it (`pretrained/bandit_independent.pt` until now)",
     ],
     "**the default now**": [
-        "**the default, seed 0 on 2 ranks (shipped)**", "the default, seed 1 on 1 rank", "the default, seed 2 on 1 rank",
+        "**the default, seed 0 on 2 ranks (shipped)**",
+        "the default, seed 1 on 1 rank",
+        "the default, seed 2 on 1 rank",
     ],
     "the default for 32,000 updates (the long config until": [
         "the long config, `pretrained/bandit_independent_long.pt`",
