@@ -383,6 +383,9 @@ INFORMATIVE_ABLATION = {
     "the reward input 10 times": "informative_arms_reward10_valid",
     "the reward input 30 times": "informative_arms_reward30_valid",
     "10 times, for 80,000 updates": "informative_arms_reward10_80k_valid",
+    "10 times, with the weights' average": "informative_arms_average_valid",
+    "10 times, the batch growing": "informative_arms_growing_batch_valid",
+    "10 times, the first stage's entropy bonus a constant 0.1": "informative_arms_beta0.1_valid",
 }
 
 
