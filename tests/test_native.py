@@ -242,6 +242,19 @@ def test_a_compiler_without_march_native_builds_the_portable_library_under_its_o
 
 
 @pytest.mark.slow
+def test_a_variant_of_other_flags_is_a_library_of_its_own(monkeypatch, tmp_path):
+    """benchmarks/bench_kernels.py loads the runtime and the same source built with other flags side
+    by side: each is its own build, and asking again gives each its own back."""
+    monkeypatch.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path))
+    variant = build.Source(build.SOURCE, build.DECLARED, ("-DDV_VARIANT_TEST",))
+    with build.afresh():
+        base, other = build.load(), build.load(variant)
+        assert other is not base and other._name != base._name
+        assert build.load(variant) is other and build.load() is base
+    assert len(list(tmp_path.glob("kernels-*.so"))) == 2
+
+
+@pytest.mark.slow
 def test_unusable_cache_is_a_reason_not_a_crash(monkeypatch, tmp_path):
     (tmp_path / "file").write_text("a regular file, not a folder")
     reason = reason_with(monkeypatch, DIST_VPG_NATIVE_CACHE=str(tmp_path / "file" / "cache"))

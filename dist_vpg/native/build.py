@@ -178,17 +178,19 @@ def _compile(cc: str, source: Source, target: Path) -> None:
         unit.unlink(missing_ok=True)
 
 
-_loaded: dict[Path, ctypes.CDLL | NativeUnavailable] = {}  # by source path
+# by source path and added flags: a variant of the runtime's source with other flags is a library of
+# its own (benchmarks/bench_kernels.py loads both in one process)
+_loaded: dict[tuple[Path, tuple[str, ...]], ctypes.CDLL | NativeUnavailable] = {}
 
 
 def load(source: Source = RUNTIME) -> ctypes.CDLL:
     """The library of `source` (the runtime by default), built on first use, its functions typed
     and its layout checked against its headers; raises NativeUnavailable (the same one every later
     call). Every library but the runtime needs the runtime to be available too."""
-    key = source.path
+    key = (source.path, source.extra_flags)
     if key not in _loaded:
         try:
-            if source.path != SOURCE:
+            if key != (SOURCE, ()):  # every other library needs the runtime
                 load()
             _loaded[key] = bind(ctypes.CDLL(str(library_path(source))), source.declared)
         except NativeUnavailable as e:
