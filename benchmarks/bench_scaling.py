@@ -31,7 +31,7 @@ import torch.multiprocessing as mp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import write_report  # noqa: E402
 from dist_vpg import config, train  # noqa: E402
-from dist_vpg.distributed import free_port, set_rank_env  # noqa: E402
+from dist_vpg.distributed import free_port, free_ports, set_rank_env  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
 
 TRIALS = 100
@@ -44,7 +44,9 @@ def rank_main(rank: int, world_size: int, port: int, overrides: list[str], queue
         queue.put(summary)
 
 
-def run_job(world_size: int, batch: int, updates: int, extra: tuple[str, ...] = ()) -> dict:
+def run_job(
+    world_size: int, batch: int, updates: int, extra: tuple[str, ...] = (), port: int | None = None
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [
             f"train.batch_episodes={batch}",
@@ -62,7 +64,7 @@ def run_job(world_size: int, batch: int, updates: int, extra: tuple[str, ...] = 
         ]
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
-        port = free_port()
+        port = port or free_port()
         procs = [
             ctx.Process(target=rank_main, args=(r, world_size, port, overrides, queue))
             for r in range(world_size)
@@ -94,8 +96,13 @@ def run_job(world_size: int, batch: int, updates: int, extra: tuple[str, ...] = 
 
 def run_independent(n: int, batch: int, updates: int, extra: tuple[str, ...] = ()) -> dict:
     """n 1-rank jobs at once, each on a core of its own; their throughputs summed."""
+    ports = free_ports(n)  # chosen together: jobs started at once must not share a rendezvous port
+
+    def job(i: int) -> dict:
+        return run_job(1, batch, updates, (f"cpu.affinity=[{i}]", *extra), ports[i])
+
     with ThreadPoolExecutor(n) as pool:
-        jobs = list(pool.map(lambda i: run_job(1, batch, updates, (f"cpu.affinity=[{i}]", *extra)), range(n)))
+        jobs = list(pool.map(job, range(n)))
     return {
         "update_s": max(j["update_s"] for j in jobs),
         "sync_s": 0.0,

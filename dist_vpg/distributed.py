@@ -102,6 +102,18 @@ def all_sum(values: list[float]) -> list[float]:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (it may be taken before it is used)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """n distinct TCP ports nobody listens on right now, for jobs started side by side: all n are
+    held at once while they are chosen, so no two jobs get the same one (two free_port calls in
+    parallel can)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
