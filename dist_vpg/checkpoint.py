@@ -203,11 +203,13 @@ def save_training_state(
     average: dict | None = None,
     average_updates: int = 0,
     curriculum: dict | None = None,
+    batch_schedule: dict | None = None,
 ) -> Path:
     """The state a run resumes from: weights, optimizer, config, RNG, tracker and training time, the
     weights' average where the run keeps one, with the updates it has averaged
-    (dist_vpg.averaging), and where the run has a curriculum, the stage it is in
-    (dist_vpg.curriculum.Position)."""
+    (dist_vpg.averaging), where the run has a curriculum, the stage it is in
+    (dist_vpg.curriculum.Position), and where its batch follows the noise scale, that schedule's
+    state (dist_vpg.batching.FollowNoise)."""
     state = {
         "update": update,
         "model": agent.state_dict(),
@@ -222,4 +224,6 @@ def save_training_state(
         state["average_updates"] = average_updates
     if curriculum is not None:
         state["curriculum"] = curriculum
+    if batch_schedule is not None:
+        state["batch_schedule"] = batch_schedule
     return save(run_dir, state)

@@ -138,6 +138,12 @@ class SyncConfig:
     accumulate_final: int = setting(
         0, "accumulation rounds at the last update, reached linearly; 0: constant"
     )
+    # The schedule following the measured noise scale instead (dist_vpg.batching.FollowNoise): the
+    # rounds grow from `accumulate` toward `accumulate_final` as the noise scale does, each update's
+    # batch kept at least this fraction of it. 0: the linear schedule.
+    follow_noise: float = setting(
+        0.0, "grow the rounds so each batch is at least this fraction of the noise scale; 0: linear"
+    )
     check_every: int = setting(100, "updates between cross-rank checksums of parameters and optimizer")
     max_skipped: int = setting(10, "consecutive non-finite gradients tolerated before the run stops")
     timeout_s: float = setting(300.0, "collective timeout")
@@ -536,6 +542,18 @@ def _check_sync(cfg: Config) -> None:
         "sync.accumulate_final",
         f"must be 0 (constant) or at least sync.accumulate={s.accumulate}: the schedule grows the batch",
     )
+    require(s.follow_noise >= 0, "sync.follow_noise", "must be >= 0 (0: the linear schedule)")
+    if s.follow_noise:
+        require(
+            s.accumulate_final > s.accumulate,
+            "sync.follow_noise",
+            f"needs room to grow: sync.accumulate_final above sync.accumulate={s.accumulate}",
+        )
+        strategy = sync.STRATEGIES[s.strategy]
+        unavailable = strategy.noise_scale_unavailable
+        if strategy.reduces_in_backward:
+            unavailable = f"{s.strategy} reduces inside backward, where each half's gradient is not seen"
+        require(not unavailable, "sync.follow_noise", f"cannot follow the noise scale: {unavailable}")
     require(s.check_every >= 0, "sync.check_every", "must be >= 0 (0 disables the check)")
     require(s.max_skipped >= 1, "sync.max_skipped", "must be >= 1")
     require(0.001 <= s.timeout_s <= MAX_TIMEOUT_S, "sync.timeout_s", TIMEOUT_RANGE)
@@ -586,7 +604,14 @@ def check_world(cfg: Config, world_size: int) -> None:
         "(train.weak_scaling=true makes them each rank's)",
     )
     sync.STRATEGIES[cfg.sync.strategy].refuse(cfg, world_size)
-    share, k = batching.plan(cfg, world_size).share, cfg.train.episodes_per_task
+    batches, k = batching.plan(cfg, world_size), cfg.train.episodes_per_task
+    require(
+        batches.share % batches.split == 0,
+        "sync.follow_noise",
+        f"on {world_size} rank(s) each round is played as two rollouts, to measure the noise scale "
+        f"from two halves of the episodes: {batches.share} episodes a rank do not halve",
+    )
+    share = batches.rollout_share
     require(
         not cfg.train.mirror or share % 2 == 0,
         "train.mirror",

@@ -15,6 +15,10 @@ parts since the last report), never inside an update.
 Where the reduced gradient is not the mean of the rollouts' (a compressed reduce, local SGD) or
 there is only one rollout per update (one rank, no accumulation), nothing is measured and
 `NoiseScale.unavailable` says why.
+
+That figure depends on how the batch is split over ranks. `Halves` measures one that does not, from
+the two halves of each update's episodes, for the batch schedule that follows it
+(dist_vpg.batching.FollowNoise); it costs one all_reduce per update.
 """
 
 from __future__ import annotations
@@ -35,6 +39,76 @@ def unbiased(small_sq: float, b_small: float, big_sq: float, b_big: float) -> tu
     g2 = (b_big * big_sq - b_small * small_sq) / (b_big - b_small)
     trace = (small_sq - big_sq) / (1.0 / b_small - 1.0 / b_big)
     return g2, trace
+
+
+class Averages:
+    """Exponential averages of per-update estimates of |G|^2 and tr(S) (and of their squares, for
+    their spread), and the noise scale they give."""
+
+    FIELDS = ("updates", "weight", "grad_sq", "trace", "grad_sq_sq", "trace_sq")
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.updates = 0  # estimates taken in (finite ones)
+        self.weight = 0.0  # the averages' total weight: 1 - decay ** updates
+        self.grad_sq = self.trace = self.grad_sq_sq = self.trace_sq = 0.0
+
+    def add(self, g2: float, trace: float) -> None:
+        if not (math.isfinite(g2) and math.isfinite(trace)):
+            return
+        d = self.decay
+        self.grad_sq = d * self.grad_sq + (1 - d) * g2
+        self.grad_sq_sq = d * self.grad_sq_sq + (1 - d) * g2 * g2
+        self.trace = d * self.trace + (1 - d) * trace
+        self.trace_sq = d * self.trace_sq + (1 - d) * trace * trace
+        self.weight = d * self.weight + (1 - d)
+        self.updates += 1
+
+    def figures(self) -> dict[str, float] | None:
+        """episodes (B_simple, NaN while the averaged |G|^2 is not above zero), the band
+        [episodes_low, episodes_high] of about two standard errors (high: inf while |G|^2 is within
+        them of zero), grad_sq and trace; None before any estimate."""
+        if self.updates == 0:
+            return None
+        d = self.decay
+        g2, trace = self.grad_sq / self.weight, self.trace / self.weight
+        # an exponential average of n samples of variance v varies by about v (1 - d) / (1 + d)
+        # once n >> 1 / (1 - d); by v / n before
+        effective = min(self.updates, (1 + d) / (1 - d)) if d > 0 else 1
+        two_se = lambda mean, square: 2 * math.sqrt(max(square / self.weight - mean * mean, 0.0) / effective)
+        g2_err, trace_err = two_se(g2, self.grad_sq_sq), two_se(trace, self.trace_sq)
+        # The two estimates' errors run opposite ways (a high small-batch norm raises tr(S) and
+        # lowers |G|^2), so the band takes the corners: it is wide rather than falsely narrow.
+        ratio = lambda t, g: max(t, 0.0) / g if g > 0 else math.inf
+        return {
+            "episodes": trace / g2 if g2 > 0 else math.nan,
+            "episodes_low": ratio(trace - trace_err, g2 + g2_err),
+            "episodes_high": ratio(trace + trace_err, g2 - g2_err),
+            "grad_sq": g2,
+            "trace": trace,
+        }
+
+    def state_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, state[name])
+
+
+class RolloutGradients:
+    """Each rollout's own gradient, from .grad as the rollouts of one update add theirs to it."""
+
+    def __init__(self):
+        self._before: torch.Tensor | None = None
+
+    def own(self, params: list[torch.Tensor], k: int, rollouts: int) -> torch.Tensor:
+        """Rollout k of `rollouts` has just added its gradient (divided by `rollouts`) to .grad:
+        that addition, flat."""
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        own = flat if k == 0 else flat - self._before
+        self._before = flat if k + 1 < rollouts else None
+        return own
 
 
 class NoiseScale:
@@ -68,14 +142,11 @@ class NoiseScale:
                 "" if per_rank else " (on one rank, sync.accumulate=2 or more measures it)"
             )
         self.unavailable = unavailable
-        self.updates = 0  # measured updates (finite gradients, two sizes)
-        # exponential averages of the pooled estimates, and of |G|^2's square (for its spread)
-        self.grad_sq_ema = self.trace_ema = self.grad_sq_sq_ema = self.trace_sq_ema = 0.0
-        self.weight = 0.0  # the averages' total weight: 1 - decay ** updates
+        self.averages = Averages(decay)
         self.b_small = self.b_big = 0  # of the last update measured
         self._pending: list[float] = []  # this rank's parts since the last report: (g2, trace) pairs
         self._rounds_sq = 0.0
-        self._before: torch.Tensor | None = None
+        self._rollouts = RolloutGradients()
         self._spent = 0.0  # seconds this update
         self.seconds: list[float] = []  # per update, for summary.json's median
 
@@ -84,11 +155,8 @@ class NoiseScale:
         if self.unavailable or self.per_rank:
             return
         start = time.perf_counter()
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
-        rollout = flat if k == 0 else flat - self._before
+        rollout = self._rollouts.own(params, k, rounds)
         self._rounds_sq += float(rollout.square().sum()) * rounds**2
-        if k + 1 < rounds:
-            self._before = flat
         self._spent += time.perf_counter() - start
 
     def after_step(self, grad_norm: float, rounds: int, local_sq: float | None = None) -> None:
@@ -126,37 +194,16 @@ class NoiseScale:
 
     def absorb(self, pooled: list[float]) -> None:
         """Advance the averages over the ranks' mean (g2, trace) parts, update by update."""
-        d = self.decay
         for g2, trace in zip(pooled[::2], pooled[1::2]):
-            if math.isfinite(g2) and math.isfinite(trace):
-                self.grad_sq_ema = d * self.grad_sq_ema + (1 - d) * g2
-                self.grad_sq_sq_ema = d * self.grad_sq_sq_ema + (1 - d) * g2 * g2
-                self.trace_ema = d * self.trace_ema + (1 - d) * trace
-                self.trace_sq_ema = d * self.trace_sq_ema + (1 - d) * trace * trace
-                self.weight = d * self.weight + (1 - d)
-                self.updates += 1
+            self.averages.add(g2, trace)
+
+    @property
+    def updates(self) -> int:
+        return self.averages.updates
 
     def figures(self) -> dict[str, float] | None:
         """What `report` returns, from the averages as they stand."""
-        if self.updates == 0:
-            return None
-        d = self.decay
-        g2, trace = self.grad_sq_ema / self.weight, self.trace_ema / self.weight
-        # an exponential average of n samples of variance v varies by about v (1 - d) / (1 + d)
-        # once n >> 1 / (1 - d); by v / n before
-        effective = min(self.updates, (1 + d) / (1 - d)) if d > 0 else 1
-        two_se = lambda mean, square: 2 * math.sqrt(max(square / self.weight - mean * mean, 0.0) / effective)
-        g2_err, trace_err = two_se(g2, self.grad_sq_sq_ema), two_se(trace, self.trace_sq_ema)
-        # The two estimates' errors run opposite ways (a high small-batch norm raises tr(S) and
-        # lowers |G|^2), so the band takes the corners: it is wide rather than falsely narrow.
-        ratio = lambda t, g: max(t, 0.0) / g if g > 0 else math.inf
-        return {
-            "episodes": trace / g2 if g2 > 0 else math.nan,
-            "episodes_low": ratio(trace - trace_err, g2 + g2_err),
-            "episodes_high": ratio(trace + trace_err, g2 - g2_err),
-            "grad_sq": g2,
-            "trace": trace,
-        }
+        return self.averages.figures()
 
     def describe(self, last: dict[str, float] | None) -> dict:
         """What summary.json records: the `last` report's figures (None for a NaN: JSON has none)
@@ -168,7 +215,58 @@ class NoiseScale:
             "b_small": self.b_small,
             "b_big": self.b_big,
             "decay": self.decay,
-            "updates": self.updates,
+            "updates": self.averages.updates,
             # per update on this rank; DDP's squared norms inside its hook are not counted
             "median_ms": 1e3 * statistics.median(self.seconds) if self.seconds else 0.0,
         }
+
+
+class Halves:
+    """The noise scale from the two halves of each update's episodes, the same figure on any world
+    size: what a batch schedule can follow and still play on N ranks the episodes one rank plays
+    (dist_vpg.batching.FollowNoise).
+
+    An update's B episodes are numbered alike on every world size (train.episode_ids): each rank
+    plays contiguous blocks, one per rollout. With d half the difference between the gradient of
+    the first B / 2 episodes and that of the second, E|d|^2 = tr(S) / B and the update's gradient g
+    has E|g|^2 = |G|^2 + tr(S) / B: |g|^2 - |d|^2 and B |d|^2 are unbiased for |G|^2 and tr(S). Each
+    rank adds its rollouts' gradients with the sign of their half; one all_reduce of that vector
+    (beside the strategy's) makes d, bitwise alike on every rank. The blocks must not straddle the
+    middle: an even count of them (on an odd world size, each round is played as two rollouts).
+
+    The gradient of successive updates would need no collective, but measured here it does not
+    estimate |G|^2: under RMSprop successive gradients point apart (their product averages about
+    -|G|^2 through a whole default run), the weights' step turning what it follows."""
+
+    def __init__(self, decay: float, rank: int, world_size: int):
+        self.averages = Averages(decay)
+        self.rank, self.world_size = rank, world_size
+        self._rollouts = RolloutGradients()
+        self._signed: torch.Tensor | None = None
+
+    def after_backward(self, params: list[torch.Tensor], k: int, rollouts: int) -> None:
+        """Rollout k of this rank's `rollouts` has added its gradient to .grad."""
+        own = self._rollouts.own(params, k, rollouts)
+        first_half = self.rank * rollouts + k < self.world_size * rollouts / 2
+        signed = own if first_half else -own
+        self._signed = signed if k == 0 else self._signed + signed
+
+    def after_step(self, grad_norm: float, episodes: int) -> None:
+        """The update's reduced gradient had norm `grad_norm` (before clipping) over `episodes`
+        episodes. A collective on more than one rank."""
+        signed, self._signed = self._signed, None
+        if self.world_size > 1:
+            torch.distributed.all_reduce(signed)
+            signed /= self.world_size
+        self.add(grad_norm, episodes, signed)
+
+    def add(self, grad_norm: float, episodes: int, half_difference: torch.Tensor) -> None:
+        """Take in one update: its gradient's norm and d, over `episodes` episodes."""
+        half_sq = float(half_difference.double().square().sum())
+        self.averages.add(grad_norm**2 - half_sq, episodes * half_sq)
+
+    def state_dict(self) -> dict:
+        return {"averages": self.averages.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.averages.load_state_dict(state["averages"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from contextlib import nullcontext
@@ -146,12 +147,16 @@ def setup(cfg: Config, world: distributed.World, plan: pinning.Plan, server: tra
     if average is not None and begin.resumed is not None and "average" in begin.resumed:
         average.load_state_dict(begin.resumed["average"], begin.resumed.get("average_updates"))
 
-    batches = batching.plan(cfg, world.world_size)
+    batches = batching.plan(cfg, world.world_size, world.rank)
+    if batches.follow is not None:
+        if begin.resumed is not None and "batch_schedule" in begin.resumed:
+            batches.follow.load_state_dict(begin.resumed["batch_schedule"], start)
     before = batches.episodes_before(start)
     window = Window((before, before * task.trials))
     noise_scale = NoiseScale(
-        batches.share, world.world_size, cfg.log.noise_scale_decay, per_rank=strategy.reduces_in_backward,
-        most_rounds=batches.rounds_final, unavailable=strategy.noise_scale_unavailable,
+        batches.rollout_share, world.world_size, cfg.log.noise_scale_decay,
+        per_rank=strategy.reduces_in_backward, most_rounds=batches.rounds_final * batches.split,
+        unavailable=strategy.noise_scale_unavailable,
     )  # fmt: skip
     if noise_scale.unavailable:
         board.say(f"dist_vpg: gradient noise scale not measured: {noise_scale.unavailable}")
@@ -212,16 +217,18 @@ def one_update(run: Run, update: int) -> tuple[sync.StepResult, dict[str, float]
     hyper = scheduled(tr, update - run.position.start, stage_updates(run), run.batches.lr_factor)
     for group in run.optimizer.param_groups:
         group["lr"] = hyper["lr"]
-    rounds = run.batches.rounds(update)
+    rollouts, follow = run.batches.rollouts(update), run.batches.follow
     peek = run.world.is_main and (run.run_dir / plots.PEEK_FILE).exists()
     played_episodes, played_return = 0, 0.0
-    for k in range(rounds):
+    for k in range(rollouts):
         with timings.phase("rollout"):
-            batch, loss = rollout(run, update, k, rounds, hyper)
+            batch, loss = rollout(run, update, k, rollouts, hyper)
         # Only the last backward of an accumulation may start DDP's reduction.
-        with timings.phase("backward"), run.strategy.no_sync() if k + 1 < rounds else nullcontext():
-            (loss.total / rounds).backward()
-            run.noise_scale.after_backward(run.strategy.params, k, rounds)
+        with timings.phase("backward"), run.strategy.no_sync() if k + 1 < rollouts else nullcontext():
+            (loss.total / rollouts).backward()
+            run.noise_scale.after_backward(run.strategy.params, k, rollouts)
+            if follow is not None:
+                follow.estimate.after_backward(run.strategy.params, k, rollouts)
         episodes, ret = run.window.add(batch, loss)
         played_episodes, played_return = played_episodes + episodes, played_return + ret
         if peek and k == 0:
@@ -232,13 +239,29 @@ def one_update(run: Run, update: int) -> tuple[sync.StepResult, dict[str, float]
     with timings.phase("step"):
         result = run.strategy.step(run.optimizer, tr.max_grad_norm)
     timings.add("sync", result.sync_s)
-    run.noise_scale.after_step(result.grad_norm, rounds, run.strategy.local_sq_norm())
+    run.noise_scale.after_step(result.grad_norm, rollouts, run.strategy.local_sq_norm())
+    if follow is not None:
+        with timings.phase("follow_noise"):
+            follow_noise(run, update, result.grad_norm)
     if run.average is not None and result.applied:
         run.average.update(run.agent)
     run.skips.record(result.applied)  # raises on every rank alike after too many in a row
     with timings.phase("tracker"):
         run.shared.report(run.world.rank, update + 1, played_episodes, played_return)
     return result, hyper
+
+
+def follow_noise(run: Run, update: int, grad_norm: float) -> None:
+    """Measure update `update`'s noise scale from its halves (a collective on more than one rank)
+    and let the batch schedule that follows it grow the rounds, saying so."""
+    batches = run.batches
+    grown = batches.follow.after_step(update, grad_norm, batches.round_episodes)
+    if grown is not None:
+        low = batches.follow.estimate.averages.figures()["episodes_low"]
+        run.board.say(
+            f"dist_vpg: the batch grows to {grown * batches.round_episodes} episodes from update "
+            f"{update + 2} (the noise scale at least {low:,.0f} episodes)"
+        )
 
 
 def scheduled(tr: TrainConfig, update: int, updates: int, lr_factor: float) -> dict[str, float]:
@@ -260,10 +283,11 @@ def stage_updates(run: Run) -> int:
     return run.cfg.train.updates - run.position.start
 
 
-def rollout(run: Run, update: int, k: int, rounds: int, hyper: dict[str, float]):
-    """This rank's episodes of round k of the update played, and their loss: (batch, loss)."""
+def rollout(run: Run, update: int, k: int, rollouts: int, hyper: dict[str, float]):
+    """This rank's episodes of rollout k of the update's `rollouts` played, and their loss:
+    (batch, loss)."""
     cfg, tr, task = run.cfg, run.cfg.train, run.task
-    ids = episode_ids(run.world.rank, k, rounds, run.batches.share)
+    ids = episode_ids(run.world.rank, k, rollouts, run.batches.rollout_share)
     draws = noise.draw(
         cfg.seed,
         noise.TRAIN,
@@ -401,6 +425,7 @@ def save_checkpoint(run: Run, done: int) -> None:
         run.run_dir, run.run_cfg, done, run.agent, run.optimizer, run.shared.state_dict(),
         time.perf_counter() - run.clock, average.state_dict() if average else None,
         average.count if average else 0, run.position.state_dict() if run.stages else None,
+        run.batches.follow.state_dict() if run.batches.follow else None,
     )  # fmt: skip
 
 
@@ -419,6 +444,7 @@ def finish(run: Run) -> dict:
         skipped_updates=run.skips.total,
         phase_median_s=run.timings.medians(),
         noise_scale=run.noise_scale.describe(run.scale),
+        batch_schedule=describe_schedule(run.batches),
         last_eval=run.validation.last,
         tracker=run.shared.snapshot() if world.is_main else None,
         params_crc32=sync.checksum(run.agent, None),
@@ -431,6 +457,25 @@ def finish(run: Run) -> dict:
     run.board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run.run_dir}")
     run.board.close()
     return summary
+
+
+def describe_schedule(batches: batching.BatchPlan) -> dict:
+    """summary.json's account of the batch: the episodes of the first and last updates, and where a
+    schedule follows the noise scale, each growth and the estimate it followed."""
+    last = batches.updates - 1
+    described = {"first_episodes": batches.episodes(0), "last_episodes": batches.episodes(last)}
+    follow = batches.follow
+    if follow is None:
+        return described
+    figures = follow.estimate.averages.figures() or {}
+    return described | {
+        "follow_noise": follow.fraction,
+        "growths": [
+            {"update": start + 1, "episodes": rounds * batches.round_episodes}
+            for start, rounds in follow.changes[1:]
+        ],
+        "noise_scale": {key: value if math.isfinite(value) else None for key, value in figures.items()},
+    }
 
 
 def episode_ids(rank: int, k: int, accumulate: int, share: int) -> np.ndarray:

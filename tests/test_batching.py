@@ -89,6 +89,19 @@ def _close(a: dict, b: dict, atol: float = 2e-5) -> None:
         assert torch.allclose(a[name], b[name], atol=atol, rtol=0), name
 
 
+def _whole_and_resumed(tmp_path: Path, overrides: list[str], at: int) -> tuple[dict, dict]:
+    """The summaries of a 1-rank run and of the same run resumed from its checkpoint of update `at`."""
+    (whole,) = run_ranks(1, train_worker, None, overrides + [f"run_dir={tmp_path / 'whole'}"])
+    assert raised(whole) is None, whole
+    midway = next(p for p in checkpoint.existing(tmp_path / "whole") if f"{at:08d}" in p.name)
+    (tmp_path / "split").mkdir()
+    shutil.copy(midway, tmp_path / "split" / midway.name)
+    (resumed,) = run_ranks(
+        1, train_worker, None, overrides + [f"run_dir={tmp_path / 'split'}", "train.resume=auto"]
+    )
+    return whole, resumed
+
+
 @pytest.mark.dist
 def test_two_weak_ranks_equal_one_rank_of_their_global_batch_and_scaled_lr(tmp_path):
     """2 ranks of 8 episodes each under the sqrt rule play the 16 episodes, at the lr times sqrt(2),
@@ -131,15 +144,134 @@ def test_a_run_with_a_batch_schedule_resumes_exactly(tmp_path):
     """A run resumed from its update-4 checkpoint lands on the uninterrupted run's bits: each update's
     rounds follow from its index alone."""
     schedule = SMALL + ["train.batch_episodes=8", "sync.accumulate=1", "sync.accumulate_final=4"]
-    (whole,) = run_ranks(1, train_worker, None, schedule + [f"run_dir={tmp_path / 'whole'}"])
-    assert raised(whole) is None, whole
-    midway = next(p for p in checkpoint.existing(tmp_path / "whole") if "00000004" in p.name)
-    (tmp_path / "split").mkdir()
-    shutil.copy(midway, tmp_path / "split" / midway.name)
-    (resumed,) = run_ranks(
-        1, train_worker, None, schedule + [f"run_dir={tmp_path / 'split'}", "train.resume=auto"]
-    )
+    whole, resumed = _whole_and_resumed(tmp_path, schedule, 4)
     assert raised(resumed) is None and resumed["resumed_from"] == 4, resumed
     assert resumed["params_crc32"] == whole["params_crc32"]
     # the summary counts the whole run's episodes and agent steps, the updates before the resume too
     assert (resumed["episodes"], resumed["agent_steps"]) == (whole["episodes"], whole["agent_steps"])
+
+
+class _Measured:
+    """A stand-in for gradient_noise.Halves whose averages report a chosen lower band."""
+
+    def __init__(self, decay: float = 0.5):
+        from dist_vpg.gradient_noise import Averages
+
+        self.averages = Averages(decay)
+        self.low = 0.0
+
+    def after_step(self, grad_norm: float, episodes: int) -> None:
+        self.averages.add(1.0, 1.0)  # counts the update; figures() is patched below
+
+    def state_dict(self) -> dict:
+        return {"averages": self.averages.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.averages.load_state_dict(state["averages"])
+
+
+def _follow(lows: list[float], fraction=1.0, first=1, final=4, decay=0.5) -> batching.FollowNoise:
+    estimate = _Measured(decay)
+    follow = batching.FollowNoise(fraction, first, final, 100, estimate)
+    for update, low in enumerate(lows):
+        estimate.averages.figures = lambda low=low: {"episodes_low": low}
+        follow.after_step(update, 1.0, round_episodes=100)
+    return follow
+
+
+def test_the_noise_following_schedule_grows_to_its_fraction_of_the_lower_band_and_never_shrinks():
+    follow = _follow([50, 150, 350, 120, float("inf"), 900])
+    # update 1 (the window of decay 0.5 is 2 updates) wants 2 rounds, update 2 wants 4; a lower
+    # figure after does not shrink them, inf (|G|^2 lost in noise) is no reason to grow, 9 is capped
+    assert follow.changes == [(0, 1), (2, 2), (3, 4)]
+    assert [follow.rounds(u) for u in range(6)] == [1, 1, 2, 4, 4, 4]
+    assert follow.rounds_before(5) == 1 + 1 + 2 + 4 + 4
+    half = _follow([50, 150, 350], fraction=0.5)
+    assert half.changes == [(0, 1), (3, 2)]  # half of 350 is 175: two rounds of 100, after update 2
+
+
+def test_the_noise_following_schedule_waits_a_window_and_resumes_from_its_state():
+    assert _follow([900] * 9, decay=0.9).changes == [(0, 1)]  # 9 updates, a window of 10
+    assert _follow([900] * 10, decay=0.9).changes == [(0, 1), (10, 4)]
+    follow = _follow([50, 150, 350])
+    state = follow.state_dict()
+    again = batching.FollowNoise(1.0, 1, 4, 100, _Measured())
+    again.load_state_dict(state, update=3)
+    assert again.changes == follow.changes and again.estimate.averages.updates == 3
+    again.load_state_dict(state, update=2)  # a checkpoint before the last growth forgets it
+    assert again.changes == [(0, 1), (2, 2)]
+
+
+def test_a_noise_following_plan_splits_its_rounds_on_odd_world_sizes_only():
+    follow = ["train.batch_episodes=12", "sync.follow_noise=0.5", "sync.accumulate_final=3"]
+    one, two, three = (_plan(n, *follow) for n in (1, 2, 3))
+    assert (one.split, one.rollout_share, one.rollouts(0)) == (2, 6, 2)
+    assert (two.split, two.rollout_share, two.rollouts(0)) == (1, 6, 1)
+    assert (three.split, three.rollout_share) == (2, 2)
+    assert _plan(1, "train.batch_episodes=12", "sync.accumulate_final=3").split == 1
+    assert "following 0.5 x the noise scale" in one.describe() and "each as 2 rollouts" in one.describe()
+    assert one.episodes_before(3) == 3 * 12  # nothing grown yet
+
+
+@pytest.mark.parametrize(
+    "overrides,world_size,words",
+    [
+        (["sync.follow_noise=-1", "sync.accumulate_final=3"], None, "must be >= 0"),
+        (["sync.follow_noise=0.5", "sync.accumulate_final=0"], None, "room to grow"),
+        (["sync.follow_noise=0.5", "sync.accumulate_final=3", "sync.strategy=local_sgd"], None, "weights"),
+        (["sync.follow_noise=0.5", "sync.accumulate_final=3", "sync.strategy=ddp"], None, "inside backward"),
+        (["sync.follow_noise=0.5", "sync.accumulate_final=3", "train.batch_episodes=15"], 1, "do not halve"),
+    ],
+)
+def test_a_noise_following_schedule_it_cannot_run_is_refused_in_one_line(overrides, world_size, words):
+    with pytest.raises(ConfigError, match="sync.follow_noise") as refused:
+        config.check_world(config.load(None, overrides), world_size) if world_size else config.load(
+            None, overrides
+        )
+    assert words in str(refused.value) and "\n" not in str(refused.value)
+
+
+FOLLOW = [s for s in SMALL if not s.startswith("train.updates=")] + [
+    "train.updates=12",
+    "train.batch_episodes=8",
+    "sync.accumulate=1",
+    "sync.accumulate_final=3",
+    "sync.follow_noise=40",  # the noise scale is a few episodes here: 40 of them make 3 rounds
+    "log.noise_scale_decay=0.8",  # decisions after a window of 5 updates
+]
+
+
+@pytest.mark.dist
+def test_a_noise_following_schedule_grows_alike_on_two_ranks_and_on_one(tmp_path):
+    """The halves' estimate is the same on any world size, so are the growths it decides, and with
+    them the episodes: 1 rank (each round as two rollouts), 2 ranks, 2 ranks under reduce_broadcast."""
+    runs = {
+        name: run_ranks(n, train_worker, None, FOLLOW + extra + [f"run_dir={tmp_path / name}"])
+        for name, n, extra in [
+            ("one", 1, []),
+            ("two", 2, []),
+            ("broadcast", 2, ["sync.strategy=reduce_broadcast"]),
+        ]
+    }
+    assert all(raised(r[0]) is None for r in runs.values()), runs
+    schedules = {name: r[0]["batch_schedule"] for name, r in runs.items()}
+    assert schedules["one"]["growths"], schedules  # it did grow: the comparison is not of constants
+    assert schedules["one"]["growths"] == schedules["two"]["growths"] == schedules["broadcast"]["growths"]
+    first, second = (schedules["two"]["noise_scale"][k] for k in ("grad_sq", "trace"))
+    assert schedules["one"]["noise_scale"]["grad_sq"] == pytest.approx(first, rel=1e-3)
+    assert schedules["one"]["noise_scale"]["trace"] == pytest.approx(second, rel=1e-3)
+    assert runs["one"][0]["episodes"] == runs["two"][0]["episodes"] > 8 * 12
+    _close(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+    _close(_weights(tmp_path / "one"), _weights(tmp_path / "broadcast"))
+
+
+@pytest.mark.dist
+def test_a_noise_following_run_resumes_exactly(tmp_path):
+    """Its growths and the estimate they follow are in the checkpoint: resumed from update 8, after
+    the batch grew, the run lands on the uninterrupted run's bits, growths, estimate and episodes."""
+    whole, resumed = _whole_and_resumed(tmp_path, FOLLOW, 8)
+    assert any(g["update"] <= 8 for g in whole["batch_schedule"]["growths"]), whole["batch_schedule"]
+    assert raised(resumed) is None and resumed["resumed_from"] == 8, resumed
+    assert resumed["params_crc32"] == whole["params_crc32"]
+    assert resumed["batch_schedule"] == whole["batch_schedule"]
+    assert resumed["episodes"] == whole["episodes"]

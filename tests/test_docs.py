@@ -634,20 +634,31 @@ def test_the_commands_the_docs_mark_run_as_written(tmp_path):
         assert "Traceback" not in done.stderr, (where, command, done.stderr[-3000:])
 
 
-def test_the_bandit_ablations_kept_as_sweeps_are_quoted_as_their_tables_give():
-    """docs/learning.md's Adam ablation (each validation gap, by seed, and their mean) and the README's
-    row of it are the sweep's table in benchmarks/results/learning."""
-    found = _sweep("default_b3_adam_valid")
+@pytest.mark.parametrize(
+    "name,paragraph,row",
+    [
+        ("default_b3_adam_valid", "Adam instead of RMSprop", "with Adam instead"),
+        (
+            "default_follow_noise0.5_valid",
+            "The batch following the measured noise scale",
+            "`sync.follow_noise=0.5`",
+        ),
+    ],
+)
+def test_the_bandit_ablations_kept_as_sweeps_are_quoted_as_their_tables_give(name, paragraph, row):
+    """docs/learning.md's bandit ablations kept as sweeps (each validation gap, by seed, and their
+    mean) and the README's rows of them are the sweeps' tables in benchmarks/results/learning."""
+    found = _sweep(name)
     by_seed = [
         ", ".join(f"{g['gap']:+.3f}" for g in found["gaps"] if g["seed"] == seed) for seed in found["seeds"]
     ]
     mean = sum(g["gap"] for g in found["gaps"]) / len(found["gaps"])
     learning = " ".join((ROOT / "docs/learning.md").read_text().split())  # the prose, unwrapped
-    (paragraph,) = [p for p in learning.split("- **") if p.startswith("Adam instead of RMSprop")]
-    assert f"{by_seed[0]} (seed 0) and {by_seed[1]} (seed 1), a mean of {mean:+.3f}" in paragraph
-    assert f"{found['wall_s'] / 60:.1f} minutes a run" in paragraph
-    (row,) = [line for line in (ROOT / "README.md").read_text().splitlines() if "with Adam instead" in line]
-    assert f"mean gap {mean:+.3f} ({len(found['seeds'])} seeds)" in row
+    (text,) = [p for p in learning.split("- **") if p.startswith(paragraph)]
+    assert f"{by_seed[0]} (seed 0) and {by_seed[1]} (seed 1), a mean of {mean:+.3f}" in text
+    assert f"{found['wall_s'] / 60:.1f} minutes a run" in text
+    (line,) = [line for line in (ROOT / "README.md").read_text().splitlines() if row in line]
+    assert f"mean gap {mean:+.3f} ({len(found['seeds'])} seeds)" in line
 
 
 def test_the_reward_input_claims_are_the_fresh_seeds_tables():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dist_vpg.gradient_noise import NoiseScale, unbiased
+from dist_vpg.gradient_noise import Halves, NoiseScale, unbiased
 from dist_vpg.run_log import noise_scale_text
 from dist_vpg.sync.ddp import DDPPowerSGD
 from dist_vpg.sync.local_sgd import LocalSGD
@@ -194,3 +194,44 @@ def test_two_ranks_and_two_accumulation_rounds_give_the_same_figure(tmp_path):
         assert figures["rounds"][key] == pytest.approx(figures["ranks"][key], rel=1e-3), figures
         assert figures["ddp"][key] == pytest.approx(figures["ranks"][key], rel=1e-3), figures
     assert figures["ranks"]["trace"] > 0
+
+
+def _halves_of_one_update(blocks: np.ndarray, world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reduced gradient and the ranks' mean half difference when `world_size` ranks play the
+    update's blocks (each one rollout's mean gradient, in the episodes' order) as the loop does:
+    each rank its contiguous run of blocks, each rollout adding its gradient / rollouts to .grad."""
+    rollouts = len(blocks) // world_size
+    param = torch.zeros(DIM, dtype=torch.float64)
+    signed = []
+    for rank in range(world_size):
+        halves = Halves(decay=0.5, rank=rank, world_size=world_size)
+        param.grad = torch.zeros(DIM, dtype=torch.float64)
+        for k in range(rollouts):
+            param.grad += torch.from_numpy(blocks[rank * rollouts + k]) / rollouts
+            halves.after_backward([param], k, rollouts)
+        signed.append(halves._signed)
+    return torch.from_numpy(blocks.mean(0)), torch.stack(signed).mean(0)
+
+
+def test_the_half_difference_is_the_same_vector_on_any_world_size():
+    """Four blocks of episodes: 1 rank of 4 rollouts, 2 ranks of 2, 4 ranks of 1 all make d =
+    (first two blocks' mean - last two's) / 2, the update's own split in the episodes' order."""
+    blocks = np.random.default_rng(2).standard_normal((4, DIM))
+    expected = (blocks[:2].mean(0) - blocks[2:].mean(0)) / 2
+    for world_size in (1, 2, 4):
+        _, d = _halves_of_one_update(blocks, world_size)
+        assert torch.allclose(d, torch.from_numpy(expected), atol=1e-12), world_size
+
+
+def test_halves_recover_known_terms_from_sampled_gradients():
+    rng = np.random.default_rng(3)
+    halves = Halves(decay=0.999, rank=0, world_size=1)
+    share, blocks = 8, 4
+    for _ in range(4000):
+        grads = _episode_gradients(rng, blocks * share).reshape(blocks, share, DIM).mean(1)
+        g, d = _halves_of_one_update(grads, 2)
+        halves.add(float(g.norm()), blocks * share, d)
+    figures = halves.averages.figures()
+    assert figures["grad_sq"] == pytest.approx(TRUE_G2, rel=0.15)
+    assert figures["trace"] == pytest.approx(TRUE_TRACE, rel=0.1)
+    assert figures["episodes_low"] < TRUE_TRACE / TRUE_G2 < figures["episodes_high"]
