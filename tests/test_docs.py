@@ -386,6 +386,7 @@ INFORMATIVE_ABLATION = {
     "10 times, with the weights' average": "informative_arms_average_valid",
     "10 times, the batch growing": "informative_arms_growing_batch_valid",
     "10 times, the first stage's entropy bonus a constant 0.1": "informative_arms_beta0.1_valid",
+    "10 times, with 128 units in the cell": "informative_arms_h128_reward10_valid",
 }
 
 
