@@ -184,7 +184,8 @@ def scalar_groups(
     figures, snap, phases, result, tr, schedule, strategy, skipped, regret: bool, noise: dict | None = None
 ) -> dict:
     """TensorBoard scalars by group; see docs/watching.md, "TensorBoard". `schedule`: this update's scheduled
-    values (lr, beta_e, gamma); `noise`: the gradient noise scale's figures (NoiseScale.report)."""
+    values (lr, beta_e, gamma, batch_episodes); `noise`: the gradient noise scale's figures
+    (NoiseScale.report)."""
     norm = result.grad_norm
     clipped = min(norm, tr.max_grad_norm) if tr.max_grad_norm > 0 else norm
     charts = {

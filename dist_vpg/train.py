@@ -404,8 +404,9 @@ def report(run: Run, done: int, result: sync.StepResult, hyper: dict[str, float]
         postfix = {"steps/s": f"{figures['steps_per_s']:,.0f}", "ema return": f"{ema:.2f}"}
         if scale:
             postfix["noise scale"] = noise_scale_text(scale)
+        schedule = hyper | {"batch_episodes": run.batches.episodes(done - 1)}  # the update's, all ranks
         groups = scalar_groups(
-            figures, snap, run.timings.window_medians(), result, tr, hyper, run.strategy.name,
+            figures, snap, run.timings.window_medians(), result, tr, schedule, run.strategy.name,
             run.skips.total, run.task.regret_chart, scale,
         )  # fmt: skip
         if run.stages:

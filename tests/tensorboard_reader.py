@@ -6,8 +6,7 @@ from pathlib import Path
 from tensorboardX.proto import event_pb2
 
 
-def read_tags(directory: Path) -> set[str]:
-    tags = set()
+def _events(directory: Path):
     for path in Path(directory).glob("events.out.tfevents.*"):
         data = path.read_bytes()
         offset = 0
@@ -17,5 +16,13 @@ def read_tags(directory: Path) -> set[str]:
             offset += 12 + length + 4
             event = event_pb2.Event()
             event.ParseFromString(record)
-            tags.update(v.tag for v in event.summary.value)
-    return tags
+            yield event
+
+
+def read_tags(directory: Path) -> set[str]:
+    return {v.tag for event in _events(directory) for v in event.summary.value}
+
+
+def read_scalars(directory: Path, tag: str) -> dict[int, float]:
+    """A scalar tag's values by step."""
+    return {e.step: v.simple_value for e in _events(directory) for v in e.summary.value if v.tag == tag}

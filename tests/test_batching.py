@@ -10,6 +10,7 @@ import torch
 from dist_vpg import batching, checkpoint, config
 from dist_vpg.config import ConfigError
 from tests.helpers import raised, run_ranks, train_worker
+from tests.tensorboard_reader import read_scalars
 
 
 def _plan(world_size: int, *overrides: str) -> batching.BatchPlan:
@@ -261,6 +262,11 @@ def test_a_noise_following_schedule_grows_alike_on_two_ranks_and_on_one(tmp_path
     assert schedules["one"]["noise_scale"]["grad_sq"] == pytest.approx(first, rel=1e-3)
     assert schedules["one"]["noise_scale"]["trace"] == pytest.approx(second, rel=1e-3)
     assert runs["one"][0]["episodes"] == runs["two"][0]["episodes"] > 8 * 12
+    # TensorBoard's charts/batch_episodes draws the schedule: each logged update's episodes
+    grown = {g["update"]: g["episodes"] for g in schedules["one"]["growths"]}
+    at = lambda step: max([8] + [e for u, e in grown.items() if u <= step])
+    shown = read_scalars(tmp_path / "one" / "tb", "charts/batch_episodes")
+    assert shown == {step: at(step) for step in (4, 8, 12)}, (shown, grown)
     _close(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
     _close(_weights(tmp_path / "one"), _weights(tmp_path / "broadcast"))
 

@@ -35,6 +35,7 @@ def test_tensorboard_tag_groups(tmp_path):
         "charts/lr",
         "charts/beta_e",
         "charts/gamma",
+        "charts/batch_episodes",
         "losses/policy",
         "losses/value",
         "losses/entropy",
