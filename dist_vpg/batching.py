@@ -82,6 +82,22 @@ class BatchPlan:
             return update * self.episodes(0)
         return int(sum(self.episodes(u) for u in range(update)))
 
+    def summary(self) -> dict:
+        """summary.json's account of the batch: the episodes of the first and last updates, and where
+        the schedule follows the noise scale, each growth and the estimate it followed."""
+        described = {"first_episodes": self.episodes(0), "last_episodes": self.episodes(self.updates - 1)}
+        if self.follow is None:
+            return described
+        figures = self.follow.estimate.averages.figures() or {}
+        return described | {
+            "follow_noise": self.follow.fraction,
+            "growths": [
+                {"update": start + 1, "episodes": rounds * self.round_episodes}
+                for start, rounds in self.follow.changes[1:]
+            ],
+            "noise_scale": {key: value if math.isfinite(value) else None for key, value in figures.items()},
+        }
+
     def describe(self) -> str:
         """`256 episodes (2 ranks x 128)`, `256 to 768 episodes (2 ranks x 128 x 1 to 3 rounds)`."""
         first, final = self.rounds_first, self.rounds_final

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from contextlib import nullcontext
@@ -445,7 +444,7 @@ def finish(run: Run) -> dict:
         skipped_updates=run.skips.total,
         phase_median_s=run.timings.medians(),
         noise_scale=run.noise_scale.describe(run.scale),
-        batch_schedule=describe_schedule(run.batches),
+        batch_schedule=run.batches.summary(),
         last_eval=run.validation.last,
         tracker=run.shared.snapshot() if world.is_main else None,
         params_crc32=sync.checksum(run.agent, None),
@@ -458,25 +457,6 @@ def finish(run: Run) -> dict:
     run.board.say(f"dist_vpg: done; checkpoints, summary.json and TensorBoard logs (tb/) in {run.run_dir}")
     run.board.close()
     return summary
-
-
-def describe_schedule(batches: batching.BatchPlan) -> dict:
-    """summary.json's account of the batch: the episodes of the first and last updates, and where a
-    schedule follows the noise scale, each growth and the estimate it followed."""
-    last = batches.updates - 1
-    described = {"first_episodes": batches.episodes(0), "last_episodes": batches.episodes(last)}
-    follow = batches.follow
-    if follow is None:
-        return described
-    figures = follow.estimate.averages.figures() or {}
-    return described | {
-        "follow_noise": follow.fraction,
-        "growths": [
-            {"update": start + 1, "episodes": rounds * batches.round_episodes}
-            for start, rounds in follow.changes[1:]
-        ],
-        "noise_scale": {key: value if math.isfinite(value) else None for key, value in figures.items()},
-    }
 
 
 def episode_ids(rank: int, k: int, accumulate: int, share: int) -> np.ndarray:
