@@ -1,7 +1,7 @@
 """Which gradient-sync strategy on my cluster? Every strategy timed on emulated nodes whose links are
 shaped to a bandwidth.
 
-    sudo python benchmarks/bench_cluster.py [--nodes 2 4] [--ranks-per-node 1 2]
+    sudo .venv/bin/python benchmarks/bench_cluster.py [--nodes 2 4] [--ranks-per-node 1 2]
         [--bandwidths 100mbit 1gbit 3gbit unshaped] [--hidden 48 96 192] [--iters 30] [--quick]
 
 For each layout (nodes x ranks per node) it builds the nodes (benchmarks/emulated.py: network

@@ -1,7 +1,7 @@
 """What a sync strategy does to learning on a slow link: evaluated regret against updates and against
 wall-clock, each strategy beside allreduce, on two emulated nodes.
 
-    sudo python benchmarks/bench_link_learning.py [--bandwidth 100mbit]
+    sudo .venv/bin/python benchmarks/bench_link_learning.py [--bandwidth 100mbit]
         [--strategies allreduce "local_sgd sync.period=8"] [--seeds 0 1] [--updates 8000] [--quick]
 
 Two nodes (benchmarks/emulated.py) of one rank each, their links shaped to --bandwidth, train the

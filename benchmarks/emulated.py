@@ -72,7 +72,10 @@ class EmulatedCluster:
 
     def __enter__(self) -> EmulatedCluster:
         if os.geteuid() != 0:
-            raise Unavailable("network namespaces need root")
+            raise Unavailable(
+                "network namespaces need root: run it as root, or with sudo and the venv's python "
+                "(sudo .venv/bin/python benchmarks/...; a plain `sudo python` is the system's, without torch)"
+            )
         for tool in ("ip", "tc"):
             if shutil.which(tool) is None:
                 raise Unavailable(f"{tool} (iproute2) is not installed")
