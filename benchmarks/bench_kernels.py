@@ -1,8 +1,10 @@
 """Two builds of the native runtime side by side: the default update at several batches, played with
 dist_vpg/native/kernels.c as it is (base) and as a variant (other compiler flags, or another copy of
 the source), both loaded in one process and timed in interleaved rounds on one core, so that machine
-drift hits them alike. Also where the base update's time goes: each C call's time and the rest
-(Python, torch, the autograd hand-over).
+drift hits them alike. Also where the base update's time goes: in the update training runs (one
+C call, dv_update, then clipping and RMSprop) and in the one the DDP strategies run (acting, the
+loss and the LSTM's backward in a call each, autograd taking their gradient), each C call's time
+and the rest (Python, torch, the hand-over).
 
     python benchmarks/bench_kernels.py [--flags "-mprefer-vector-width=512"] [--batches 16 64 256]
     python benchmarks/bench_kernels.py --source /tmp/kernels_tile8.c [--rounds 15] [--quick] [--out DIR]
@@ -28,7 +30,7 @@ from dist_vpg import native, pinning  # noqa: E402
 from dist_vpg.native import build  # noqa: E402
 from dist_vpg.plots import saved_figure  # noqa: E402
 
-KERNELS = ("dv_stage", "dv_act", "dv_a2c_loss", "dv_lstm_backward", "dv_clip_rmsprop")
+KERNELS = ("dv_update", "dv_stage", "dv_act", "dv_a2c_loss", "dv_lstm_backward", "dv_clip_rmsprop")
 UPDATES_PER_ROUND = 10
 
 
@@ -83,11 +85,13 @@ def compare(libraries: dict, batch: int, rounds: int) -> dict:
     }
 
 
-def split(library, batch: int, rounds: int) -> dict[str, float]:
-    """Median ms per update in each C call of the base build, and outside them."""
+def split(library, batch: int, rounds: int, mode: str = "native") -> dict[str, float]:
+    """Median ms per update in each C call of the base build, and outside them: of the update
+    training runs (`native`: dv_update, then clipping and RMSprop), or of the one DDP runs
+    (`native_autograd`: acting, the loss and the LSTM's backward in a call each)."""
     spent: dict[str, float] = {}
     using(timed_calls(library, spent))
-    fn = update_fn("native", batch)
+    fn = update_fn(mode, batch)
     fn()
     per_round = []
     for _ in range(rounds):
@@ -130,15 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     libraries = {"base": base, "variant": variant}
     rows = []
     for batch in args.batches:
-        rows.append(compare(libraries, batch, args.rounds) | {"split_ms": split(base, batch, args.rounds)})
+        rows.append(
+            compare(libraries, batch, args.rounds)
+            | {"split_ms": split(base, batch, args.rounds, "native_autograd")}
+            | {"one_call_ms": split(base, batch, args.rounds)}
+        )
     using(base)
     header = ["episodes", "base ms", "variant ms", "base / variant (range)", "base in C", "outside C"]
+    header += ["three calls: in C", "outside C"]
     table = [
         [
             r["batch"],
             f"{r['base_ms']:.2f}",
             f"{r['variant_ms']:.2f}",
             f"{r['ratio']:.3f} ({r['ratio_low']:.2f}-{r['ratio_high']:.2f})",
+            f"{r['one_call_ms']['total'] - r['one_call_ms']['outside_c']:.2f}",
+            f"{r['one_call_ms']['outside_c']:.2f}",
             f"{r['split_ms']['total'] - r['split_ms']['outside_c']:.2f}",
             f"{r['split_ms']['outside_c']:.2f}",
         ]

@@ -1,6 +1,8 @@
 """Training throughput of one rank on one core: agent steps per second through the whole update
-(rollout, loss, backward, optimizer step), for native, twopass and onepass, against two references
-run side by side in the same process:
+(rollout, loss, backward, optimizer step), for native (one C call for the rollout, its loss and its
+gradient, as every strategy but DDP's trains), native_autograd (three C calls with autograd taking
+their gradient, as the DDP strategies train), twopass and onepass, against two references run side
+by side in the same process:
 
 - the predecessors' loop: one episode at a time, a Python bandit stepped trial by trial, an LSTM
   cell with batch 1, the A2C loss and one optimizer step per episode;
@@ -11,9 +13,9 @@ run side by side in the same process:
 
 Modes are measured in interleaved rounds, so machine drift hits them alike; figures are medians.
 The process keeps freed memory as training does (cpu.retain_freed), and each mode steps as training
-does (native: clipping and RMSprop in one C pass). A second table splits the native update into its
-phases (acting; heads, loss and whole gradient in C; autograd taking that gradient; clipping and the
-optimizer step), and a third gives the peak resident memory of each rank of a short training run at
+does (native: clipping and RMSprop in one C pass). A second table splits native_autograd's update
+into its phases (acting; heads, loss and whole gradient in C; autograd taking that gradient; clipping
+and the optimizer step), and a third gives the peak resident memory of each rank of a short training run at
 the default config (2 ranks, torchrun), native and twopass.
 """
 
@@ -159,17 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         args.batches, args.repeats, args.rss_updates = [16, 64], 3, 10
     torch.set_num_threads(1)
     pinning.retain_freed_memory()  # as training does (cpu.retain_freed): no page faults per update
-    modes = ["native", "twopass", "onepass"]
+    modes = ["native", "native_autograd", "twopass", "onepass"]
     if native.available() is not None:
         print(f"bench_rollout: {native.available()}; measuring the torch modes only")
-        modes.remove("native")
+        modes = ["twopass", "onepass"]
     predecessor = measure({"predecessor": predecessor_fn()}, args.repeats)["predecessor"]
     rows, split = [], []
     for batch in args.batches:
         phases = {name: [] for name in PHASES}
         fns = {mode: update_fn(mode, batch) for mode in modes} | {"bound": bound_fn(batch)}
         if "native" in modes:
-            fns["native (timed by phase)"] = update_fn("native", batch, phases)
+            fns["native_autograd (timed by phase)"] = update_fn("native_autograd", batch, phases)
         rates = measure(fns, args.repeats)
         for mode in modes:
             rows.append(
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             split.append(
                 {"batch": batch} | {f"{k}_ms": 1e3 * statistics.median(v[2:]) for k, v in phases.items()}
             )
-    memory = {mode: peak_rss_mb(mode, args.rss_updates) for mode in modes if mode != "onepass"}
+    memory = {mode: peak_rss_mb(mode, args.rss_updates) for mode in modes if mode in ("native", "twopass")}
     header = (
         "batch",
         "mode",
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     note = (
         f"predecessor loop (one episode at a time): {predecessor:,.0f} steps/s; one thread\n"
-        + "native update by phase (ms, medians): "
+        + "native_autograd's update by phase (ms, medians): "
         + "; ".join(f"{p['batch']}: " + ", ".join(f"{k} {p[k + '_ms']:.2f}" for k in PHASES) for p in split)
         + "\npeak resident memory of a rank, default config on 2 ranks: "
         + ", ".join(f"{mode} {mb:.0f} MB" for mode, mb in memory.items())
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     phases_of = {p["batch"]: p for p in split}
     for r in rows:
         r["peak_rss_mb"] = memory.get(r["mode"])
-        if r["mode"] == "native":
+        if r["mode"] == "native_autograd":
             r["phases_ms"] = {k: phases_of[r["batch"]][f"{k}_ms"] for k in PHASES}
     write_report("bench_rollout", args, header, table, rows, note, args.out, plot=_plot)
     return 0
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _plot(rows, path: Path) -> None:
     with saved_figure(path, figsize=(6, 4)) as (_, ax):
-        for mode in ("native", "twopass", "onepass"):
+        for mode in ("native", "native_autograd", "twopass", "onepass"):
             pts = [(r["batch"], r["steps_per_s"]) for r in rows if r["mode"] == mode]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=f"{mode} (whole update)")

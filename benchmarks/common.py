@@ -19,34 +19,41 @@ LOSS = dict(gamma=0.9, lam=1.0, beta_v=0.05, beta_e=0.05)
 
 
 def update_fn(task, agent, mode: str, batch: int, trial_input: bool, phases: dict | None = None):
-    """One whole training update of `batch` episodes in `mode`, as train.py runs it (rollout_loss,
-    then the strategies' clip_and_step with the optimizer training makes for the mode); the returned
-    function plays a fresh batch each call and returns the agent steps done. With `phases`, the
-    native update appends the seconds of each of its PHASES to it: acting, the heads, loss and
-    whole gradient (C), autograd taking that gradient, and clipping with the optimizer step."""
+    """One whole training update of `batch` episodes in `mode`, as train.py runs it: `native` the
+    one C call (native.Update) then the strategies' clip_and_step, as every strategy but DDP's
+    trains; `native_autograd` the three calls with autograd taking their gradient, as the DDP
+    strategies train; twopass and onepass rollout_loss and backward. The returned function plays
+    a fresh batch each call and returns the agent steps done. With `phases`, `native_autograd`
+    appends the seconds of each of its PHASES to it: acting, the heads, loss and whole gradient
+    (C), autograd taking that gradient, and clipping with the optimizer step."""
     from dist_vpg import native, noise
     from dist_vpg.rollout import rollout_loss
     from dist_vpg.sync import clip_and_step
 
-    rmsprop = native.RMSprop if mode == "native" else torch.optim.RMSprop
+    rmsprop = native.RMSprop if mode.startswith("native") else torch.optim.RMSprop
     opt = rmsprop(agent.parameters(), lr=7e-4, eps=1e-5)
     params, counter = list(agent.parameters()), iter(range(10**9))
+    one_call = native.Update(agent) if mode == "native" else None
 
     def run() -> int:
         draws = noise.draw(
             0, noise.TRAIN, next(counter), np.arange(batch), task.trials, task.episode_draws, task.trial_draws
         )
         marks = [time.perf_counter()]
-        if phases is None:
-            _, loss = rollout_loss(agent, task, draws, mode, trial_input, "reward", LOSS)
-        else:  # the native update, cut where its phases meet
+        opt.zero_grad(set_to_none=False)
+        if one_call is not None:
+            one_call(task, draws, trial_input, "reward", 1.0, **LOSS)
+        elif phases is None:
+            torch_mode = mode.removesuffix("_autograd")
+            _, loss = rollout_loss(agent, task, draws, torch_mode, trial_input, "reward", LOSS)
+            loss.total.backward()
+        else:  # the three calls, cut where their phases meet
             played = native.act(agent, task, draws, trial_input)
             marks.append(time.perf_counter())
             loss = native.a2c_loss(played, agent, played.rewards, **LOSS)
-        marks.append(time.perf_counter())
-        opt.zero_grad()
-        loss.total.backward()
-        marks.append(time.perf_counter())
+            marks.append(time.perf_counter())
+            loss.total.backward()
+            marks.append(time.perf_counter())
         clip_and_step(params, opt, 50.0)
         marks.append(time.perf_counter())
         if phases is not None:

@@ -203,6 +203,12 @@ def rollout_loss(
     return batch, a2c_loss(batch.logits, batch.values, batch.actions, target, **loss_args)
 
 
+def fusable(agent: Agent, mode: str, signal: str) -> bool:
+    """Whether native.Update's one call can take a rollout of `agent` in `mode` learning from
+    `signal`: the native path, a plain critic and a signal it computes (not imitation)."""
+    return mode == "native" and signal in native.Update.SIGNALS and agent.privileged is None
+
+
 def agreed_mode(asked: str, task, world: distributed.World, say, cell: str = "lstm") -> str:
     """The rollout mode every rank runs: native only if every rank can, else twopass on all (the
     same gradients; mixing the two would break N ranks reproducing 1 by float rounding). Rank 0

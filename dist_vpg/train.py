@@ -40,7 +40,7 @@ from dist_vpg.cli import Parser, at_least, refuse
 from dist_vpg.config import Config, ConfigError, TrainConfig
 from dist_vpg.gradient_noise import NoiseScale
 from dist_vpg.metrics import Timings, Window
-from dist_vpg.rollout import agent_for, agreed_mode, rollout_loss
+from dist_vpg.rollout import Rollout, agent_for, agreed_mode, fusable, rollout_loss
 from dist_vpg.run_log import Board, log_line, noise_scale_text, scalar_groups
 from dist_vpg.tasks import Task, make_task
 from dist_vpg.validation import Validation
@@ -115,6 +115,9 @@ class Run:
     stages: list[curriculum.Stage]  # [] for a run without a curriculum
     position: curriculum.Position  # the stage being trained
     timings: Timings = field(default_factory=Timings)
+    # the native update's one call, where no strategy reduces inside backward (DDP's hooks need
+    # autograd): rollout() uses it for the rollouts it can take (rollout.fusable)
+    fused: native.Update | None = None
     stopped_by: int | None = None  # the update after which a signal stopped the job
     scale: dict | None = None  # the noise scale's last report
 
@@ -168,6 +171,7 @@ def setup(cfg: Config, world: distributed.World, plan: pinning.Plan, server: tra
         compared_optimizer, model, average, batches, window, noise_scale, validation, start,
         clock=time.perf_counter() - train_s, skips=sync.SkipGuard(cfg.sync.max_skipped),
         zero_grads=sync.ZeroGradTrap(board.say), run_cfg=run_cfg, stages=stages, position=position,
+        fused=native.Update(agent) if mode == "native" and not strategy.reduces_in_backward else None,
     )  # fmt: skip
     announce(run)
     return run
@@ -221,10 +225,11 @@ def one_update(run: Run, update: int) -> tuple[sync.StepResult, dict[str, float]
     played_episodes, played_return = 0, 0.0
     for k in range(rollouts):
         with timings.phase("rollout"):
-            batch, loss = rollout(run, update, k, rollouts, hyper)
+            batch, loss, in_grad = rollout(run, update, k, rollouts, hyper)
         # Only the last backward of an accumulation may start DDP's reduction.
         with timings.phase("backward"), run.strategy.no_sync() if k + 1 < rollouts else nullcontext():
-            (loss.total / rollouts).backward()
+            if not in_grad:
+                (loss.total / rollouts).backward()
             run.noise_scale.after_backward(run.strategy.params, k, rollouts)
             if follow is not None:
                 follow.estimate.after_backward(run.strategy.params, k, rollouts)
@@ -283,8 +288,9 @@ def stage_updates(run: Run) -> int:
 
 
 def rollout(run: Run, update: int, k: int, rollouts: int, hyper: dict[str, float]):
-    """This rank's episodes of rollout k of the update's `rollouts` played, and their loss:
-    (batch, loss)."""
+    """This rank's episodes of rollout k of the update's `rollouts` played, their loss, and whether
+    1 / rollouts of its gradient is in .grad already (the native update's one call, where nothing
+    needs autograd): (batch, loss, in_grad)."""
     cfg, tr, task = run.cfg, run.cfg.train, run.task
     ids = episode_ids(run.world.rank, k, rollouts, run.batches.rollout_share)
     draws = noise.draw(
@@ -303,9 +309,14 @@ def rollout(run: Run, update: int, k: int, rollouts: int, hyper: dict[str, float
         lam=tr.gae_lambda, beta_v=tr.beta_v, value_scale=tr.value_scale,
         episodes_per_task=tr.episodes_per_task, gamma=hyper["gamma"], beta_e=hyper["beta_e"],
     )  # fmt: skip
-    return rollout_loss(
+    if run.fused is not None and fusable(run.agent, run.mode, tr.signal):
+        scale = float(np.float32(1) / np.float32(rollouts))  # as autograd scales loss.total / rollouts
+        done = run.fused(task, draws, cfg.task.trial_input, tr.signal, scale, **loss_args)
+        return Rollout(done.inputs, done.actions, done.rewards, done.regrets, None, None), done.loss, True
+    batch, loss = rollout_loss(
         run.agent, task, draws, run.mode, cfg.task.trial_input, tr.signal, loss_args, replay=run.model
     )
+    return batch, loss, False
 
 
 def due(done: int, every: int, last: int | None) -> bool:

@@ -146,6 +146,51 @@ def test_native_loss_equals_the_torch_loss(name, options):
         assert want_grads[n].abs().max() > 1e-3, n  # every parameter gets a real gradient
 
 
+@pytest.mark.parametrize("options", list(LOSS_OPTIONS))
+@pytest.mark.parametrize("name", list(TASKS))
+def test_the_one_call_update_adds_the_three_calls_gradient_bit_for_bit(name, options):
+    """native.Update (one C call: acting, loss, backward, the gradient added to .grad) against
+    native.act and native.a2c_loss with autograd accumulating, over three rollouts of an update
+    scaled by 1/3 as sync.accumulate's rounds are: the same episodes, terms and .grad, bit for bit
+    (training's figures do not move with the path it takes)."""
+    task, agent, _ = _setup(TASKS[name], batch=8, hidden=32)
+    fused = Agent(agent.lstm.input_size, task.num_actions, 32)
+    fused.load_state_dict(agent.state_dict())
+    opts = dict(gamma=0.9, lam=1.0, beta_v=0.05, beta_e=0.05) | LOSS_OPTIONS[options]
+    signal_name = opts.pop("signal")
+    update, trial_input = native.Update(fused), TASKS[name].trial_input
+    agent.zero_grad(set_to_none=False)
+    scale = float(np.float32(1) / np.float32(3))
+    for k in range(3):
+        ids = np.arange(k * 24, (k + 1) * 24)
+        draws = noise.draw(0, noise.TRAIN, 7, ids, task.trials, task.episode_draws, task.trial_draws)
+        played = native.act(agent, task, draws, trial_input)
+        signal = training_signal(played.rewards, played.regrets, signal_name)
+        want = native.a2c_loss(played, agent, signal, **opts)
+        (want.total / 3).backward()
+        got = update(task, draws, trial_input, signal_name, scale, **opts)
+        for field in ("inputs", "actions", "rewards", "regrets"):
+            assert torch.equal(getattr(got, field), getattr(played, field)), field
+        for term, a, b in zip(want._fields, want, got.loss):
+            assert b.item() == a.item(), term
+    for (n, p), q in zip(agent.named_parameters(), fused.parameters()):
+        assert torch.equal(q.grad, p.grad), n
+        assert p.grad.abs().max() > 1e-4, n  # every parameter gets a real gradient
+
+
+def test_the_one_call_update_refuses_what_it_does_not_compute():
+    task, agent, draws = _setup(TASKS["independent"], batch=10, hidden=8)
+    update = native.Update(agent)
+    loss = dict(gamma=0.9, lam=1.0, beta_v=0.05, beta_e=0.05)
+    with pytest.raises(ValueError, match="learns from reward or regret, not 'imitation'"):
+        update(task, draws, True, "imitation", 1.0, **loss)
+    with pytest.raises(ValueError, match="10 episodes do not split into tasks of 4"):
+        update(task, draws, True, "reward", 1.0, **loss, episodes_per_task=4)
+    agent.policy.weight.data = agent.policy.weight.data.t().contiguous().t()  # a view, not contiguous
+    with pytest.raises(native.NativeError, match="contiguous float32"):
+        update(task, draws, True, "reward", 1.0, **loss)
+
+
 def test_native_loss_refuses_tasks_that_do_not_divide_the_batch():
     task, agent, draws = _setup(TASKS["independent"], batch=10, hidden=8)
     played = native.act(agent, task, draws, True)

@@ -29,11 +29,14 @@ if TYPE_CHECKING:
     from dist_vpg.noise import Noise
 
 __all__ = [
-    "NativeError", "NativeUnavailable", "Played", "RMSprop", "a2c_loss", "act", "available", "lstm_outputs",
+    "NativeError", "NativeUnavailable", "Played", "RMSprop", "Update", "Updated", "a2c_loss", "act",
+    "available", "lstm_outputs",
 ]  # fmt: skip
 
 VW = DECLARED.constants["VW"]  # floats per vector: weight rows are padded to a multiple of it
-_Weights, _LossSpec, _Task = (DECLARED.structs[name] for name in ("Weights", "LossSpec", "Task"))
+_Weights, _LossSpec, _Task, _Update = (
+    DECLARED.structs[name] for name in ("Weights", "LossSpec", "Task", "Update")
+)
 # the staged weights' parts (dv_stage_parts), in interface.h's order
 _STAGE_PARTS = sorted(
     (
@@ -295,6 +298,90 @@ def a2c_loss(
     params = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
     params += (agent.policy.weight, agent.policy.bias, agent.value.weight, agent.value.bias)
     return LossTerms(*_FusedA2C.apply(played, signal, spec, *params))
+
+
+class Updated(NamedTuple):
+    """What `Update` played, and its loss."""
+
+    inputs: torch.Tensor  # [T, B, I]
+    actions: torch.Tensor  # [T, B] long
+    rewards: torch.Tensor  # [T, B]
+    regrets: torch.Tensor  # [T, B]
+    loss: LossTerms  # the terms, as floats: the gradient is in .grad
+
+
+_SIGNALS = {name: DECLARED.constants[f"SIGNAL_{name.upper()}"] for name in ("reward", "regret")}
+
+
+class Update:
+    """A rollout's whole native pass in one C call (dv_update) over buffers kept from call to call:
+    acting, the heads, the A2C loss, the LSTM's backward, and `scale` times the gradient added to
+    each parameter's .grad in place. The same numbers, bit for bit, as `act` and `a2c_loss` with
+    autograd accumulating `scale` times their loss's gradient (tests/test_native.py), without
+    autograd: what training runs where no strategy reduces inside backward (DDP's hooks need
+    `a2c_loss` through the wrapper)."""
+
+    SIGNALS = tuple(_SIGNALS)  # the training signals it computes (dist_vpg.losses.training_signal)
+
+    def __init__(self, agent: nn.Module):
+        lstm = agent.lstm
+        self.agent = agent
+        self.params = [lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0]
+        self.params += [agent.policy.weight, agent.policy.bias, agent.value.weight, agent.value.bias]
+        self._kept = torch.empty(0)
+
+    def __call__(
+        self,
+        task,
+        noise: Noise,
+        trial_input: bool,
+        signal: str,
+        scale: float,
+        gamma: float,
+        lam: float,
+        beta_v: float,
+        beta_e: float,
+        value_scale: bool = False,
+        episodes_per_task: int = 1,
+    ) -> Updated:
+        """Play `noise`'s batch of `task`, learning from `signal` (reward or regret) with the loss
+        settings of a2c_loss: what was played and the loss's terms, not differentiable (the
+        gradient is in .grad already)."""
+        if signal not in _SIGNALS:
+            raise ValueError(f"the native update learns from {' or '.join(_SIGNALS)}, not {signal!r}")
+        lib, agent = _library(), self.agent
+        trials, batch = noise.action.shape
+        if episodes_per_task > 1 and batch % episodes_per_task:
+            raise ValueError(f"{batch} episodes do not split into tasks of {episodes_per_task}")
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            if any(t.dtype != torch.float32 or not t.is_contiguous() for t in (p, p.grad)):
+                raise NativeError("the native update needs contiguous float32 parameters and gradients")
+        inputs_n, hidden, actions_n = agent.lstm.input_size, agent.lstm.hidden_size, agent.policy.out_features
+        kept = lib.dv_update_kept(trials, batch, inputs_n, hidden, actions_n)
+        if self._kept.numel() < kept:
+            self._kept = torch.empty(kept)
+        keep: list = []
+        stepped = _task(task, noise, keep)
+        trial_noise = task.native_noise(noise.trial).float().contiguous()
+        action_noise = noise.action.float().contiguous()
+        x = torch.empty(trials, batch, inputs_n)
+        actions = torch.empty(trials, batch, dtype=torch.int64)
+        rewards, regrets = torch.empty(trials, batch), torch.empty(trials, batch)
+        terms = torch.empty(4, dtype=torch.float64)
+        update = _Update(
+            trials, inputs_n, hidden, actions_n, batch, int(trial_input), _SIGNALS[signal],
+            agent.reward_scale, scale, *(p.data_ptr() for p in self.params),
+            *(p.grad.data_ptr() for p in self.params), self._kept.data_ptr(),
+        )  # fmt: skip
+        spec = _LossSpec(gamma, lam, beta_v, beta_e, int(value_scale), episodes_per_task)
+        status = lib.dv_update(
+            ctypes.byref(update), ctypes.byref(spec), ctypes.byref(stepped), _p(trial_noise),
+            _p(action_noise), _p(x), _p(actions), _p(rewards), _p(regrets), _p(terms),
+        )  # fmt: skip
+        _checked(status, "update (dv_update)")
+        return Updated(x, actions, rewards, regrets, LossTerms(*terms.float().unbind()))
 
 
 class RMSprop(torch.optim.RMSprop):

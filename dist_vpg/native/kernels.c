@@ -480,6 +480,112 @@ int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t Hp, int32_t A, int3
     return DV_OK;
 }
 
+/* dst[r][c] += scale * src[c][r] for r < rows, c < cols: a gradient the kernels hold transposed
+ * (src rows `stride` floats apart) added to torch's layout. The product is rounded before the sum,
+ * as autograd scales a gradient and then accumulates it, and never fused into one: `tmp` holds the
+ * rows * cols products until the barrier. */
+static void add_transposed(int rows, int cols, const float *restrict src, int64_t stride, float scale,
+                           float *restrict tmp, float *restrict dst) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) tmp[(int64_t)r * cols + c] = scale * src[(int64_t)c * stride + r];
+    __asm__ volatile("" ::: "memory"); /* no fused multiply-add across it */
+    for (int64_t i = 0; i < (int64_t)rows * cols; i++) dst[i] += tmp[i];
+}
+
+/* dv_update's kept buffer, part by part, each rounded up to VW floats. */
+enum { KEPT_STAGE, KEPT_H, KEPT_GATES, KEPT_C, KEPT_HEADS, KEPT_SIGNAL, KEPT_DH, KEPT_D_HEADS, KEPT_D_B_HEADS,
+       KEPT_DW, KEPT_DBIAS, KEPT_SCRATCH, KEPT_PARTS };
+
+static int64_t round_vw(int64_t n) { return (n + VW - 1) / VW * VW; }
+
+static void kept_parts(int32_t T, int64_t B, int32_t I, int32_t H, int32_t A, int64_t *sizes) {
+    const int32_t Gp = (int32_t)round_vw(4 * H), Ap = (int32_t)round_vw(A + 1), Hp = (int32_t)round_vw(H);
+    const int64_t TB = (int64_t)T * B;
+    sizes[KEPT_STAGE] = dv_stage_size(I, H, A, Gp, Ap);
+    sizes[KEPT_H] = TB * H;
+    sizes[KEPT_GATES] = TB * 4 * H;
+    sizes[KEPT_C] = TB * H;
+    sizes[KEPT_HEADS] = TB * (A + 1);
+    sizes[KEPT_SIGNAL] = TB;
+    sizes[KEPT_DH] = TB * Hp;
+    sizes[KEPT_D_HEADS] = (int64_t)H * Ap;
+    sizes[KEPT_D_B_HEADS] = Ap;
+    sizes[KEPT_DW] = (int64_t)(I + H) * Gp;
+    sizes[KEPT_DBIAS] = Gp;
+    int64_t scratch = dv_act_scratch(B, I, H, A, Gp, Ap);
+    const int64_t loss = dv_loss_scratch(T, B, A, Ap, Hp), backward = dv_backward_scratch(B, H, Hp, Gp);
+    const int64_t transposed = 4 * (int64_t)H * (I > H ? I : H) + (int64_t)(A + 1) * H;
+    scratch = scratch > loss ? scratch : loss;
+    scratch = scratch > backward ? scratch : backward;
+    sizes[KEPT_SCRATCH] = scratch > transposed ? scratch : transposed;
+    for (int k = 0; k < KEPT_PARTS; k++) sizes[k] = round_vw(sizes[k]);
+}
+
+int64_t dv_update_kept(int32_t T, int64_t B, int32_t I, int32_t H, int32_t A) {
+    if (T <= 0 || B <= 0 || I <= 0 || H <= 0 || A <= 0) return -1;
+    int64_t sizes[KEPT_PARTS], total = 0;
+    kept_parts(T, B, I, H, A, sizes);
+    for (int k = 0; k < KEPT_PARTS; k++) total += sizes[k];
+    return total;
+}
+
+/* One rollout of an update, whole, in one call: the weights staged from torch's layouts (dv_stage),
+ * B episodes of T trials played (dv_act, writing x [T, B, I], actions, rewards and regrets [T, B]),
+ * the signal the loss learns from, the heads and the A2C loss with its gradient back to the hidden
+ * states (dv_a2c_loss: terms [4] as there), the LSTM's backward (dv_lstm_backward), and
+ * grad_scale times the whole gradient added to the gradients' buffers in torch's layouts. The same
+ * numbers as those calls one after another with autograd accumulating their gradient. */
+int32_t dv_update(const Update *u, const LossSpec *spec, const Task *task, const float *trial_noise,
+                  const float *action_noise, float *x, int64_t *actions, float *rewards, float *regrets,
+                  double *terms) {
+    const int32_t T = u->trials, I = u->inputs, H = u->hidden, A = u->actions;
+    const int64_t B = u->episodes;
+    if (T <= 0 || B <= 0 || I <= 0 || H <= 0 || A <= 0) return DV_BAD_SIZE;
+    if (u->signal != SIGNAL_REWARD && u->signal != SIGNAL_REGRET) return DV_BAD_SIZE;
+    if (!u->w_ih || !u->w_hh || !u->b_ih || !u->b_hh || !u->w_pol || !u->b_pol || !u->w_val || !u->b_val)
+        return DV_MISSING;
+    if (!u->g_w_ih || !u->g_w_hh || !u->g_b_ih || !u->g_b_hh || !u->g_w_pol || !u->g_b_pol || !u->g_w_val ||
+        !u->g_b_val || !u->kept || !terms)
+        return DV_MISSING;
+    const int32_t G = 4 * H, Gp = (int32_t)round_vw(G), Ap = (int32_t)round_vw(A + 1), Hp = (int32_t)round_vw(H);
+    const int64_t TB = (int64_t)T * B;
+    int64_t sizes[KEPT_PARTS], stage_sizes[STAGE_PARTS];
+    float *part[KEPT_PARTS], *stage[STAGE_PARTS];
+    kept_parts(T, B, I, H, A, sizes);
+    part[0] = u->kept;
+    for (int k = 1; k < KEPT_PARTS; k++) part[k] = part[k - 1] + sizes[k - 1];
+    dv_stage_parts(I, H, A, Gp, Ap, stage_sizes);
+    stage[0] = part[KEPT_STAGE];
+    for (int k = 1; k < STAGE_PARTS; k++) stage[k] = stage[k - 1] + stage_sizes[k - 1];
+    dv_stage(I, H, A, Gp, Ap, u->w_ih, u->w_hh, u->b_ih, u->b_hh, u->w_pol, u->b_pol, u->w_val, u->b_val,
+             part[KEPT_STAGE]);
+    const Weights w = {I, H, A, Gp, Ap, stage[STAGE_W_T], stage[STAGE_BIAS], stage[STAGE_W_POL_T], stage[STAGE_B_POL]};
+    float *h = part[KEPT_H], *gates = part[KEPT_GATES], *c = part[KEPT_C], *heads = part[KEPT_HEADS];
+    float *scratch = part[KEPT_SCRATCH];
+    int32_t status = dv_act(T, B, u->trial_input, u->reward_scale, &w, task, trial_noise, action_noise, x, actions,
+                            rewards, regrets, h, gates, c, heads, scratch);
+    if (status != DV_OK) return status;
+    float *signal = part[KEPT_SIGNAL];
+    for (int64_t tb = 0; tb < TB; tb++) signal[tb] = u->signal == SIGNAL_REWARD ? rewards[tb] : -regrets[tb];
+    float *dh = part[KEPT_DH], *d_heads_t = part[KEPT_D_HEADS], *d_b_heads = part[KEPT_D_B_HEADS];
+    status = dv_a2c_loss(T, B, H, Hp, A, Ap, spec, stage[STAGE_W_HEADS], h, heads, actions, signal, dh, d_heads_t,
+                         d_b_heads, terms, scratch);
+    if (status != DV_OK) return status;
+    float *dw_t = part[KEPT_DW], *dbias = part[KEPT_DBIAS];
+    status = dv_lstm_backward(T, B, I, H, Hp, Gp, stage[STAGE_W_HH], x, h, gates, c, dh, Hp, dw_t, dbias, scratch);
+    if (status != DV_OK) return status;
+    const float s = u->grad_scale;
+    add_transposed(G, I, dw_t, Gp, s, scratch, u->g_w_ih);
+    add_transposed(G, H, dw_t + (int64_t)I * Gp, Gp, s, scratch, u->g_w_hh);
+    add_transposed(G, 1, dbias, 1, s, scratch, u->g_b_ih);
+    add_transposed(G, 1, dbias, 1, s, scratch, u->g_b_hh);
+    add_transposed(A, H, d_heads_t, Ap, s, scratch, u->g_w_pol);
+    add_transposed(A, 1, d_b_heads, 1, s, scratch, u->g_b_pol);
+    add_transposed(1, H, d_heads_t + A, Ap, s, scratch, u->g_w_val);
+    add_transposed(1, 1, d_b_heads + A, 1, s, scratch, u->g_b_val);
+    return DV_OK;
+}
+
 /* The optimizer step over n parameter tensors of sizes[i] floats: the gradients' global norm
  * (before clipping, as torch.nn.utils.clip_grad_norm_ returns it), then, when it is finite, the
  * gradients scaled by min(1, max_norm / (norm + 1e-6)) in place and one RMSprop step
