@@ -15,7 +15,7 @@ from dist_vpg import native, noise
 from dist_vpg.agent import Agent
 from dist_vpg.losses import a2c_loss, training_signal
 from dist_vpg.native import build
-from dist_vpg.rollout import act, input_size, rollout, usable_mode
+from dist_vpg.rollout import act, fusable, input_size, make_agent, rollout, usable_mode
 from dist_vpg.tasks import make_task
 from dist_vpg.tasks import settings as task_settings
 
@@ -189,6 +189,17 @@ def test_the_one_call_update_refuses_what_it_does_not_compute():
     agent.policy.weight.data = agent.policy.weight.data.t().contiguous().t()  # a view, not contiguous
     with pytest.raises(native.NativeError, match="contiguous float32"):
         update(task, draws, True, "reward", 1.0, **loss)
+
+
+def test_training_takes_the_one_call_for_what_it_computes():
+    """rollout.fusable: the native path, a plain critic and the reward or regret signal; an
+    imitating agent, a privileged critic and the torch modes keep rollout_loss and autograd."""
+    task = make_task(TASKS["independent"])
+    plain = make_agent(task, True, 8)
+    assert fusable(plain, "native", "regret") and fusable(plain, "native", "reward")
+    assert not fusable(plain, "native", "imitation")
+    assert not fusable(plain, "twopass", "regret")
+    assert not fusable(make_agent(task, True, 8, privileged_critic=True), "native", "regret")
 
 
 def test_native_loss_refuses_tasks_that_do_not_divide_the_batch():

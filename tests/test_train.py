@@ -154,6 +154,24 @@ def test_the_same_seed_trains_to_the_same_weights_on_two_ranks(tmp_path):
     assert_same_then_different(*trained_twice(tmp_path, 2))
 
 
+@pytest.mark.dist
+def test_the_native_one_call_trains_to_autograds_weights_bit_for_bit(tmp_path):
+    """allreduce trains through the native update's one call (native.Update), ddp through the
+    three calls whose gradient autograd hands over (its hooks need it): on one rank, where DDP's
+    mean over ranks is the gradient itself, the same weights bit for bit, accumulation rounds,
+    the weights' average and evaluations on the way included."""
+    weights = []
+    for strategy in ("allreduce", "ddp"):
+        run_dir = tmp_path / strategy
+        (summary,) = run_ranks(
+            1, train_worker, SMOKE, DETERMINISM + [f"sync.strategy={strategy}", f"run_dir={run_dir}"]
+        )
+        assert raised(summary) is None, summary
+        weights.append(checkpoint.load(checkpoint.existing(run_dir)[-1])["model"])
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+
+
 @pytest.mark.slow
 def test_smoke_config_learns(tmp_path):
     """Frozen weights, fresh episodes: far below the random policy's regret on easy bandits."""

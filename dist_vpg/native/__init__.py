@@ -14,7 +14,6 @@ reference (tests/test_native.py) and the fallback where this cannot be built
 from __future__ import annotations
 
 import ctypes
-import math
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -389,6 +388,10 @@ class RMSprop(torch.optim.RMSprop):
     torch.nn.utils.clip_grad_norm_ and step() in one C pass: what training on the native path uses
     (train.make_optimizer; tests/test_native.py holds it equal to torch's two calls)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._kept_arrays: tuple = (None, None)  # (what they were made from, dv_clip_rmsprop's arrays)
+
     def clip_and_step(self, params: list[torch.Tensor], max_norm: float) -> float | None:
         """The gradients' norm before clipping; steps only when it is finite. None, having done
         nothing, where this group is not one dv_clip_rmsprop computes (momentum, centering, weight
@@ -401,18 +404,21 @@ class RMSprop(torch.optim.RMSprop):
             if not state[p]:  # as RMSprop's first step makes it
                 state[p]["step"] = torch.zeros((), dtype=torch.float32)
                 state[p]["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        pointers = ctypes.c_void_p * len(params)
-        weights = pointers(*(p.data_ptr() for p in params))
-        grads = pointers(*(p.grad.data_ptr() for p in params))
-        averages = pointers(*(state[p]["square_avg"].data_ptr() for p in params))
-        sizes = (ctypes.c_int64 * len(params))(*(p.numel() for p in params))
+        tensors = [(p, p.grad, state[p]["square_avg"], state[p]["step"]) for p in params]
+        arrays = self._arrays(tensors)
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
-        norm = _library().dv_clip_rmsprop(
-            len(params), weights, grads, averages, sizes, max_norm, lr, alpha, eps
-        )
-        if math.isfinite(norm):
-            torch._foreach_add_([state[p]["step"] for p in params], 1.0)
-        return norm
+        return _library().dv_clip_rmsprop(len(params), *arrays, max_norm, lr, alpha, eps)
+
+    def _arrays(self, tensors: list[tuple[torch.Tensor, ...]]) -> tuple:
+        """dv_clip_rmsprop's arrays of addresses (weights, gradients, square averages, step counts)
+        and sizes, made again only when an address has changed since the last step."""
+        key = tuple(x for group in tensors for x in (group[0].numel(), *(t.data_ptr() for t in group)))
+        if self._kept_arrays[0] != key:
+            pointers = ctypes.c_void_p * len(tensors)
+            made = [pointers(*(group[j].data_ptr() for group in tensors)) for j in range(4)]
+            sizes = (ctypes.c_int64 * len(tensors))(*(group[0].numel() for group in tensors))
+            self._kept_arrays = (key, (*made, sizes))
+        return self._kept_arrays[1]
 
     def _plain(self, params: list[torch.Tensor]) -> dict | None:
         if len(self.param_groups) != 1:
@@ -421,9 +427,13 @@ class RMSprop(torch.optim.RMSprop):
         plain = not (group["momentum"] or group["centered"] or group["weight_decay"] or group["maximize"])
         plain = plain and not (group.get("capturable") or group.get("differentiable"))
         same = len(group["params"]) == len(params) and all(a is b for a, b in zip(group["params"], params))
-        if not (plain and same) or any(p.grad is None for p in params):
+        if not (plain and same):
             return None
-        tensors = [t for p in params for t in (p, p.grad)]
-        if any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous() for t in tensors):
-            return None
+        for p in params:
+            grad = p.grad
+            if grad is None:
+                return None
+            for t in (p, grad):
+                if t.dtype != torch.float32 or not t.is_cpu or not t.is_contiguous():
+                    return None
         return group

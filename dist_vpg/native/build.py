@@ -34,11 +34,15 @@ from dist_vpg.native.interface import DECLARED, Declared, InterfaceError, bind, 
 SOURCE = Path(__file__).with_name("kernels.c")
 # -std=c11 alone turns off fused multiply-adds (ISO C mode implies -ffp-contract=off): the kernels'
 # products ran 1.45 times slower (dv_act at 64 episodes, 3.8 against 2.6 ms on this machine).
-FLAGS = ["-O3", "-march=native", "-std=c11", "-ffp-contract=fast", "-shared", "-fPIC"]
+# -fno-math-errno: sqrtf, which never sets errno on what the kernels give it, becomes one vector
+# instruction instead of a call per element (the RMSprop step was 0.09 ms, mostly that); the IEEE
+# square root is the same number either way.
+FLAGS = ["-O3", "-march=native", "-std=c11", "-ffp-contract=fast", "-fno-math-errno", "-shared", "-fPIC"]
 PORTABLE_FLAGS = [
     "-O3",
     "-std=c11",
     "-ffp-contract=fast",
+    "-fno-math-errno",
     "-shared",
     "-fPIC",
 ]  # where -march=native is not understood

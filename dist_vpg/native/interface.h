@@ -74,6 +74,6 @@ int64_t dv_loss_scratch(int32_t T, int64_t B, int32_t A, int32_t Ap, int32_t Hp)
 int32_t dv_a2c_loss(int32_t T, int64_t B, int32_t H, int32_t Hp, int32_t A, int32_t Ap, const LossSpec *spec, const float *w_heads, const float *h, const float *outputs, const int64_t *actions, const float *signal, float *dh, float *d_heads_t, float *d_b_heads, double *terms, float *scratch);
 int64_t dv_update_kept(int32_t T, int64_t B, int32_t I, int32_t H, int32_t A);
 int32_t dv_update(const Update *u, const LossSpec *spec, const Task *task, const float *trial_noise, const float *action_noise, float *x, int64_t *actions, float *rewards, float *regrets, double *terms);
-double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, float *const *square_avg, const int64_t *sizes, double max_norm, float lr, float alpha, float eps);
+double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, float *const *square_avg, float *const *steps, const int64_t *sizes, double max_norm, float lr, float alpha, float eps);
 
 #endif

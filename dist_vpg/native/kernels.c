@@ -590,9 +590,11 @@ int32_t dv_update(const Update *u, const LossSpec *spec, const Task *task, const
  * (before clipping, as torch.nn.utils.clip_grad_norm_ returns it), then, when it is finite, the
  * gradients scaled by min(1, max_norm / (norm + 1e-6)) in place and one RMSprop step
  * (torch.optim.RMSprop without momentum, centering or weight decay): square_avg = alpha *
- * square_avg + (1 - alpha) g^2; p -= lr g / (sqrt(square_avg) + eps). Returns the norm. */
+ * square_avg + (1 - alpha) g^2; p -= lr g / (sqrt(square_avg) + eps); each tensor's step count
+ * (steps[i], one float) + 1. Returns the norm. */
 double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, float *const *square_avg,
-                       const int64_t *sizes, double max_norm, float lr, float alpha, float eps) {
+                       float *const *steps, const int64_t *sizes, double max_norm, float lr, float alpha,
+                       float eps) {
     double total = 0.0;
     for (int32_t i = 0; i < n; i++) {
         const float *g = grads[i];
@@ -612,6 +614,7 @@ double dv_clip_rmsprop(int32_t n, float *const *params, float *const *grads, flo
             s[k] = s[k] * alpha + (1.0f - alpha) * gk * gk;
             p[k] -= lr * gk / (sqrtf(s[k]) + eps);
         }
+        *steps[i] += 1.0f;
     }
     return norm;
 }
