@@ -645,6 +645,7 @@ def test_the_commands_the_docs_mark_run_as_written(tmp_path):
             "`sync.follow_noise=0.5`",
         ),
         ("default_follow_noise1_valid", "The same, at the whole noise scale", "`sync.follow_noise=1`"),
+        ("default_b1024_valid", "Four times the batch at the same episodes", "`train.batch_episodes=1024`"),
     ],
 )
 def test_the_bandit_ablations_kept_as_sweeps_are_quoted_as_their_tables_give(name, paragraph, row):
