@@ -32,6 +32,7 @@ from dist_vpg.plots import saved_figure  # noqa: E402
 
 KERNELS = ("dv_update", "dv_stage", "dv_act", "dv_a2c_loss", "dv_lstm_backward", "dv_clip_rmsprop")
 UPDATES_PER_ROUND = 10
+SPLIT_MODES = ("native", "native_autograd")  # the update as training runs it, and as DDP's strategies do
 
 
 def using(library):
@@ -85,24 +86,30 @@ def compare(libraries: dict, batch: int, rounds: int) -> dict:
     }
 
 
-def split(library, batch: int, rounds: int, mode: str = "native") -> dict[str, float]:
-    """Median ms per update in each C call of the base build, and outside them: of the update
-    training runs (`native`: dv_update, then clipping and RMSprop), or of the one DDP runs
-    (`native_autograd`: acting, the loss and the LSTM's backward in a call each)."""
+def split(library, batch: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Median ms per update in each C call of the base build, and outside them, for each of
+    SPLIT_MODES in interleaved rounds: the update training runs (`native`: dv_update, then clipping
+    and RMSprop) and the one the DDP strategies run (`native_autograd`: acting, the loss and the
+    LSTM's backward in a call each)."""
     spent: dict[str, float] = {}
     using(timed_calls(library, spent))
-    fn = update_fn(mode, batch)
-    fn()
-    per_round = []
+    fns = {mode: update_fn(mode, batch) for mode in SPLIT_MODES}
+    per_round: dict[str, list[dict]] = {mode: [] for mode in SPLIT_MODES}
+    for fn in fns.values():
+        fn()
     for _ in range(rounds):
-        spent.clear()
-        start = time.perf_counter()
-        for _ in range(UPDATES_PER_ROUND):
-            fn()
-        total = (time.perf_counter() - start) / UPDATES_PER_ROUND * 1e3
-        c_ms = {k: v / UPDATES_PER_ROUND * 1e3 for k, v in spent.items()}
-        per_round.append({**c_ms, "outside_c": total - sum(c_ms.values()), "total": total})
-    return {key: statistics.median(r.get(key, 0.0) for r in per_round) for key in per_round[0]}
+        for mode, fn in fns.items():
+            spent.clear()
+            start = time.perf_counter()
+            for _ in range(UPDATES_PER_ROUND):
+                fn()
+            total = (time.perf_counter() - start) / UPDATES_PER_ROUND * 1e3
+            c_ms = {k: v / UPDATES_PER_ROUND * 1e3 for k, v in spent.items()}
+            per_round[mode].append({**c_ms, "outside_c": total - sum(c_ms.values()), "total": total})
+    return {
+        mode: {key: statistics.median(r.get(key, 0.0) for r in found) for key in found[0]}
+        for mode, found in per_round.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,10 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     libraries = {"base": base, "variant": variant}
     rows = []
     for batch in args.batches:
+        found = split(base, batch, args.rounds)
         rows.append(
             compare(libraries, batch, args.rounds)
-            | {"split_ms": split(base, batch, args.rounds, "native_autograd")}
-            | {"one_call_ms": split(base, batch, args.rounds)}
+            | {"split_ms": found["native_autograd"], "one_call_ms": found["native"]}
         )
     using(base)
     header = ["episodes", "base ms", "variant ms", "base / variant (range)", "base in C", "outside C"]

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize(
     "name,per_row",
     [
-        ("bench_rollout", {"batch", "mode", "steps_per_s", "of_bound"}),
+        ("bench_rollout", {"batch", "mode", "steps_per_s", "of_bound"}),  # native and native_autograd too
         ("bench_sync", {"world_size", "strategy", "median_ms", "x_floor"}),
         ("bench_scaling", {"mode", "ranks", "efficiency", "sync_share"}),
         ("bench_learning", {"ranks", "reached_target", "train_s", "curve"}),
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
         ("bench_restart", {"checkpoint_ms", "to_resume_s", "to_first_update_s", "resumed_from"}),
         ("bench_tasks", {"task", "mode", "steps_per_s", "x_twopass"}),
         ("bench_projection", {"kind", "ranks", "global_batch", "updates", "update_s"}),
-        ("bench_kernels", {"batch", "base_ms", "variant_ms", "ratio", "split_ms"}),
+        ("bench_kernels", {"batch", "base_ms", "variant_ms", "ratio", "split_ms", "one_call_ms"}),
     ],
 )
 def test_quick_mode_writes_table_json_and_plot(tmp_path, name, per_row):
