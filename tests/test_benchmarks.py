@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize(
     "name,per_row",
     [
-        ("bench_rollout", {"batch", "mode", "steps_per_s", "of_bound"}),  # native and native_autograd too
+        ("bench_rollout", {"batch", "mode", "steps_per_s", "of_bound"}),
         ("bench_sync", {"world_size", "strategy", "median_ms", "x_floor"}),
         ("bench_scaling", {"mode", "ranks", "efficiency", "sync_share"}),
         ("bench_learning", {"ranks", "reached_target", "train_s", "curve"}),
@@ -38,6 +38,8 @@ def test_quick_mode_writes_table_json_and_plot(tmp_path, name, per_row):
     assert report["benchmark"] == name and report["provenance"]["torch"] and report["provenance"]["cores"]
     assert report["rows"] and all(per_row <= set(row) for row in report["rows"])
     assert all(row.get("steps_per_s", 1) > 0 and row.get("median_ms", 1) > 0 for row in report["rows"])
+    if name == "bench_rollout":  # the one call training makes beside the three DDP's strategies make
+        assert {row["mode"] for row in report["rows"]} == {"native", "native_autograd", "twopass", "onepass"}
     assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "|" in proc.stdout  # the table
 
