@@ -265,12 +265,13 @@ def test_the_performance_page_quotes_the_benchmarks_reports():
     ]
     rollout = {(r["batch"], r["mode"]): r for r in _report("bench_rollout")}
     for batch in sorted({b for b, _ in rollout}):
-        native, twopass, onepass = (rollout[batch, mode] for mode in ("native", "twopass", "onepass"))
+        modes = ("native", "native_autograd", "twopass", "onepass")
+        native, autograd, twopass, onepass = (rollout[batch, mode] for mode in modes)
         (row,) = [r for r in rows if r[0].strip() == str(batch) and "steps/s)" in r[1]]
-        wanted = [native["update_ms"], twopass["update_ms"], onepass["update_ms"]]
-        assert all(_quotes(cell, v) for cell, v in zip(row[1:4], wanted)), (row, wanted)
+        wanted = [native["update_ms"], autograd["update_ms"], twopass["update_ms"], onepass["update_ms"]]
+        assert all(_quotes(cell, v) for cell, v in zip(row[1:5], wanted)), (row, wanted)
         assert _quotes(row[1].split("(")[1], native["steps_per_s"] / 1e3), row
-        assert _quotes(row[5], native["of_bound"]) and _quotes(row[6], native["x_twopass"]), row
+        assert _quotes(row[6], native["of_bound"]) and _quotes(row[7], native["x_twopass"]), row
     tasks = {(r["task"], r["mode"]): r for r in _report("bench_tasks")}
     for task in sorted({t for t, _ in tasks}):
         twopass, native = tasks[task, "twopass"], tasks[task, "native"]
@@ -426,21 +427,26 @@ def test_the_learning_ablations_and_fresh_seeds_quote_their_sweeps():
 
 
 def test_the_performance_page_quotes_the_kernels_reports():
-    """docs/performance.md's split of the native update by C call, and its three variants' ratios,
-    are bench_kernels' reports (the flags variant in benchmarks/results, the patches' beside them)."""
+    """docs/performance.md's split of the native update by C call (the one call and the three), and
+    its three variants' ratios, are bench_kernels' reports (in benchmarks/results and kernels/)."""
     rows = [
         line.split("|")[1:-1]
         for line in (ROOT / "docs/performance.md").read_text().splitlines()
         if line.startswith("| ")
     ]
-    parts = ("total", "dv_act", "dv_a2c_loss", "dv_lstm_backward", "dv_clip_rmsprop", "outside_c")
+    one_call = ("total", "dv_update", "dv_clip_rmsprop", "outside_c")
+    three = ("total", "dv_act", "dv_a2c_loss", "dv_lstm_backward", "dv_clip_rmsprop", "outside_c")
     base = _report("bench_kernels")
     for found in base:
-        (row,) = [r for r in rows if r[0].strip() == str(found["batch"]) and len(r) == 7]
-        wanted = [found["split_ms"][part] for part in parts]
+        (row,) = [r for r in rows if r[0].strip() == str(found["batch"]) and len(r) == 11]
+        wanted = [found["one_call_ms"][part] for part in one_call] + [found["split_ms"][p] for p in three]
         assert all(_quotes(cell, v) for cell, v in zip(row[1:], wanted)), (row, wanted)
-    for marker, name in (("512-bit", "bench_kernels"), ("tile8", "kernels/tile8/bench_kernels"),
-                         ("chunk_outer", "kernels/chunk_outer/bench_kernels")):  # fmt: skip
+    variants = (
+        ("512-bit", "kernels/wide512/bench_kernels"),
+        ("tile8", "kernels/tile8/bench_kernels"),
+        ("chunk_outer", "kernels/chunk_outer/bench_kernels"),
+    )
+    for marker, name in variants:
         (row,) = [r for r in rows if marker in r[0]]
         wanted = [f"{f['ratio']:.3f} ({f['ratio_low']:.2f}-{f['ratio_high']:.2f})" for f in _report(name)]
         assert [cell.strip() for cell in row[1:]] == wanted, (row, wanted)
@@ -646,6 +652,7 @@ def test_the_commands_the_docs_mark_run_as_written(tmp_path):
         ),
         ("default_follow_noise1_valid", "The same, at the whole noise scale", "`sync.follow_noise=1`"),
         ("default_b1024_valid", "Four times the batch at the same episodes", "`train.batch_episodes=1024`"),
+        ("default_b1024_sqrt_valid", "The same with the lr times the square root", "`train.lr=0.002`"),
     ],
 )
 def test_the_bandit_ablations_kept_as_sweeps_are_quoted_as_their_tables_give(name, paragraph, row):
