@@ -653,6 +653,7 @@ def test_the_commands_the_docs_mark_run_as_written(tmp_path):
         ("default_follow_noise1_valid", "The same, at the whole noise scale", "`sync.follow_noise=1`"),
         ("default_b1024_valid", "Four times the batch at the same episodes", "`train.batch_episodes=1024`"),
         ("default_b1024_sqrt_valid", "The same with the lr times the square root", "`train.lr=0.002`"),
+        ("default_b1024_linear_valid", "The same with the lr times the batch's growth", "`train.lr=0.004`"),
     ],
 )
 def test_the_bandit_ablations_kept_as_sweeps_are_quoted_as_their_tables_give(name, paragraph, row):
@@ -731,3 +732,24 @@ def test_the_default_remade_is_quoted_as_its_evaluations_give():
     assert f"{within} cells of 9 are within it" in text
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"three runs of the default {min(new):.1f}-{max(new):.1f}%" in readme
+
+
+def test_four_times_the_batch_on_fresh_seeds_is_quoted_as_its_evaluations_give():
+    """docs/learning.md's fresh-seed table of the linear-rule runs beside the shipped default is
+    the evaluations kept in benchmarks/results/learning/default_b1024_linear_eval.json."""
+    found = json.loads((ROOT / "benchmarks/results/learning/default_b1024_linear_eval.json").read_text())
+    learning = (ROOT / "docs/learning.md").read_text()
+    names = {
+        "default0": "the default, seed 0 on 2 ranks (`pretrained/bandit_independent.pt`)",
+        "linear0": "four times the batch, linear rule, seed 0",
+        "linear1": "four times the batch, linear rule, seed 1",
+    }
+    for run, name in names.items():
+        cells = [
+            f"{r['regret']:.3f}: {r['gap']:+.3f} ± {r['gap_sem']:.3f} ({100 * r['gap'] / r['optimum']:.1f}%)"
+            for r in found["rows"]
+            if r["run"] == run
+        ]
+        assert f"| {name} | {' | '.join(cells)} |" in learning, name
+        mean = sum(r["gap"] for r in found["rows"] if r["run"] == run) / len(cells)
+        assert f"{mean:+.3f}" in learning, (run, mean)
