@@ -7,13 +7,14 @@
  * Layouts (all row-major float32 unless said): time first, then episode, then feature.
  * Gate order is nn.LSTM's: input, forget, cell, output.
  *
- * Both loops run time outermost and episodes in tiles of four: the matrix products of a trial are
- * [4, K] x [K, N] tiles whose accumulators stay in vector registers, so each row of weights loaded
- * serves four episodes. Weight rows are padded by the caller to a multiple of 16 floats (VW), a
- * multiple of every vector length VL the kernels are built for: 16 floats with AVX-512, 8 with
- * AVX, 4 otherwise. The gates' nonlinearities are written on vectors too, not left to the
- * compiler's vectorizer, which vectorizes them for some targets and not for others (not for
- * znver3 with gcc 12, where the whole update ran five times slower).
+ * Both loops run time outermost and episodes in tiles (TILE: four or six, by target): the matrix
+ * products of a trial are [TILE, K] x [K, N] tiles whose accumulators stay in vector registers, so
+ * each row of weights loaded serves TILE episodes. Weight rows are padded by the caller to a
+ * multiple of 16 floats (VW), a multiple of every vector length VL the kernels are built for: 16
+ * floats with AVX-512, 8 with AVX, 4 otherwise. The gates' nonlinearities are written on vectors
+ * too, not left to the compiler's vectorizer, which vectorizes them for some targets and not for
+ * others: with gcc 12 for znver3 (AVX2) it left them scalar, and with the vectors then 16 floats
+ * wide the update at 64 episodes took 118 ms, against 12 ms with both put right.
  */
 #include <math.h>
 #include <stdint.h>
@@ -50,17 +51,18 @@ static inline float exp_approx(float x) {
     return p * scale;
 }
 
-enum { TILE = 4 }; /* episodes per tile */
-
-/* VL floats a vector; NVMAX vectors of columns a chunk of the products, so that TILE * NVMAX
- * accumulators, NVMAX weight vectors and a broadcast fit the registers there are: 32 with AVX-512,
- * 16 otherwise (with AVX2 on znver3, 4 x 3 was 1.07 times faster than 4 x 2 at 64 episodes). */
+/* VL floats a vector. The products run in chunks of TILE episodes (ROWS rows of a weight gradient)
+ * by NVMAX vectors of columns, so that their accumulators, the NVMAX vectors loaded and a broadcast
+ * fit the registers there are: 32 with AVX-512, 16 otherwise. Each weight row loaded serves TILE
+ * episodes, and the weights (40 KB for the default agent) are read from L2: with AVX2 on znver3,
+ * 6 x 2 was 1.14-1.21 times faster than 4 x 3, and 4 x 3 1.07 times faster than 4 x 2
+ * (bench_kernels, 64 and 256 episodes; 8 x 1 was no faster). */
 #if defined(__AVX512F__)
-enum { VL = 16, NVMAX = 4 };
+enum { VL = 16, NVMAX = 4, TILE = 4, ROWS = 4 };
 #elif defined(__AVX__)
-enum { VL = 8, NVMAX = 3 };
+enum { VL = 8, NVMAX = 2, TILE = 6, ROWS = 6 };
 #else
-enum { VL = 4, NVMAX = 2 };
+enum { VL = 4, NVMAX = 2, TILE = 4, ROWS = 4 };
 #endif
 _Static_assert(VW % VL == 0, "the padding must hold whole vectors");
 
@@ -153,26 +155,26 @@ static void matmul_tile(int K, int N, const float *restrict w, const float *rest
     }
 }
 
-/* dw[k][n0 : n0 + NV * VW] += sum_b z[b][k0 + j] * dg[b][n0 : ...] for the four rows k = k0 + j
- * below K: 4 * NV accumulators over all B episodes, added to dw once. z rows are zs floats apart. */
+/* dw[k][n0 : n0 + NV * VL] += sum_b z[b][k0 + j] * dg[b][n0 : ...] for the ROWS rows k = k0 + j
+ * below K: ROWS * NV accumulators over all B episodes, added to dw once. z rows are zs floats apart. */
 static inline __attribute__((always_inline)) void outer_chunk(
     int64_t B, int K, int k0, int n0, const int NV, const float *restrict z, int zs,
     const float *restrict dg, int Gp, float *restrict dw) {
-    vf a[4][4];
-    for (int j = 0; j < 4; j++)
+    vf a[ROWS][4];
+    for (int j = 0; j < ROWS; j++)
         for (int v = 0; v < NV; v++) a[j][v] = (vf){0};
-    int ks[4]; /* rows past K read row K - 1 again; their sums are dropped */
-    for (int j = 0; j < 4; j++) ks[j] = k0 + j < K ? k0 + j : K - 1;
+    int ks[ROWS]; /* rows past K read row K - 1 again; their sums are dropped */
+    for (int j = 0; j < ROWS; j++) ks[j] = k0 + j < K ? k0 + j : K - 1;
     for (int64_t b = 0; b < B; b++) {
         const float *zb = z + b * zs, *gb = dg + b * Gp + n0;
         vf g[4];
         for (int v = 0; v < NV; v++) g[v] = vload(gb + v * VL);
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < ROWS; j++) {
             const float s = zb[ks[j]];
             for (int v = 0; v < NV; v++) a[j][v] += s * g[v];
         }
     }
-    for (int j = 0; j < 4 && k0 + j < K; j++)
+    for (int j = 0; j < ROWS && k0 + j < K; j++)
         for (int v = 0; v < NV; v++) {
             float *d = dw + (int64_t)(k0 + j) * Gp + n0 + v * VL;
             vstore(d, vload(d) + a[j][v]);
@@ -183,7 +185,7 @@ static inline __attribute__((always_inline)) void outer_chunk(
  * gradient, summed over the episodes while its rows are still in cache. */
 static void outer_accumulate(int64_t B, int K, const float *restrict z, int zs, const float *restrict dg,
                              int Gp, float *restrict dw) {
-    for (int k0 = 0; k0 < K; k0 += 4) {
+    for (int k0 = 0; k0 < K; k0 += ROWS) {
         int n0 = 0;
         for (; n0 + NVMAX * VL <= Gp; n0 += NVMAX * VL) outer_chunk(B, K, k0, n0, NVMAX, z, zs, dg, Gp, dw);
         switch ((Gp - n0) / VL) {
@@ -310,7 +312,8 @@ void dv_stage(int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap, const flo
  * `heads` non-null the heads' outputs [T, B, A + 1]: the logits, then the value. `scratch` holds
  * dv_act_scratch(B, I, H, A, Gp) floats. */
 int64_t dv_act_scratch(int64_t B, int32_t I, int32_t H, int32_t A, int32_t Gp, int32_t Ap) {
-    return 5 * (int64_t)(I + H) + 6 * (int64_t)Gp + 4 * (int64_t)H + A + 5 * (int64_t)Ap + 2 * B * H;
+    return (TILE + 1) * (int64_t)(I + H) + (TILE + 2) * (int64_t)Gp + 4 * (int64_t)H + A + (TILE + 1) * (int64_t)Ap +
+           2 * B * H;
 }
 
 int32_t dv_act(int32_t T, int64_t B, int32_t trial_input, float reward_scale, const Weights *w, const Task *task,
