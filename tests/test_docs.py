@@ -255,15 +255,30 @@ def _quotes(cell: str, value: float) -> bool:
     return abs(float(number.group(0)) - value) <= 0.5 * 10**-decimals + 1e-9
 
 
-def test_the_performance_page_quotes_the_benchmarks_reports():
-    """The throughput tables of docs/performance.md are the reports in benchmarks/results, rounded
-    as the page writes them: the whole update by batch (bench_rollout) and by task (bench_tasks)."""
-    rows = [
+AVX2_SECTION = "On a machine without AVX-512 (December 2026)"
+
+
+def _performance_rows(avx2: bool) -> list[list[str]]:
+    """docs/performance.md's table rows, cells split: those of its section on the machine without
+    AVX-512, or those of the rest of the page."""
+    sections = re.split(r"^## ", (ROOT / "docs/performance.md").read_text(), flags=re.M)
+    assert sum(part.startswith(AVX2_SECTION) for part in sections) == 1
+    return [
         line.replace("**", "").split("|")[1:-1]
-        for line in (ROOT / "docs/performance.md").read_text().splitlines()
+        for part in sections
+        if part.startswith(AVX2_SECTION) == avx2
+        for line in part.splitlines()
         if line.startswith("| ")
     ]
-    rollout = {(r["batch"], r["mode"]): r for r in _report("bench_rollout")}
+
+
+@pytest.mark.parametrize("where", ["", "avx2/"])
+def test_the_performance_page_quotes_the_benchmarks_reports(where):
+    """The throughput tables of docs/performance.md are the reports in benchmarks/results, rounded
+    as the page writes them: the whole update by batch (bench_rollout) and by task (bench_tasks);
+    those of its section on the machine without AVX-512 are the reports in benchmarks/results/avx2."""
+    rows = _performance_rows(avx2=bool(where))
+    rollout = {(r["batch"], r["mode"]): r for r in _report(where + "bench_rollout")}
     for batch in sorted({b for b, _ in rollout}):
         modes = ("native", "native_autograd", "twopass", "onepass")
         native, autograd, twopass, onepass = (rollout[batch, mode] for mode in modes)
@@ -272,7 +287,7 @@ def test_the_performance_page_quotes_the_benchmarks_reports():
         assert all(_quotes(cell, v) for cell, v in zip(row[1:5], wanted)), (row, wanted)
         assert _quotes(row[1].split("(")[1], native["steps_per_s"] / 1e3), row
         assert _quotes(row[6], native["of_bound"]) and _quotes(row[7], native["x_twopass"]), row
-    tasks = {(r["task"], r["mode"]): r for r in _report("bench_tasks")}
+    tasks = {(r["task"], r["mode"]): r for r in _report(where + "bench_tasks")}
     for task in sorted({t for t, _ in tasks}):
         twopass, native = tasks[task, "twopass"], tasks[task, "native"]
         (row,) = [
@@ -429,11 +444,7 @@ def test_the_learning_ablations_and_fresh_seeds_quote_their_sweeps():
 def test_the_performance_page_quotes_the_kernels_reports():
     """docs/performance.md's split of the native update by C call (the one call and the three), and
     its three variants' ratios, are bench_kernels' reports (in benchmarks/results and kernels/)."""
-    rows = [
-        line.split("|")[1:-1]
-        for line in (ROOT / "docs/performance.md").read_text().splitlines()
-        if line.startswith("| ")
-    ]
+    rows = _performance_rows(avx2=False)
     one_call = ("total", "dv_update", "dv_clip_rmsprop", "outside_c")
     three = ("total", "dv_act", "dv_a2c_loss", "dv_lstm_backward", "dv_clip_rmsprop", "outside_c")
     base = _report("bench_kernels")
@@ -450,6 +461,18 @@ def test_the_performance_page_quotes_the_kernels_reports():
         (row,) = [r for r in rows if marker in r[0]]
         wanted = [f"{f['ratio']:.3f} ({f['ratio_low']:.2f}-{f['ratio_high']:.2f})" for f in _report(name)]
         assert [cell.strip() for cell in row[1:]] == wanted, (row, wanted)
+
+
+def test_the_performance_page_quotes_the_kernels_before_and_after_on_avx2():
+    """The section on the machine without AVX-512: the kernels before the fix against now, as
+    bench_kernels measured them side by side (benchmarks/results/avx2/before_after)."""
+    rows = _performance_rows(avx2=True)
+    for found in _report("avx2/before_after/bench_kernels"):
+        (row,) = [r for r in rows if r[0].strip() == str(found["batch"]) and len(r) == 4]
+        wanted = [found["variant_ms"], found["base_ms"]]  # the variant is the kernels before
+        assert all(_quotes(cell, v) for cell, v in zip(row[1:3], wanted)), (row, wanted)
+        ratio = f"{found['ratio']:.3f} ({found['ratio_low']:.2f}-{found['ratio_high']:.2f})"
+        assert row[3].strip() == ratio, (row, ratio)
 
 
 # README's ablation rows on fresh seeds -> the rows of docs/learning.md's tables they summarize
@@ -734,17 +757,28 @@ def test_the_default_remade_is_quoted_as_its_evaluations_give():
     assert f"three runs of the default {min(new):.1f}-{max(new):.1f}%" in readme
 
 
-def test_four_times_the_batch_on_fresh_seeds_is_quoted_as_its_evaluations_give():
-    """docs/learning.md's fresh-seed table of the linear-rule runs beside the shipped default is
-    the evaluations kept in benchmarks/results/learning/default_b1024_linear_eval.json."""
-    found = json.loads((ROOT / "benchmarks/results/learning/default_b1024_linear_eval.json").read_text())
-    learning = (ROOT / "docs/learning.md").read_text()
-    names = {
-        "default0": "the default, seed 0 on 2 ranks (`pretrained/bandit_independent.pt`)",
+SHIPPED_DEFAULT = "the default, seed 0 on 2 ranks (`pretrained/bandit_independent.pt`)"
+FRESH_SEED_TABLES = {
+    "default_b1024_linear_eval": {
+        "default0": SHIPPED_DEFAULT,
         "linear0": "four times the batch, linear rule, seed 0",
         "linear1": "four times the batch, linear rule, seed 1",
-    }
-    for run, name in names.items():
+    },
+    "default_avx2_eval": {
+        "default0": SHIPPED_DEFAULT,
+        "default0_avx2": "the default, seed 0 on 2 ranks without AVX-512",
+    },
+}
+
+
+@pytest.mark.parametrize("evaluations", list(FRESH_SEED_TABLES))
+def test_fresh_seed_tables_are_quoted_as_their_evaluations_give(evaluations):
+    """docs/learning.md's fresh-seed tables of four times the batch (the linear rule) and of the
+    default trained without AVX-512, each beside the shipped default, are the evaluations kept in
+    benchmarks/results/learning/: each row's cells, and each run's mean gap."""
+    found = json.loads((ROOT / f"benchmarks/results/learning/{evaluations}.json").read_text())
+    learning = (ROOT / "docs/learning.md").read_text()
+    for run, name in FRESH_SEED_TABLES[evaluations].items():
         cells = [
             f"{r['regret']:.3f}: {r['gap']:+.3f} ± {r['gap_sem']:.3f} ({100 * r['gap'] / r['optimum']:.1f}%)"
             for r in found["rows"]
