@@ -475,6 +475,21 @@ def test_the_performance_page_quotes_the_kernels_before_and_after_on_avx2():
         assert row[3].strip() == ratio, (row, ratio)
 
 
+def test_the_performance_page_quotes_the_scaling_report_on_avx2():
+    """The section on the machine without AVX-512: its scaling table is bench_scaling's report in
+    benchmarks/results/avx2, row by row in the report's order."""
+    rows = [r for r in _performance_rows(avx2=True) if len(r) == 10 and r[0].strip() in ("native", "twopass")]
+    found = _report("avx2/bench_scaling")
+    assert len(rows) == len(found)
+    for row, f in zip(rows, found):
+        assert row[0].strip() == f["rollout"] and row[1].strip().startswith(f["mode"]), (row, f)
+        assert _quotes(row[4].replace(",", ""), f["steps_per_s"]), (row, f)
+        assert _quotes(row[5], 100 * f["efficiency"]) and _quotes(row[6], f["update_ms"]), (row, f)
+        if f["mode"] != "independent":
+            assert _quotes(row[7], f["sync_ms"]) and _quotes(row[8], f["wait_ms"]), (row, f)
+            assert _quotes(row[9], 100 * f["sync_share"]), (row, f)
+
+
 # README's ablation rows on fresh seeds -> the rows of docs/learning.md's tables they summarize
 README_RANGES = {
     "the default until December 7, 2026": [
