@@ -38,8 +38,9 @@ SOURCE = Path(__file__).with_name("kernels.c")
 # instruction instead of a call per element (the RMSprop step was 0.09 ms, mostly that); the IEEE
 # square root is the same number either way.
 # -mprefer-vector-width=512 (x86-64 only; the portable build goes without it): the loops the
-# compiler vectorizes (the gates' nonlinearities, the cell, the optimizer) in 512-bit registers where
-# the CPU has them, 1.03-1.10 times faster in three measurements of bench_kernels on AMD EPYC
+# compiler vectorizes (then the gates' nonlinearities and the cell, now written on vectors of the
+# target's width in kernels.c; still the optimizer) in 512-bit registers where the CPU has them,
+# 1.03-1.10 times faster in three measurements of bench_kernels on AMD EPYC with AVX-512
 # (docs/performance.md); the same numbers bit for bit. Without AVX-512 it changes nothing.
 WIDE = ["-mprefer-vector-width=512"] if platform.machine() in ("x86_64", "AMD64") else []
 FLAGS = ["-O3", "-march=native", *WIDE, "-std=c11", "-ffp-contract=fast", "-fno-math-errno", "-shared"]
