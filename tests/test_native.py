@@ -301,6 +301,29 @@ def test_a_compiler_without_march_native_builds_the_portable_library_under_its_o
 
 
 @pytest.mark.slow
+def test_the_portable_library_plays_and_learns_as_torch_does(monkeypatch, tmp_path):
+    """The libraries built without -march=native (the kernels' vectors of 4 floats) give torch's
+    episodes and the replay's gradients, with 13 hidden units: a partial vector there too."""
+    refuses = _compiler_that(tmp_path, "echo 'error: unrecognized -march=native' >&2; exit 1")
+    with monkeypatch.context() as changed, build.afresh():
+        changed.setenv("DIST_VPG_NATIVE_CACHE", str(tmp_path / "cache"))
+        changed.setenv("CC", refuses)
+        assert native.available() is None
+        for name in ("independent", "two_step"):
+            task, agent, draws = _setup(TASKS[name], batch=96, hidden=13)
+            episodes, _, worst = first_disagreements(agent, task, draws, TASKS[name].trial_input)
+            assert worst < 1e-5 and episodes <= 2, name
+            batch = rollout(agent, task, draws, "native", TASKS[name].trial_input)
+            logits, values = agent(batch.inputs)
+            got = _gradients(agent, batch)
+            want = _gradients(agent, batch._replace(logits=logits, values=values))
+            for n in want:
+                assert torch.allclose(got[n], want[n], rtol=1e-4, atol=2e-6), (name, n)
+        built = sorted(p.name for p in (tmp_path / "cache").glob("kernels-*.so"))
+        assert len(built) == 1 and built[0].endswith("-portable.so")
+
+
+@pytest.mark.slow
 def test_a_variant_of_other_flags_is_a_library_of_its_own(monkeypatch, tmp_path):
     """benchmarks/bench_kernels.py loads the runtime and the same source built with other flags side
     by side: each is its own build, and asking again gives each its own back."""
